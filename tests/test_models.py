@@ -1,0 +1,553 @@
+"""Model-level tests: parameter accounting, scan/loop equivalence, masking (packing, causality,
+prefix-LM), config validation, numerics (bf16, attention reference), positions (T5 buckets, RoPE)
+and dropout. Tiny configs; compiled functions are cached per model for the whole module."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xlt.errors import ConfigError
+from xlt.models import ModelConfig, build_model
+from xlt.models import layers as L
+from xlt import step
+
+T = 32  # sequence length of every test batch
+B = 2  # rows per test batch
+
+BASE = dict(vocab_size=384, d_model=32, num_layers=2, d_ff=64, max_len=64)
+LAYOUT_KW = {
+    "gpt": dict(layout="gpt"),
+    "llama": dict(layout="llama", num_heads=8, num_kv_heads=4),
+    "t5": dict(layout="t5", head_dim=16),
+}
+LAYOUTS = tuple(LAYOUT_KW)
+DECODER_ONLY = ("gpt", "llama")
+LOGICAL_AXES = {"batch", "length", "embed", "mlp", "heads", "kv", "vocab", "layers", "relpos_buckets"}
+
+# Two segments per row (lengths differ per row, and the encoder splits differently from the decoder).
+DEC_SPLITS = ((12, 20), (20, 12))
+ENC_SPLITS = ((14, 18), (9, 23))
+
+
+def make_cfg(layout: str, **overrides) -> ModelConfig:
+    return ModelConfig(**{**BASE, **LAYOUT_KW[layout], **overrides})
+
+
+def shape_batch(cfg: ModelConfig, batch: int = 1, length: int = T) -> dict:
+    b = {"decoder_input_tokens": jnp.ones((batch, length), jnp.int32)}
+    if cfg.encoder_decoder:
+        b["encoder_input_tokens"] = jnp.ones((batch, length), jnp.int32)
+    return b
+
+
+@functools.cache
+def model_bundle(layout: str, **overrides):
+    """(cfg, model, params, jitted forward) for one config; shared by every test in the module."""
+    cfg = make_cfg(layout, **overrides)
+    model = build_model(cfg)
+    params = nn.meta.unbox(model.init(jax.random.key(0), shape_batch(cfg))["params"])
+    fwd = jax.jit(lambda p, b: model.apply({"params": p}, b))
+    return cfg, model, params, fwd
+
+
+def rand_tokens(rng: np.random.Generator, shape, vocab: int = BASE["vocab_size"]) -> np.ndarray:
+    return rng.integers(1, vocab, size=shape).astype(np.int32)
+
+
+def pack(splits, length: int = T):
+    """Segment ids 1..1,2..2 (then 0 padding) and positions restarting at 0 in each segment."""
+    seg = np.zeros((len(splits), length), np.int32)
+    pos = np.zeros((len(splits), length), np.int32)
+    for r, lens in enumerate(splits):
+        start = 0
+        for s, n in enumerate(lens):
+            seg[r, start:start + n] = s + 1
+            pos[r, start:start + n] = np.arange(n)
+            start += n
+    return seg, pos
+
+
+def packed_batch(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    seg, pos = pack(DEC_SPLITS)
+    b = {"decoder_input_tokens": rand_tokens(rng, (B, T)), "decoder_segment_ids": seg, "decoder_positions": pos}
+    if cfg.encoder_decoder:
+        eseg, epos = pack(ENC_SPLITS)
+        b.update(encoder_input_tokens=rand_tokens(rng, (B, T)), encoder_segment_ids=eseg, encoder_positions=epos)
+    return b
+
+
+def unpacked_batch(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    b = {"decoder_input_tokens": rand_tokens(rng, (B, T))}
+    if cfg.encoder_decoder:
+        b["encoder_input_tokens"] = rand_tokens(rng, (B, T))
+    return b
+
+
+def logits(layout: str, batch, **overrides) -> np.ndarray:
+    _, _, params, fwd = model_bundle(layout, **overrides)
+    return np.asarray(fwd(params, {k: jnp.asarray(v) for k, v in batch.items()}))
+
+
+def seg_slice(splits, row: int, seg: int) -> slice:
+    start = sum(splits[row][:seg])
+    return slice(start, start + splits[row][seg])
+
+
+# --- 1. parameter count and logical axis names ------------------------------------------------------
+
+
+@pytest.mark.parametrize("scan", [False, True])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_param_count_and_logical_axes(layout, scan):
+    cfg = make_cfg(layout, scan_layers=scan)
+    model = build_model(cfg)
+    boxed = jax.eval_shape(lambda r: model.init(r, shape_batch(cfg)), jax.random.key(0))["params"]
+    abstract = nn.meta.unbox(boxed)
+    n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract))
+    assert cfg.param_count()["total"] == n_params
+
+    specs = nn.get_partition_spec(boxed)
+    flat_specs = jax.tree_util.tree_flatten_with_path(
+        specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))[0]
+    flat_shapes = jax.tree_util.tree_flatten_with_path(abstract)[0]
+    assert len(flat_specs) == len(flat_shapes) > 0
+    n_stacked = 0
+    for (path, spec), (path2, leaf) in zip(flat_specs, flat_shapes):
+        name = jax.tree_util.keystr(path)
+        assert path == path2
+        assert isinstance(spec, jax.sharding.PartitionSpec), name
+        assert len(spec) == leaf.ndim, f"{name}: {spec} vs shape {leaf.shape}"
+        assert all(a in LOGICAL_AXES for a in spec), f"{name}: {spec}"
+        in_stack = "'layers'" in name
+        assert ("layers" in spec) == in_stack, name
+        if in_stack:
+            assert scan
+            assert spec[0] == "layers" and leaf.shape[0] == cfg.num_layers, name
+            n_stacked += 1
+    assert (n_stacked > 0) == scan
+
+
+@pytest.mark.parametrize("layout, overrides", [
+    ("gpt", dict(position="rope")),
+    ("gpt", dict(use_bias=False, norm="rmsnorm")),
+    ("llama", dict(position="learned", tie_embeddings=True)),
+    ("llama", dict(norm="layernorm", use_bias=True, gated_mlp=False)),
+    ("t5", dict(tie_embeddings=True, num_encoder_layers=3)),
+])
+def test_param_count_supported_overrides(layout, overrides):
+    cfg = make_cfg(layout, **overrides)
+    model = build_model(cfg)
+    abstract = jax.eval_shape(lambda r: model.init(r, shape_batch(cfg)), jax.random.key(0))["params"]
+    assert cfg.param_count()["total"] == sum(math.prod(x.shape) for x in jax.tree.leaves(nn.meta.unbox(abstract)))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: the `position` field is only honoured by the layout's own module: Decoder implements only "
+    "'learned' (position='relative' gives NO position information and no relpos params), and "
+    "Encoder/CrossDecoder always add RelativePositionBias (position='rope' adds rope on top of it, "
+    "position='learned' is silently ignored), so param_count() disagrees with the model"))
+@pytest.mark.parametrize("layout, overrides", [
+    ("gpt", dict(position="relative")),
+    ("t5", dict(position="rope")),
+    ("t5", dict(position="learned")),
+])
+def test_param_count_position_overrides(layout, overrides):
+    cfg = make_cfg(layout, **overrides)
+    model = build_model(cfg)
+    abstract = jax.eval_shape(lambda r: model.init(r, shape_batch(cfg)), jax.random.key(0))["params"]
+    assert cfg.param_count()["total"] == sum(math.prod(x.shape) for x in jax.tree.leaves(nn.meta.unbox(abstract)))
+
+
+# --- 2. scanned + remat == looped ---------------------------------------------------------------------
+
+
+def stack_layers(tree):
+    """Looped params (layers_0, layers_1, ...) -> scanned params (layers, stacked on axis 0)."""
+    if not isinstance(tree, dict):
+        return tree
+    out = {k: stack_layers(v) for k, v in tree.items() if not k.startswith("layers_")}
+    n = sum(k.startswith("layers_") for k in tree)
+    if n:
+        out["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *[tree[f"layers_{i}"] for i in range(n)])
+    return out
+
+
+def mean_loss(model, params, batch):
+    total, _ = step.loss_fn(model, params, batch)
+    return total / jnp.sum(batch["decoder_loss_weights"])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_scan_remat_matches_loop(layout):
+    cfg, model, params, fwd = model_bundle(layout)
+    scan_cfg = cfg.replace(scan_layers=True, remat_policy="full")
+    scan_model = build_model(scan_cfg)
+    stacked = stack_layers(params)
+    ref_abstract = jax.eval_shape(lambda r: scan_model.init(r, shape_batch(scan_cfg)), jax.random.key(0))["params"]
+    ref_abstract = nn.meta.unbox(ref_abstract)
+    assert jax.tree.structure(stacked) == jax.tree.structure(ref_abstract)
+    assert jax.tree.map(lambda a: a.shape, stacked) == jax.tree.map(lambda a: a.shape, ref_abstract)
+
+    batch = {k: jnp.asarray(v) for k, v in packed_batch(cfg).items()}
+    batch["decoder_target_tokens"] = jnp.roll(batch["decoder_input_tokens"], -1, axis=1)
+    batch["decoder_loss_weights"] = (batch["decoder_segment_ids"] > 0).astype(jnp.float32)
+    model_inputs = {k: v for k, v in batch.items() if not k.startswith(("decoder_target", "decoder_loss"))}
+
+    scan_logits = jax.jit(lambda p, b: scan_model.apply({"params": p}, b))(stacked, model_inputs)
+    np.testing.assert_allclose(np.asarray(scan_logits), np.asarray(fwd(params, model_inputs)), atol=1e-5, rtol=0)
+
+    loop_loss, loop_grads = jax.jit(jax.value_and_grad(lambda p: mean_loss(model, p, batch)))(params)
+    scan_loss, scan_grads = jax.jit(jax.value_and_grad(lambda p: mean_loss(scan_model, p, batch)))(stacked)
+    np.testing.assert_allclose(float(scan_loss), float(loop_loss), rtol=1e-6)
+    expected = stack_layers(loop_grads)
+    flat_e = jax.tree_util.tree_flatten_with_path(expected)[0]
+    flat_s = jax.tree.leaves(scan_grads)
+    assert len(flat_e) == len(flat_s)
+    for (path, e), s in zip(flat_e, flat_s):
+        np.testing.assert_allclose(np.asarray(s), np.asarray(e), atol=1e-5, rtol=1e-5,
+                                   err_msg=jax.tree_util.keystr(path))
+    assert max(float(jnp.max(jnp.abs(g))) for g in flat_s) > 1e-3  # the gradients are not trivially zero
+
+
+# --- 3. packing isolation -------------------------------------------------------------------------------
+
+
+def perturb(batch, key, splits, seg):
+    """Fresh random tokens on segment ``seg`` (0-based) of every row of feature ``key``."""
+    out = {k: v.copy() for k, v in batch.items()}
+    rng = np.random.default_rng(1234 + seg)
+    for r in range(B):
+        sl = seg_slice(splits, r, seg)
+        new = rand_tokens(rng, (sl.stop - sl.start,))
+        new = np.where(new == out[key][r, sl], (new % (BASE["vocab_size"] - 1)) + 1, new)  # really different
+        out[key][r, sl] = new
+    return out
+
+
+def seg_logits(lg, splits, seg):
+    return [lg[r, seg_slice(splits, r, seg)] for r in range(B)]
+
+
+def assert_segments(a, b, splits, seg, same: bool, atol=1e-6):
+    for r, (x, y) in enumerate(zip(seg_logits(a, splits, seg), seg_logits(b, splits, seg))):
+        if same:
+            np.testing.assert_allclose(x, y, atol=atol, rtol=0, err_msg=f"row {r} segment {seg + 1}")
+        else:
+            assert np.max(np.abs(x - y)) > 1e-4, f"row {r} segment {seg + 1} did not change"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_packing_isolation_perturbation(layout):
+    cfg = model_bundle(layout)[0]
+    batch = packed_batch(cfg)
+    base = logits(layout, batch)
+    keys = [("decoder_input_tokens", DEC_SPLITS)]
+    if cfg.encoder_decoder:
+        keys.append(("encoder_input_tokens", ENC_SPLITS))
+    for key, splits in keys:
+        for seg in (0, 1):
+            changed = logits(layout, perturb(batch, key, splits, seg))
+            other = 1 - seg
+            # The other segment's logits (decoder positions) are unaffected ...
+            assert_segments(base, changed, DEC_SPLITS, other, same=True)
+            # ... while the perturbed segment's own logits do change (so the test can fail).
+            assert_segments(base, changed, DEC_SPLITS, seg, same=False)
+
+
+def alone_batch(cfg, batch, seg):
+    """Segment ``seg`` of each packed row on its own, unpacked (positions from 0, zero padding)."""
+    out = {"decoder_input_tokens": np.zeros((B, T), np.int32)}
+    if cfg.encoder_decoder:
+        out["encoder_input_tokens"] = np.zeros((B, T), np.int32)
+    for r in range(B):
+        sl = seg_slice(DEC_SPLITS, r, seg)
+        out["decoder_input_tokens"][r, :sl.stop - sl.start] = batch["decoder_input_tokens"][r, sl]
+        if cfg.encoder_decoder:
+            sl = seg_slice(ENC_SPLITS, r, seg)
+            out["encoder_input_tokens"][r, :sl.stop - sl.start] = batch["encoder_input_tokens"][r, sl]
+    return out
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_packed_equals_unpacked(layout):
+    cfg = model_bundle(layout)[0]
+    batch = packed_batch(cfg)
+    packed = logits(layout, batch)
+    for seg in (0, 1):
+        alone = logits(layout, alone_batch(cfg, batch, seg))
+        for r in range(B):
+            sl = seg_slice(DEC_SPLITS, r, seg)
+            n = sl.stop - sl.start
+            np.testing.assert_allclose(packed[r, sl], alone[r, :n], atol=1e-5, rtol=0,
+                                       err_msg=f"{layout} row {r} segment {seg + 1}")
+    # Sanity: the segments are not trivially identical to each other.
+    assert np.max(np.abs(packed[0, :4] - packed[0, DEC_SPLITS[0][0]:DEC_SPLITS[0][0] + 4])) > 1e-4
+
+
+# --- 4. causality ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_causality(layout):
+    cfg = model_bundle(layout)[0]
+    batch = unpacked_batch(cfg)
+    base = logits(layout, batch)
+    for t in (0, 7, 19, T - 1):
+        changed = {k: v.copy() for k, v in batch.items()}
+        changed["decoder_input_tokens"][:, t] = changed["decoder_input_tokens"][:, t] % (cfg.vocab_size - 1) + 1
+        new = logits(layout, changed)
+        np.testing.assert_allclose(new[:, :t], base[:, :t], atol=1e-6, rtol=0, err_msg=f"t={t}")
+        assert np.all(np.max(np.abs(new[:, t] - base[:, t]), axis=-1) > 1e-4), f"t={t}"
+    if cfg.encoder_decoder:  # the encoder is bidirectional: a late input token reaches the first target
+        changed = {k: v.copy() for k, v in batch.items()}
+        changed["encoder_input_tokens"][:, T - 1] = changed["encoder_input_tokens"][:, T - 1] % (cfg.vocab_size - 1) + 1
+        new = logits(layout, changed)
+        assert np.all(np.max(np.abs(new[:, 0] - base[:, 0]), axis=-1) > 1e-5)
+
+
+# --- 5. prefix-LM ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", DECODER_ONLY)
+def test_prefix_lm(layout):
+    cfg = model_bundle(layout)[0]
+    P = 12
+    batch = unpacked_batch(cfg)
+    batch["decoder_causal_attention"] = np.broadcast_to((np.arange(T) < P).astype(np.int32), (B, T)).copy()
+    base = logits(layout, batch)
+
+    def change(b, t):
+        out = {k: v.copy() for k, v in b.items()}
+        out["decoder_input_tokens"][:, t] = out["decoder_input_tokens"][:, t] % (cfg.vocab_size - 1) + 1
+        return out
+
+    # Inside the prefix: earlier prefix positions see the change (bidirectional) ...
+    p = 8
+    new = logits(layout, change(batch, p))
+    for q in range(p):
+        assert np.all(np.max(np.abs(new[:, q] - base[:, q]), axis=-1) > 1e-5), f"position {q}"
+    # ... which a plain causal LM would not.
+    causal = {k: v for k, v in batch.items() if k != "decoder_causal_attention"}
+    np.testing.assert_allclose(logits(layout, change(causal, p))[:, :p], logits(layout, causal)[:, :p],
+                               atol=1e-6, rtol=0)
+    # Targets stay causal: a change at or after P reaches nothing before it.
+    for t in (P, P + 5, T - 1):
+        new = logits(layout, change(batch, t))
+        np.testing.assert_allclose(new[:, :t], base[:, :t], atol=1e-6, rtol=0, err_msg=f"t={t}")
+        assert np.all(np.max(np.abs(new[:, t] - base[:, t]), axis=-1) > 1e-4)
+
+
+# --- 6. config validation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(layout="bert"), "layout"),
+    (dict(layout="llama", num_heads=6, num_kv_heads=4), "num_kv_heads"),
+    (dict(layout="gpt", activation="swish"), "activation"),
+    (dict(layout="llama", d_model=36, num_heads=4), "head_dim"),  # head_dim 9 with rope
+    (dict(layout="gpt", dropout_rate=1.0), "dropout_rate"),
+    (dict(layout="gpt", norm="batchnorm"), "norm"),
+    (dict(layout="gpt", d_model=0), "d_model"),
+])
+def test_config_validation(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        ModelConfig(**{**BASE, **kwargs})
+
+
+def test_config_layout_defaults_and_overrides():
+    cfg = make_cfg("llama")
+    assert (cfg.norm, cfg.position, cfg.gated_mlp, cfg.tie_embeddings, cfg.head_dim) == ("rmsnorm", "rope", True,
+                                                                                        False, 4)
+    assert make_cfg("gpt", position="rope").position == "rope"
+    assert make_cfg("t5").num_encoder_layers == 2
+    assert make_cfg("gpt").num_encoder_stack_layers == 0
+    assert ModelConfig(layout="llama", d_model=36, num_heads=4, head_dim=8).head_dim == 8
+
+
+# --- 7. dtypes and the attention implementation -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_bfloat16(layout):
+    cfg, _, params32, _ = model_bundle(layout)
+    cfg16, model16, params16, fwd16 = model_bundle(layout, dtype="bfloat16")
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params16))
+    batch = packed_batch(cfg)
+    out16 = logits(layout, batch, dtype="bfloat16")
+    assert out16.dtype == jnp.bfloat16
+    assert np.all(np.isfinite(out16.astype(np.float32)))
+    # Same parameters (same seed, fp32 storage): bf16 logits track the fp32 ones.
+    for a, b in zip(jax.tree.leaves(params32), jax.tree.leaves(params16)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    out32 = logits(layout, batch)
+    err = np.max(np.abs(out16.astype(np.float32) - out32))
+    assert err < 0.05 * max(np.max(np.abs(out32)), 1e-3), err
+
+
+def test_resolve_attention_impl(monkeypatch):
+    assert jax.default_backend() == "cpu"
+    for dtype in ("float32", "bfloat16", "float16"):
+        assert L.resolve_attention_impl("auto", dtype) == "xla"
+    assert L.resolve_attention_impl("cudnn", "float32") == "cudnn"
+    assert L.resolve_attention_impl("xla", "bfloat16") == "xla"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert L.resolve_attention_impl("auto", "bfloat16") == "cudnn"
+    assert L.resolve_attention_impl("auto", "float16") == "cudnn"
+    assert L.resolve_attention_impl("auto", "float32") == "xla"
+    assert L.resolve_attention_impl("xla", "bfloat16") == "xla"
+
+
+def reference_attention(q, k, v, mask, bias, scale):
+    """Plain einsum softmax attention with grouped-query heads (query head n uses kv head n // group)."""
+    q, k, v = (np.asarray(t, np.float64) for t in (q, k, v))
+    group = q.shape[2] // k.shape[2]
+    k, v = np.repeat(k, group, axis=2), np.repeat(v, group, axis=2)
+    s = np.einsum("btnh,bsnh->bnts", q, k) * scale
+    if bias is not None:
+        s = s + np.asarray(bias, np.float64)
+    s = np.where(np.asarray(mask), s, -1e30)
+    s = s - s.max(axis=-1, keepdims=True)
+    p = np.exp(s)
+    p = p / p.sum(axis=-1, keepdims=True)
+    return np.einsum("bnts,bsnh->btnh", p, v)
+
+
+@pytest.mark.parametrize("num_kv", [4, 2])
+@pytest.mark.parametrize("scale", [None, 1.0])
+def test_dot_product_attention_matches_reference(num_kv, scale):
+    rng = np.random.default_rng(0)
+    b, t, n, h = 2, 16, 4, 8
+    q = rng.normal(size=(b, t, n, h)).astype(np.float32)
+    k = rng.normal(size=(b, t, num_kv, h)).astype(np.float32)
+    v = rng.normal(size=(b, t, num_kv, h)).astype(np.float32)
+    bias = rng.normal(size=(b, n, t, t)).astype(np.float32)
+    seg, _ = pack([(6, 10), (16, 0)], length=t)
+    mask = L.attention_mask(jnp.asarray(seg), jnp.asarray(seg), causal=True)
+    got = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, implementation="xla")
+    ref = reference_attention(q, k, v, mask, bias, 1 / math.sqrt(h) if scale is None else scale)
+    np.testing.assert_allclose(np.asarray(got), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_attention_module_matches_reference(layout):
+    """xlt's Attention (projections, GQA, rope, scale, mask, bias) against a hand-written computation."""
+    cfg = make_cfg(layout)
+    rope = cfg.position == "rope"
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(B, T, cfg.d_model)).astype(np.float32)
+    seg, pos = pack(DEC_SPLITS)
+    mask = L.attention_mask(jnp.asarray(seg), jnp.asarray(seg), causal=True)
+    bias = rng.normal(size=(1, cfg.num_heads, T, T)).astype(np.float32) if cfg.position == "relative" else None
+    attn = L.Attention(cfg, causal=True, rope=rope)
+    params = attn.init(jax.random.key(3), x, x, mask, bias, jnp.asarray(pos), jnp.asarray(pos))["params"]
+    params = nn.meta.unbox(params)
+    got = attn.apply({"params": params}, x, x, mask, bias, jnp.asarray(pos), jnp.asarray(pos))
+
+    def proj(name):
+        y = np.einsum("btd,dnh->btnh", x, np.asarray(params[name]["kernel"]))
+        return y + np.asarray(params[name]["bias"]) if cfg.use_bias else y
+
+    q, k, v = proj("query"), proj("key"), proj("value")
+    if rope:
+        q, k = (np.asarray(L.apply_rope(jnp.asarray(t_, jnp.float32), jnp.asarray(pos), cfg.rope_theta))
+                for t_ in (q, k))
+    scale = 1 / math.sqrt(cfg.head_dim) if cfg.scale_attention else 1.0
+    ctx = reference_attention(q, k, v, mask, None if bias is None else np.broadcast_to(bias, (B,) + bias.shape[1:]),
+                              scale)
+    ref = np.einsum("btnh,nhd->btd", ctx, np.asarray(params["out"]["kernel"]))
+    if cfg.use_bias:
+        ref = ref + np.asarray(params["out"]["bias"])
+    np.testing.assert_allclose(np.asarray(got), ref, atol=1e-5, rtol=1e-4)
+
+
+# --- 8. relative position buckets ---------------------------------------------------------------------------
+
+
+def t5_bucket(relative_position: int, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128) -> int:
+    """Mesh-TF / HF ``_relative_position_bucket`` for one (memory - query) distance, in plain Python."""
+    ret = 0
+    n = -relative_position
+    if bidirectional:
+        num_buckets //= 2
+        if n < 0:
+            ret += num_buckets
+        n = abs(n)
+    else:
+        n = max(n, 0)
+    max_exact = num_buckets // 2
+    if n < max_exact:
+        return ret + n
+    val = max_exact + int(math.log(n / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact))
+    return ret + min(val, num_buckets - 1)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_relative_bucket_matches_t5(bidirectional):
+    rel = np.arange(-200, 201)
+    got = np.asarray(L.relative_bucket(jnp.asarray(rel, jnp.int32), bidirectional, 32, 128))
+    ref = np.array([t5_bucket(int(r), bidirectional) for r in rel])
+    np.testing.assert_array_equal(got, ref)
+    assert got.min() == 0 and got.max() == 31
+    if bidirectional:  # keys before the query use 0..15, keys after it 16..31
+        assert got[rel == 0] == 0 and got[rel == -1] == 1 and got[rel == 1] == 17
+    else:  # causal: every future key shares bucket 0
+        assert np.all(got[rel >= 0] == 0) and got[rel == -1] == 1 and got[rel == -200] == 31
+
+
+# --- 9. RoPE ----------------------------------------------------------------------------------------------------
+
+
+def test_rope_preserves_norms():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 16, 3, 8)).astype(np.float32)
+    pos = rng.integers(0, 1000, size=(2, 16)).astype(np.int32)
+    y = np.asarray(L.apply_rope(jnp.asarray(x), jnp.asarray(pos), 10_000.0))
+    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.linalg.norm(x, axis=-1), rtol=1e-5)
+    assert np.max(np.abs(y - x)) > 1e-2  # it does rotate
+    y0 = np.asarray(L.apply_rope(jnp.asarray(x), jnp.zeros((2, 16), jnp.int32), 10_000.0))
+    np.testing.assert_allclose(y0, x, atol=1e-6)  # position 0 is the identity
+
+
+def test_rope_relative():
+    rng = np.random.default_rng(1)
+    q = jnp.asarray(rng.normal(size=(1, 1, 1, 16)).astype(np.float32))
+    k = jnp.asarray(rng.normal(size=(1, 1, 1, 16)).astype(np.float32))
+
+    def score(m, n):
+        rq = L.apply_rope(q, jnp.full((1, 1), m, jnp.int32), 10_000.0)
+        rk = L.apply_rope(k, jnp.full((1, 1), n, jnp.int32), 10_000.0)
+        return float(jnp.sum(rq * rk))
+
+    for shift in (0, 1, 3, 17):
+        s = [score(m + shift, m) for m in (0, 5, 40, 123)]
+        np.testing.assert_allclose(s, s[0], rtol=1e-4, atol=1e-5, err_msg=f"shift {shift}")
+    assert abs(score(3, 0) - score(0, 0)) > 1e-3  # and it does depend on the shift
+
+
+# --- 10. dropout -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_dropout(layout):
+    cfg, model, params, _ = model_bundle(layout)
+    drop_model = build_model(cfg.replace(dropout_rate=0.1))
+    batch = {k: jnp.asarray(v) for k, v in packed_batch(cfg).items()}
+    train = jax.jit(lambda p, b, rng: drop_model.apply({"params": p}, b, deterministic=False,
+                                                         rngs={"dropout": rng}))
+    a = np.asarray(train(params, batch, jax.random.key(1)))
+    a2 = np.asarray(train(params, batch, jax.random.key(1)))
+    b = np.asarray(train(params, batch, jax.random.key(2)))
+    np.testing.assert_array_equal(a, a2)
+    assert np.max(np.abs(a - b)) > 1e-3
+    eval_out = np.asarray(jax.jit(lambda p, b: drop_model.apply({"params": p}, b, deterministic=True))(params, batch))
+    np.testing.assert_allclose(eval_out, logits(layout, packed_batch(cfg)), atol=1e-6, rtol=0)
+    assert np.max(np.abs(a - eval_out)) > 1e-3

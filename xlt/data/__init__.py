@@ -1,0 +1,1 @@
+"""Corpora, languages and splits that xlt trains and evaluates on."""

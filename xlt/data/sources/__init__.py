@@ -1,0 +1,1 @@
+"""Readers for raw text sources: packaged corpora (Bible, CLDR) and public dataset formats."""

@@ -1,0 +1,17 @@
+"""Errors that xlt reports to a user as one line and a non-zero exit."""
+
+
+class XltError(Exception):
+    """Base class: bad input from the user (config, data, checkpoint, language code)."""
+
+
+class ConfigError(XltError):
+    """A gin file, binding, mesh or run setting that cannot work."""
+
+
+class DataError(XltError):
+    """A corpus, language code, mixture or vocabulary that cannot be used."""
+
+
+class CheckpointError(XltError):
+    """A checkpoint that is missing, corrupt or does not match the model."""

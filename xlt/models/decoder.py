@@ -1,0 +1,59 @@
+"""Decoder-only language model: the ``gpt`` (PolyLM / GPT-2) and ``llama`` layouts.
+
+Inputs follow seqio's decoder feature converters: ``decoder_input_tokens`` and, when packed,
+``decoder_segment_ids`` / ``decoder_positions``; ``decoder_causal_attention`` marks a prefix-LM's
+bidirectional inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from xlt.models.blocks import Stack
+from xlt.models.config import ModelConfig
+from xlt.models.layers import Dense, Embed, attention_mask, constrain, make_norm
+
+Array = jax.Array
+
+
+def segments_and_positions(tokens: Array, segments: Array | None, positions: Array | None):
+    """Unpacked inputs are one segment each, with positions 0..T-1."""
+    if segments is None:
+        segments = jnp.ones_like(tokens, dtype=jnp.int32)
+    if positions is None:
+        positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+    return segments, positions
+
+
+class Decoder(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
+        cfg = self.cfg
+        tokens = batch["decoder_input_tokens"]
+        segments, positions = segments_and_positions(
+            tokens, batch.get("decoder_segment_ids"), batch.get("decoder_positions"))
+        embedder = Embed(cfg.vocab_size, cfg.d_model, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                         name="token_embedder")
+        x = embedder(tokens)
+        if cfg.position == "learned":
+            x = x + Embed(cfg.max_len, cfg.d_model, axes=("length", "embed"), dtype=cfg.dtype,
+                          param_dtype=cfg.param_dtype, name="position_embedder")(positions)
+        x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+        x = constrain(x, ("batch", "length", "embed"))
+        mask = attention_mask(segments, segments, causal=True, prefix=batch.get("decoder_causal_attention"))
+        x = Stack(cfg, cfg.num_layers, causal=True, deterministic=deterministic, name="decoder")(
+            x, mask, None, positions)
+        x = make_norm(cfg, "final_norm")(x)
+        x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+        if cfg.tie_embeddings:
+            logits = embedder.attend(x)
+        else:
+            logits = Dense((cfg.vocab_size,), ("embed", "vocab"), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                           name="lm_head")(x)
+        return constrain(logits, ("batch", "length", "vocab"))

@@ -1,0 +1,90 @@
+"""Encoder-decoder: the ``t5`` layout (T5 v1.1 / mT5).
+
+Inputs follow seqio's EncDecFeatureConverter: ``encoder_input_tokens``, ``decoder_input_tokens`` and,
+when packed, the segment ids and positions of both. The token embedding is shared by both stacks;
+each stack has its own relative position bias, computed once and shared by its layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import flax.linen as nn
+import jax
+
+from xlt.models.blocks import Stack
+from xlt.models.config import ModelConfig
+from xlt.models.decoder import segments_and_positions
+from xlt.models.layers import Dense, Embed, RelativePositionBias, attention_mask, constrain, make_norm
+
+Array = jax.Array
+
+
+def encoder_segments(batch: Mapping[str, Array]) -> Array:
+    """Packed: the given ids. Unpacked: 1 on tokens, 0 on padding (id 0), so padding is never attended."""
+    segments = batch.get("encoder_segment_ids")
+    return (batch["encoder_input_tokens"] != 0).astype("int32") if segments is None else segments
+
+
+class Encoder(nn.Module):
+    cfg: ModelConfig
+    embedder: Embed
+
+    @nn.compact
+    def __call__(self, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
+        cfg = self.cfg
+        tokens = batch["encoder_input_tokens"]
+        segments, positions = segments_and_positions(tokens, encoder_segments(batch), batch.get("encoder_positions"))
+        x = nn.Dropout(cfg.dropout_rate)(self.embedder(tokens), deterministic=deterministic)
+        x = constrain(x, ("batch", "length", "embed"))
+        bias = RelativePositionBias(cfg, bidirectional=True, name="relpos")(tokens.shape[1], tokens.shape[1])
+        mask = attention_mask(segments, segments, causal=False)
+        x = Stack(cfg, cfg.num_encoder_layers, causal=False, deterministic=deterministic, name="stack")(
+            x, mask, bias, positions)
+        return nn.Dropout(cfg.dropout_rate)(make_norm(cfg, "final_norm")(x), deterministic=deterministic)
+
+
+class CrossDecoder(nn.Module):
+    cfg: ModelConfig
+    embedder: Embed
+
+    @nn.compact
+    def __call__(self, encoded: Array, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
+        cfg = self.cfg
+        tokens = batch["decoder_input_tokens"]
+        segments, positions = segments_and_positions(
+            tokens, batch.get("decoder_segment_ids"), batch.get("decoder_positions"))
+        x = nn.Dropout(cfg.dropout_rate)(self.embedder(tokens), deterministic=deterministic)
+        x = constrain(x, ("batch", "length", "embed"))
+        bias = RelativePositionBias(cfg, bidirectional=False, name="relpos")(tokens.shape[1], tokens.shape[1])
+        mask = attention_mask(segments, segments, causal=True)
+        # Unpacked decoder rows are segment 1 and see every non-padding encoder token.
+        cross_mask = attention_mask(segments, encoder_segments(batch), causal=False)
+        x = Stack(cfg, cfg.num_layers, causal=True, cross=True, deterministic=deterministic, name="stack")(
+            x, mask, bias, positions, encoded, cross_mask)
+        x = nn.Dropout(cfg.dropout_rate)(make_norm(cfg, "final_norm")(x), deterministic=deterministic)
+        if cfg.tie_embeddings:
+            logits = self.embedder.attend(x)
+        else:
+            logits = Dense((cfg.vocab_size,), ("embed", "vocab"), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                           name="lm_head")(x)
+        return constrain(logits, ("batch", "length", "vocab"))
+
+
+class EncoderDecoder(nn.Module):
+    cfg: ModelConfig
+
+    def setup(self):
+        cfg = self.cfg
+        self.token_embedder = Embed(cfg.vocab_size, cfg.d_model, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+        self.encoder = Encoder(cfg, self.token_embedder)
+        self.decoder = CrossDecoder(cfg, self.token_embedder)
+
+    def encode(self, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
+        return self.encoder(batch, deterministic)
+
+    def decode(self, encoded: Array, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
+        return self.decoder(encoded, batch, deterministic)
+
+    def __call__(self, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
+        return self.decode(self.encode(batch, deterministic), batch, deterministic)

@@ -1,0 +1,250 @@
+"""The training loop: ``python -m xlt.train --gin_file=... --gin.NAME=VALUE``.
+
+Order of work, so that bad input fails before anything is written: parse gin → validate the run →
+build the mesh, model and sharded step (divisibility checked) → read any checkpoint in MODEL_DIR and
+refuse it if it belongs to another model or data stream → only then create MODEL_DIR and train.
+
+Artifacts: MODEL_DIR/config.gin, metrics.jsonl (one JSON object per logged step), TensorBoard events
+under MODEL_DIR/tb, and MODEL_DIR/checkpoints/<step>.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gin
+import jax
+import numpy as np
+import seqio
+
+from xlt import checkpoints, cli, optimizers, partitioning, step as step_lib
+from xlt.data import pipeline, tasks
+from xlt.errors import ConfigError
+from xlt.models import ModelConfig, build_model
+
+
+class Preemption:
+    """SIGTERM asks the loop to save and exit at the next step boundary (all hosts agree on which)."""
+
+    def __init__(self):
+        self.requested = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        else:
+            self._previous = None
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.requested = True
+
+    def reached(self, step: int) -> bool:
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.requested
+
+    def restore(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class MetricsLog:
+    """metrics.jsonl and TensorBoard, written by process 0 only."""
+
+    def __init__(self, model_dir: Path, resume_step: int):
+        self.enabled = jax.process_index() == 0
+        self.path = model_dir / "metrics.jsonl"
+        self._tb = None
+        if not self.enabled:
+            return
+        if self.path.exists():  # drop lines past the restored step: they will be recomputed identically
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            atomic_write(self.path, "".join(line + "\n" for line in kept))
+        import tensorflow as tf
+        self._tf = tf
+        self._tb = tf.summary.create_file_writer(str(model_dir / "tb"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        with self._tb.as_default(step=record["step"]):
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self._tf.summary.scalar(k, v)
+        self._tb.flush()
+
+    def close(self):
+        if self._tb is not None:
+            self._tb.close()
+
+
+def batch_shapes(converter: str, lengths: dict[str, int], batch_size: int, pack: bool) -> dict[str, tuple]:
+    """Model-feature shapes the seqio feature converter yields."""
+    if converter == "encdec":
+        enc, dec = lengths["inputs"], lengths["targets"]
+        names = {"encoder_input_tokens": enc, "decoder_input_tokens": dec, "decoder_target_tokens": dec,
+                 "decoder_loss_weights": dec}
+        if pack:
+            names.update(encoder_segment_ids=enc, encoder_positions=enc, decoder_segment_ids=dec,
+                         decoder_positions=dec)
+    else:
+        dec = sum(lengths.values())
+        names = {k: dec for k in ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")}
+        if pack:
+            names.update(decoder_segment_ids=dec, decoder_positions=dec)
+        if converter == "prefix_lm":
+            names["decoder_causal_attention"] = dec
+    return {k: (batch_size, n) for k, n in names.items()}
+
+
+def choose_converter(cfg: ModelConfig, name: str, converter: str) -> str:
+    if converter != "auto":
+        return converter
+    if cfg.encoder_decoder:
+        return "encdec"
+    features = seqio.get_mixture_or_task(name).output_features
+    return "prefix_lm" if "inputs" in features else "decoder"
+
+
+def format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+@gin.configurable(denylist=["vocab_id"])
+def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_size: int = 8, seq_len: int = 128,
+          input_len: int | None = None, mixture_or_task_name: str = gin.REQUIRED, seed: int = 0,
+          mesh_shape: Sequence[int] = (-1, 1, 1), checkpoint_every: int = 1000, keep_checkpoints: int = 3,
+          log_every: int = 10, model: ModelConfig | None = None, feature_converter: str = "auto",
+          pack: bool = True, grad_accum_steps: int = 1, z_loss: float = 0.0, async_checkpoints: bool = True,
+          vocab_id: str = "", quiet: bool = False) -> list[dict[str, Any]]:
+    """Train (or resume) a model; returns the logged metric records of this invocation."""
+    if train_steps <= 0:
+        raise ConfigError(f"TRAIN_STEPS must be > 0, got {train_steps}")
+    if checkpoint_every <= 0 or log_every <= 0 or batch_size <= 0 or seq_len <= 0:
+        raise ConfigError("CHECKPOINT_EVERY, log_every, BATCH_SIZE and SEQ_LEN must all be > 0")
+    cfg = model or ModelConfig()
+    pipeline.check_registered(mixture_or_task_name)
+    converter = choose_converter(cfg, mixture_or_task_name, feature_converter)
+    lengths = pipeline.task_feature_lengths(converter, seq_len, input_len)
+    shapes = batch_shapes(converter, lengths, batch_size, pack)
+    if not cfg.encoder_decoder and cfg.position == "learned" and seq_len > cfg.max_len:
+        raise ConfigError(f"SEQ_LEN={seq_len} exceeds the learned position table (ModelConfig.max_len={cfg.max_len})")
+
+    partitioning.initialize_distributed()
+    mesh = partitioning.make_mesh(mesh_shape)
+    schedule = optimizers.learning_rate_schedule(total_steps=train_steps)
+    tx = optimizers.make_optimizer(schedule)
+    model_ = build_model(cfg)
+    fns = step_lib.build(model_, tx, mesh, shapes, grad_accum_steps=grad_accum_steps, z_loss=z_loss, seed=seed,
+                         dropout=cfg.dropout_rate > 0, schedule=schedule)
+
+    model_dir_path = Path(model_dir).absolute()
+    ckpt = checkpoints.Checkpointer(model_dir_path / "checkpoints", keep_checkpoints, async_checkpoints)
+    shapes_now = checkpoints.param_shapes(fns.abstract_state.params)
+    data_identity = {"mixture_or_task_name": mixture_or_task_name, "seed": seed, "batch_size": batch_size,
+                     "feature_lengths": lengths, "vocabulary": vocab_id}
+    start = ckpt.latest_step()
+    if start is not None:
+        where = f"{model_dir_path}/checkpoints/{start}"
+        checkpoints.check_compatible(ckpt.read_meta(start), shapes_now, data_identity, where)
+        state = ckpt.restore(start, fns.abstract_state)
+        logging.warning("resumed from %s", where)
+    else:
+        start = 0
+        state = fns.init(jax.random.key(seed))
+    if start >= train_steps:
+        if not quiet:
+            print(f"{model_dir_path}: already trained to step {start} >= TRAIN_STEPS={train_steps}; nothing to do")
+        ckpt.close()
+        return []
+
+    model_dir_path.mkdir(parents=True, exist_ok=True)
+    if jax.process_index() == 0:
+        atomic_write(model_dir_path / "config.gin", gin.config_str())
+    log = MetricsLog(model_dir_path, start)
+    batches = pipeline.batches(mixture_or_task_name, converter, lengths, batch_size, seed, start_step=start,
+                               pack=pack)
+    tokens_per_step = batch_size * sum(v[1] for k, v in shapes.items() if k.endswith("target_tokens"))
+    preemption = Preemption()
+    records: list[dict[str, Any]] = []
+
+    def meta(at: int) -> dict[str, Any]:
+        return {"model": cfg.to_dict(), "param_shapes": shapes_now, "data": {**data_identity, "step": at}}
+
+    window_start, window_steps, first_step_seconds = time.perf_counter(), 0, None
+    step = start
+    try:
+        while step < train_steps:
+            host_batch = next(batches)
+            state, metrics = fns.train(state, partitioning.global_batch(host_batch, mesh))
+            step += 1
+            window_steps += 1
+            if first_step_seconds is None:  # compilation happens here; keep it out of throughput
+                jax.block_until_ready(metrics)
+                first_step_seconds = time.perf_counter() - window_start
+                window_start, window_steps = time.perf_counter(), 0
+            if step % log_every == 0 or step == train_steps:
+                values = step_lib.to_host(metrics)
+                elapsed = time.perf_counter() - window_start
+                rate = window_steps / elapsed if window_steps and elapsed > 0 else float("nan")
+                record = {"step": step, **values, "steps_per_second": rate,
+                          "tokens_per_second": rate * tokens_per_step, "first_step_seconds": first_step_seconds}
+                if not math.isfinite(values["loss"]):
+                    raise FloatingPointError(f"loss is {values['loss']} at step {step}")
+                log.write(record)
+                records.append(record)
+                if not quiet and jax.process_index() == 0:
+                    eta = (train_steps - step) / rate if rate == rate and rate > 0 else float("nan")
+                    print(f"step {step}/{train_steps} | loss {values['loss']:.4f} | lr {values['learning_rate']:.2e}"
+                          f" | {record['tokens_per_second']:,.0f} tok/s | eta "
+                          f"{format_eta(eta) if eta == eta else '?'}", flush=True)
+                window_start, window_steps = time.perf_counter(), 0
+            if step % checkpoint_every == 0 and step < train_steps:
+                ckpt.save(step, state, meta(step))
+            if preemption.reached(step) and step < train_steps:
+                ckpt.save(step, state, meta(step), force=True)
+                ckpt.wait()
+                print(f"preempted: saved step {step} to {model_dir_path}/checkpoints; exiting", file=sys.stderr)
+                return records
+        ckpt.save(step, state, meta(step), force=True)
+    finally:
+        ckpt.close()
+        log.close()
+        preemption.restore()
+    return records
+
+
+def main(argv: list[str]) -> None:
+    files, bindings, search, rest = cli.parse_gin_args(argv)
+    if rest:
+        raise ConfigError(f"unknown arguments {rest}; use --gin_file=F and --gin.NAME=VALUE")
+    if not files:
+        raise ConfigError("no --gin_file given; e.g. --gin_file=runs/demo_pretrain.gin")
+    cli.load_gin(files, bindings, search)
+    vocab = tasks.vocabulary()
+    tasks.register_tasks(vocab=vocab)
+    train(vocab_id=tasks.vocabulary_id(vocab))
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main(main))
