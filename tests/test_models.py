@@ -48,13 +48,23 @@ def shape_batch(cfg: ModelConfig, batch: int = 1, length: int = T) -> dict:
 
 
 @functools.cache
+def base_params(layout: str):
+    """Initialised fp32 parameters of the layout's base config (dtype and dropout do not change them)."""
+    cfg = make_cfg(layout)
+    model = build_model(cfg)
+    init = jax.jit(lambda rng: nn.meta.unbox(model.init(rng, shape_batch(cfg))["params"]))
+    return init(jax.random.key(0))
+
+
+@functools.cache
 def model_bundle(layout: str, **overrides):
-    """(cfg, model, params, jitted forward) for one config; shared by every test in the module."""
+    """(cfg, model, params, jitted forward) for one config; shared by every test in the module.
+    Only overrides that keep the parameter tree (dtype, dropout_rate) are used with it."""
+    assert set(overrides) <= {"dtype", "dropout_rate"}, overrides
     cfg = make_cfg(layout, **overrides)
     model = build_model(cfg)
-    params = nn.meta.unbox(model.init(jax.random.key(0), shape_batch(cfg))["params"])
     fwd = jax.jit(lambda p, b: model.apply({"params": p}, b))
-    return cfg, model, params, fwd
+    return cfg, model, base_params(layout), fwd
 
 
 def rand_tokens(rng: np.random.Generator, shape, vocab: int = BASE["vocab_size"]) -> np.ndarray:
@@ -150,21 +160,27 @@ def test_param_count_supported_overrides(layout, overrides):
     assert cfg.param_count()["total"] == sum(math.prod(x.shape) for x in jax.tree.leaves(nn.meta.unbox(abstract)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the `position` field is only honoured by the layout's own module: Decoder implements only "
-    "'learned' (position='relative' gives NO position information and no relpos params), and "
-    "Encoder/CrossDecoder always add RelativePositionBias (position='rope' adds rope on top of it, "
-    "position='learned' is silently ignored), so param_count() disagrees with the model"))
 @pytest.mark.parametrize("layout, overrides", [
     ("gpt", dict(position="relative")),
+    ("gpt", dict(position="rope")),
+    ("llama", dict(position="learned")),
     ("t5", dict(position="rope")),
-    ("t5", dict(position="learned")),
+    ("t5", dict(position="none")),
 ])
 def test_param_count_position_overrides(layout, overrides):
+    """The position field is honoured by every layout, and param_count() follows it."""
     cfg = make_cfg(layout, **overrides)
     model = build_model(cfg)
     abstract = jax.eval_shape(lambda r: model.init(r, shape_batch(cfg)), jax.random.key(0))["params"]
     assert cfg.param_count()["total"] == sum(math.prod(x.shape) for x in jax.tree.leaves(nn.meta.unbox(abstract)))
+    names = "/".join(jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(abstract)[0])
+    assert ("relpos" in names) == (cfg.position == "relative")
+    assert ("position_embedder" in names) == (cfg.position == "learned")
+
+
+def test_learned_positions_rejected_for_encoder_decoder():
+    with pytest.raises(ConfigError, match="position='learned'"):
+        make_cfg("t5", position="learned")
 
 
 # --- 2. scanned + remat == looped ---------------------------------------------------------------------
@@ -202,11 +218,15 @@ def test_scan_remat_matches_loop(layout):
     batch["decoder_loss_weights"] = (batch["decoder_segment_ids"] > 0).astype(jnp.float32)
     model_inputs = {k: v for k, v in batch.items() if not k.startswith(("decoder_target", "decoder_loss"))}
 
-    scan_logits = jax.jit(lambda p, b: scan_model.apply({"params": p}, b))(stacked, model_inputs)
-    np.testing.assert_allclose(np.asarray(scan_logits), np.asarray(fwd(params, model_inputs)), atol=1e-5, rtol=0)
+    def loss_and_logits(m):
+        def f(p):
+            return mean_loss(m, p, batch), m.apply({"params": p}, model_inputs)
+        return jax.jit(jax.value_and_grad(f, has_aux=True))
 
-    loop_loss, loop_grads = jax.jit(jax.value_and_grad(lambda p: mean_loss(model, p, batch)))(params)
-    scan_loss, scan_grads = jax.jit(jax.value_and_grad(lambda p: mean_loss(scan_model, p, batch)))(stacked)
+    (loop_loss, loop_logits), loop_grads = loss_and_logits(model)(params)
+    (scan_loss, scan_logits), scan_grads = loss_and_logits(scan_model)(stacked)
+    np.testing.assert_allclose(np.asarray(loop_logits), np.asarray(fwd(params, model_inputs)), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(np.asarray(scan_logits), np.asarray(loop_logits), atol=1e-5, rtol=0)
     np.testing.assert_allclose(float(scan_loss), float(loop_loss), rtol=1e-6)
     expected = stack_layers(loop_grads)
     flat_e = jax.tree_util.tree_flatten_with_path(expected)[0]
@@ -378,16 +398,17 @@ def test_config_layout_defaults_and_overrides():
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_bfloat16(layout):
-    cfg, _, params32, _ = model_bundle(layout)
-    cfg16, model16, params16, fwd16 = model_bundle(layout, dtype="bfloat16")
-    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params16))
+    cfg = make_cfg(layout)
+    cfg16, model16, _, _ = model_bundle(layout, dtype="bfloat16")
+    abstract32 = jax.eval_shape(lambda r: build_model(cfg).init(r, shape_batch(cfg)), jax.random.key(0))
+    abstract16 = jax.eval_shape(lambda r: model16.init(r, shape_batch(cfg16)), jax.random.key(0))
+    assert jax.tree.structure(abstract16) == jax.tree.structure(abstract32)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nn.meta.unbox(abstract16)))  # fp32 storage
     batch = packed_batch(cfg)
     out16 = logits(layout, batch, dtype="bfloat16")
     assert out16.dtype == jnp.bfloat16
     assert np.all(np.isfinite(out16.astype(np.float32)))
-    # Same parameters (same seed, fp32 storage): bf16 logits track the fp32 ones.
-    for a, b in zip(jax.tree.leaves(params32), jax.tree.leaves(params16)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # Same fp32 parameters: bf16 logits track the fp32 ones.
     out32 = logits(layout, batch)
     err = np.max(np.abs(out16.astype(np.float32) - out32))
     assert err < 0.05 * max(np.max(np.abs(out32)), 1e-3), err
@@ -469,6 +490,27 @@ def test_attention_module_matches_reference(layout):
     np.testing.assert_allclose(np.asarray(got), ref, atol=1e-5, rtol=1e-4)
 
 
+def test_attention_mask_values():
+    seg = jnp.asarray([[1, 1, 1, 2, 2, 0]])
+    prefix = jnp.asarray([[1, 1, 0, 1, 0, 0]])
+    causal = np.asarray(L.attention_mask(seg, seg, causal=True))[0, 0]
+    full = np.asarray(L.attention_mask(seg, seg, causal=False))[0, 0]
+    plm = np.asarray(L.attention_mask(seg, seg, causal=True, prefix=prefix))[0, 0]
+    s = np.asarray(seg)[0]
+    p = np.asarray(prefix)[0].astype(bool)
+    for q in range(6):
+        for k in range(6):
+            same = s[q] == s[k]
+            assert full[q, k] == same, (q, k)
+            assert causal[q, k] == (same and k <= q), (q, k)
+            assert plm[q, k] == (same and (k <= q or (p[q] and p[k]))), (q, k)
+    assert L.attention_mask(seg, seg, causal=True).shape == (1, 1, 6, 6)
+    enc = jnp.asarray([[1, 1, 2, 2, 2, 2, 0, 0]])
+    cross = np.asarray(L.attention_mask(seg, enc, causal=False))[0, 0]
+    assert cross.shape == (6, 8)
+    np.testing.assert_array_equal(cross, s[:, None] == np.asarray(enc)[0][None, :])
+
+
 # --- 8. relative position buckets ---------------------------------------------------------------------------
 
 
@@ -517,6 +559,21 @@ def test_rope_preserves_norms():
     np.testing.assert_allclose(y0, x, atol=1e-6)  # position 0 is the identity
 
 
+def test_rope_matches_llama_convention():
+    """HF Llama: inv_freq = theta^(-2i/d), x*cos + rotate_half(x)*sin with rotate_half = [-x2, x1]."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1, 5, 2, 8))
+    pos = np.array([[0, 1, 2, 7, 300]])
+    inv_freq = 10_000.0 ** (-np.arange(0, 8, 2) / 8)
+    ang = pos[..., None] * inv_freq  # [1, 5, 4]
+    cos = np.concatenate([np.cos(ang)] * 2, -1)[:, :, None]
+    sin = np.concatenate([np.sin(ang)] * 2, -1)[:, :, None]
+    rot = np.concatenate([-x[..., 4:], x[..., :4]], -1)
+    ref = x * cos + rot * sin
+    got = L.apply_rope(jnp.asarray(x, jnp.float32), jnp.asarray(pos), 10_000.0)
+    np.testing.assert_allclose(np.asarray(got), ref, atol=1e-4)
+
+
 def test_rope_relative():
     rng = np.random.default_rng(1)
     q = jnp.asarray(rng.normal(size=(1, 1, 1, 16)).astype(np.float32))
@@ -538,16 +595,29 @@ def test_rope_relative():
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_dropout(layout):
-    cfg, model, params, _ = model_bundle(layout)
-    drop_model = build_model(cfg.replace(dropout_rate=0.1))
+    cfg, drop_model, params, _ = model_bundle(layout, dropout_rate=0.1)
     batch = {k: jnp.asarray(v) for k, v in packed_batch(cfg).items()}
-    train = jax.jit(lambda p, b, rng: drop_model.apply({"params": p}, b, deterministic=False,
-                                                         rngs={"dropout": rng}))
-    a = np.asarray(train(params, batch, jax.random.key(1)))
-    a2 = np.asarray(train(params, batch, jax.random.key(1)))
-    b = np.asarray(train(params, batch, jax.random.key(2)))
-    np.testing.assert_array_equal(a, a2)
-    assert np.max(np.abs(a - b)) > 1e-3
-    eval_out = np.asarray(jax.jit(lambda p, b: drop_model.apply({"params": p}, b, deterministic=True))(params, batch))
+
+    @jax.jit
+    def run(p, b, rngs):
+        train = [drop_model.apply({"params": p}, b, deterministic=False, rngs={"dropout": r}) for r in rngs]
+        return train, drop_model.apply({"params": p}, b, deterministic=True)
+
+    (a, a2, b), eval_out = run(params, batch, [jax.random.key(1), jax.random.key(1), jax.random.key(2)])
+    a, a2, b, eval_out = map(np.asarray, (a, a2, b, eval_out))
+    np.testing.assert_array_equal(a, a2)  # same rng, same mask
+    assert np.max(np.abs(a - b)) > 1e-3  # another rng, another mask
+    assert np.max(np.abs(a - eval_out)) > 1e-3  # dropout is active in training
+    # deterministic=True is exactly the dropout-free model.
     np.testing.assert_allclose(eval_out, logits(layout, packed_batch(cfg)), atol=1e-6, rtol=0)
-    assert np.max(np.abs(a - eval_out)) > 1e-3
+
+
+def test_relative_max_distance_too_small():
+    """relative_max_distance at or below the exact range used to divide by log(1)=0 and give NaN logits."""
+    with pytest.raises(ConfigError, match="relative_max_distance=16"):
+        make_cfg("t5", relative_max_distance=16)
+    cfg = make_cfg("t5", relative_max_distance=17)  # smallest valid: every bucket finite
+    model = build_model(cfg)
+    out = jax.jit(lambda p, b: model.apply({"params": p}, b))(
+        base_params("t5"), {k: jnp.asarray(v) for k, v in unpacked_batch(cfg).items()})
+    assert np.all(np.isfinite(np.asarray(out)))

@@ -110,6 +110,13 @@ class ModelConfig:
                 raise ConfigError(f"ModelConfig.{name}={getattr(self, name)!r}; choose one of {list(allowed)}")
         if self.position == "rope" and self.head_dim % 2:
             raise ConfigError(f"rotary positions need an even head_dim, got {self.head_dim}")
+        if self.encoder_decoder and self.position == "learned":
+            raise ConfigError("ModelConfig.position='learned' is not implemented for encoder-decoder layouts; "
+                              "use 'relative', 'rope' or 'none'")
+        if self.position == "relative" and not self.relative_max_distance > self.relative_buckets // 2 >= 1:
+            raise ConfigError(f"ModelConfig.relative_max_distance={self.relative_max_distance} must exceed "
+                              f"relative_buckets//2={self.relative_buckets // 2} (the exactly-bucketed range), "
+                              "with relative_buckets >= 2")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ConfigError(f"ModelConfig.dropout_rate must be in [0, 1), got {self.dropout_rate}")
 

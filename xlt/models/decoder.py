@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from xlt.models.blocks import Stack
 from xlt.models.config import ModelConfig
-from xlt.models.layers import Dense, Embed, attention_mask, constrain, make_norm
+from xlt.models.layers import Dense, Embed, attention_mask, constrain, make_norm, relative_bias
 
 Array = jax.Array
 
@@ -47,8 +47,9 @@ class Decoder(nn.Module):
         x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
         x = constrain(x, ("batch", "length", "embed"))
         mask = attention_mask(segments, segments, causal=True, prefix=batch.get("decoder_causal_attention"))
+        bias = relative_bias(cfg, bidirectional=False, length=tokens.shape[1])
         x = Stack(cfg, cfg.num_layers, causal=True, deterministic=deterministic, name="decoder")(
-            x, mask, None, positions)
+            x, mask, bias, positions)
         x = make_norm(cfg, "final_norm")(x)
         x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
         if cfg.tie_embeddings:

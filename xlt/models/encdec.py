@@ -15,7 +15,7 @@ import jax
 from xlt.models.blocks import Stack
 from xlt.models.config import ModelConfig
 from xlt.models.decoder import segments_and_positions
-from xlt.models.layers import Dense, Embed, RelativePositionBias, attention_mask, constrain, make_norm
+from xlt.models.layers import Dense, Embed, attention_mask, constrain, make_norm, relative_bias
 
 Array = jax.Array
 
@@ -37,7 +37,7 @@ class Encoder(nn.Module):
         segments, positions = segments_and_positions(tokens, encoder_segments(batch), batch.get("encoder_positions"))
         x = nn.Dropout(cfg.dropout_rate)(self.embedder(tokens), deterministic=deterministic)
         x = constrain(x, ("batch", "length", "embed"))
-        bias = RelativePositionBias(cfg, bidirectional=True, name="relpos")(tokens.shape[1], tokens.shape[1])
+        bias = relative_bias(cfg, True, tokens.shape[1])
         mask = attention_mask(segments, segments, causal=False)
         x = Stack(cfg, cfg.num_encoder_layers, causal=False, deterministic=deterministic, name="stack")(
             x, mask, bias, positions)
@@ -56,7 +56,7 @@ class CrossDecoder(nn.Module):
             tokens, batch.get("decoder_segment_ids"), batch.get("decoder_positions"))
         x = nn.Dropout(cfg.dropout_rate)(self.embedder(tokens), deterministic=deterministic)
         x = constrain(x, ("batch", "length", "embed"))
-        bias = RelativePositionBias(cfg, bidirectional=False, name="relpos")(tokens.shape[1], tokens.shape[1])
+        bias = relative_bias(cfg, False, tokens.shape[1])
         mask = attention_mask(segments, segments, causal=True)
         # Unpacked decoder rows are segment 1 and see every non-padding encoder token.
         cross_mask = attention_mask(segments, encoder_segments(batch), causal=False)

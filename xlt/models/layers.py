@@ -186,6 +186,15 @@ class RelativePositionBias(nn.Module):
         return jnp.transpose(bias, (2, 0, 1))[None].astype(cfg.dtype)  # [1, heads, q, k]
 
 
+def relative_bias(cfg: ModelConfig, bidirectional: bool, length: int) -> Array | None:
+    """A stack's shared relative position bias when ``cfg.position == 'relative'`` (rope is applied
+    inside attention; learned and 'none' add no bias). Call from a compact method: it creates the
+    ``relpos`` submodule there."""
+    if cfg.position != "relative":
+        return None
+    return RelativePositionBias(cfg, bidirectional=bidirectional, name="relpos")(length, length)
+
+
 # --- Attention ------------------------------------------------------------------------------------
 
 
