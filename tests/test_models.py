@@ -164,6 +164,8 @@ def test_param_count_supported_overrides(layout, overrides):
     ("gpt", dict(position="relative")),
     ("gpt", dict(position="rope")),
     ("llama", dict(position="learned")),
+    ("llama", dict(position="relative")),
+    ("gpt", dict(position="none")),
     ("t5", dict(position="rope")),
     ("t5", dict(position="none")),
 ])
@@ -377,6 +379,8 @@ def test_prefix_lm(layout):
     (dict(layout="gpt", dropout_rate=1.0), "dropout_rate"),
     (dict(layout="gpt", norm="batchnorm"), "norm"),
     (dict(layout="gpt", d_model=0), "d_model"),
+    (dict(layout="t5", relative_buckets=1), "relative_buckets"),
+    (dict(layout="gpt", position="relative", relative_max_distance=8), "relative_max_distance"),
 ])
 def test_config_validation(kwargs, field):
     with pytest.raises(ConfigError, match=field):
