@@ -43,9 +43,10 @@ def test_loss_falls_on_real_text(tmp_path, layout):
     assert run(args(tmp_path, layout, TRAIN_STEPS=60, **{"train.log_every": 10})) == 0
     got = losses(tmp_path)
     assert sorted(got) == [10, 20, 30, 40, 50, 60]
-    # Byte-level cross-entropy starts near ln(384) ≈ 5.95; a working model halves it within 60 steps.
-    assert got[60] < 0.75 * got[10], got
-    assert got[60] < 3.5, got
+    # Byte-level cross-entropy starts near ln(384) ≈ 5.95 (uniform); a working model halves it within 60
+    # steps and keeps improving after the first logged step.
+    assert got[60] < 0.5 * 5.95, got
+    assert min(got[k] for k in (30, 40, 50, 60)) < 0.8 * got[10], got
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     for key in ("step", "loss", "learning_rate", "tokens_per_second"):
         assert all(key in r for r in records)
@@ -159,3 +160,32 @@ def test_cli_bad_input_exit_code_in_a_real_process(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "xlt: error: TRAIN_STEPS must be > 0, got -1"
     assert "Traceback" not in proc.stderr
+
+
+def test_curriculum_run_logs_shares_and_resumes_exactly_across_the_boundary(tmp_path):
+    """mixtures/curriculum.gin (on 3 of its languages, for speed): the stage switches after step 4 (the
+    record of step k describes batch k-1), per-language token shares are logged, and a run resumed from
+    step 3 (before the boundary) reproduces the unbroken run."""
+    mix = ["--gin_file=mixtures/curriculum.gin", "--gin.CURRICULUM_SWITCH=4", "--gin.MIXTURE_OR_TASK_NAME='bible_curriculum'",
+           "--gin.LANGUAGES=['en', 'ko', 'zh']"]
+    common = dict(TRAIN_STEPS=8, CHECKPOINT_EVERY=3, **{"train.log_every": 1, "train.keep_checkpoints": 5,
+                                                        "train.async_checkpoints": False})
+    assert run(args(tmp_path, **common) + mix) == 0
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["data_stage"] for r in records] == [0, 0, 0, 0, 1, 1, 1, 1]
+    shares = [{k: v for k, v in r.items() if k.startswith("lang_share/")} for r in records]
+    assert all(len(s) == 3 and abs(sum(s.values()) - 1) < 1e-9 for s in shares)
+    uninterrupted = losses(tmp_path)
+    import shutil
+    for step in ("6", "8"):  # as if the job died after saving step 3
+        shutil.rmtree(tmp_path / "checkpoints" / step)
+    assert run(args(tmp_path, **common) + mix) == 0
+    assert losses(tmp_path) == uninterrupted
+    again = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in r.items() if k.startswith("lang_share/")} for r in again] == shares
+
+
+def test_checkpoint_with_another_vocabulary_is_refused(tmp_path, capsys):
+    assert run(args(tmp_path, TRAIN_STEPS=2)) == 0
+    assert run(args(tmp_path, TRAIN_STEPS=4, **{"vocabulary.extra_ids": 10})) == cli.EXIT_BAD_INPUT
+    assert "vocabulary does not match" in _one_line_error(capsys)

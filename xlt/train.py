@@ -25,10 +25,9 @@ from typing import Any
 import gin
 import jax
 import numpy as np
-import seqio
 
 from xlt import checkpoints, cli, optimizers, partitioning, step as step_lib
-from xlt.data import pipeline, tasks
+from xlt.data import mixtures, pipeline, tasks
 from xlt.errors import ConfigError
 from xlt.models import ModelConfig, build_model
 
@@ -121,8 +120,20 @@ def choose_converter(cfg: ModelConfig, name: str, converter: str) -> str:
         return converter
     if cfg.encoder_decoder:
         return "encdec"
-    features = seqio.get_mixture_or_task(name).output_features
+    features = pipeline.output_features(name)
     return "prefix_lm" if "inputs" in features else "decoder"
+
+
+def language_shares(labels: Sequence[str], tokens: np.ndarray) -> dict[str, float]:
+    """Realised share of loss-bearing target tokens per language (or task) in a logging window, as
+    ``lang_share/<label>``; summed over this process's batches (all processes see the same mixture)."""
+    if len(labels) < 2:
+        return {}
+    total = max(int(tokens.sum()), 1)
+    shares: dict[str, float] = {}
+    for label, n in zip(labels, tokens):
+        shares[f"lang_share/{label}"] = shares.get(f"lang_share/{label}", 0.0) + int(n) / total
+    return shares
 
 
 def format_eta(seconds: float) -> str:
@@ -185,6 +196,8 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
     batches = pipeline.batches(mixture_or_task_name, converter, lengths, batch_size, seed, start_step=start,
                                pack=pack)
     tokens_per_step = batch_size * sum(v[1] for k, v in shapes.items() if k.endswith("target_tokens"))
+    labels = batches.labels
+    window_tokens = np.zeros(len(labels), np.int64)
     preemption = Preemption()
     records: list[dict[str, Any]] = []
 
@@ -196,6 +209,7 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
     try:
         while step < train_steps:
             host_batch = next(batches)
+            window_tokens += pipeline.task_token_counts(host_batch.pop(pipeline.TARGET_TASK), len(labels))
             state, metrics = fns.train(state, partitioning.global_batch(host_batch, mesh))
             step += 1
             window_steps += 1
@@ -208,7 +222,9 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
                 elapsed = time.perf_counter() - window_start
                 rate = window_steps / elapsed if window_steps and elapsed > 0 else float("nan")
                 record = {"step": step, **values, "steps_per_second": rate,
-                          "tokens_per_second": rate * tokens_per_step, "first_step_seconds": first_step_seconds}
+                          "tokens_per_second": rate * tokens_per_step, "first_step_seconds": first_step_seconds,
+                          **language_shares(labels, window_tokens), "data_stage": batches.stage}
+                window_tokens[:] = 0
                 if not math.isfinite(values["loss"]):
                     raise FloatingPointError(f"loss is {values['loss']} at step {step}")
                 log.write(record)
@@ -243,6 +259,7 @@ def main(argv: list[str]) -> None:
     cli.load_gin(files, bindings, search)
     vocab = tasks.vocabulary()
     tasks.register_tasks(vocab=vocab)
+    mixtures.language_mixture()
     train(vocab_id=tasks.vocabulary_id(vocab))
 
 

@@ -14,7 +14,10 @@ returns weights over the same languages that sum to 1, usable directly as seqio 
   with the rest split by temperature sampling.
 
 ``register_mixture`` registers a ``seqio.Mixture`` over per-language tasks (``bible_<lang>`` by default)
-and ``bible_sizes`` gives the packaged Bible's characters per language for one split.
+and ``bible_sizes`` gives the packaged Bible's characters per language for one split. A curriculum is
+registered with ``register_curriculum`` (seqio mixtures have fixed rates); ``xlt.data.pipeline`` switches
+its weights at stage boundaries. ``language_mixture`` is the gin entry point that builds either from a
+run's config.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import math
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+import gin
 
 from xlt.data import languages
 from xlt.errors import DataError
@@ -245,3 +250,98 @@ def bible_sizes(langs: Iterable[str], split: str = "train") -> dict[str, int]:
             raise DataError(f"unknown split {split!r}; choose one of {', '.join(chars)}")
         out[lang] = chars[split]
     return out
+
+
+# --- Curricula: mixtures whose weights change with the training step -----------------------------------
+
+@dataclass(frozen=True)
+class RegisteredCurriculum:
+    """A curriculum over languages plus the task name pattern that maps a language to its seqio task."""
+
+    curriculum: Curriculum
+    task_pattern: str = "bible_{lang}"
+
+    def task_rates(self, stage: Stage) -> dict[str, float]:
+        return {self.task_pattern.format(lang=lang): rate for lang, rate in stage.weights.items()}
+
+    def languages_by_task(self) -> dict[str, str]:
+        langs = {lang for stage in self.curriculum.stages for lang in stage.weights}
+        return {self.task_pattern.format(lang=lang): lang for lang in sorted(langs)}
+
+
+_CURRICULA: dict[str, RegisteredCurriculum] = {}
+_validate_code = languages.validate  # ``language_mixture`` has a parameter named ``languages``
+
+
+def register_curriculum(name: str, curriculum: Curriculum, task_pattern: str = "bible_{lang}") -> RegisteredCurriculum:
+    """Register (or replace) a curriculum under ``name`` for ``xlt.data.pipeline`` (seqio has no notion of a
+    mixture that changes with the step). The tasks must be registered; languages with weight 0 in every
+    stage are allowed."""
+    import seqio
+
+    if name in seqio.MixtureRegistry.names() or name in seqio.TaskRegistry.names():
+        raise DataError(f"{name!r} is already a seqio task or mixture; give the curriculum another name")
+    registered = RegisteredCurriculum(curriculum, task_pattern)
+    for task in registered.languages_by_task():
+        if task not in seqio.TaskRegistry.names():
+            raise DataError(f"task {task!r} is not registered; call xlt.data.tasks.register_tasks first")
+    _CURRICULA[name] = registered
+    return registered
+
+
+def get_curriculum(name: str) -> RegisteredCurriculum | None:
+    return _CURRICULA.get(name)
+
+
+def curriculum_names() -> tuple[str, ...]:
+    return tuple(sorted(_CURRICULA))
+
+
+RATES = ("proportional", "temperature", "unimax")
+
+
+@gin.configurable
+def language_mixture(name: str | None = None, languages: Sequence[str] = (), rate: str = "temperature",
+                     alpha: float = 0.3, budget: float | None = None, max_epochs: float = 1.0,
+                     stages: Sequence[tuple[int, Mapping[str, float]]] = (),
+                     task_pattern: str = "bible_{lang}") -> dict[str, object] | None:
+    """Register the run's language mixture from gin (a no-op while ``name`` is unbound).
+
+    Sizes are the packaged Bible's training characters per language. ``rate`` picks the rate function
+    (``alpha`` for temperature; ``budget`` in characters and ``max_epochs`` for UniMax). With ``stages``
+    — ``[(start_step, {lang: share}), ...]`` — it is a curriculum: named languages get fixed shares, the
+    others split the rest by ``rate``'s weights (PolyLM: ``[(0, {'en': 0.7}), (N, {'en': 0.4})]``).
+    Returns a description (stage start steps and weights) for logging.
+    """
+    if name is None:
+        return None
+    if not languages:
+        raise DataError(f"language_mixture {name!r}: no languages given")
+    sizes = bible_sizes(languages)
+    if rate not in RATES:
+        raise DataError(f"language_mixture.rate={rate!r}; choose one of {list(RATES)}")
+    if rate == "unimax" and budget is None:
+        raise DataError("language_mixture.rate='unimax' needs language_mixture.budget (characters)")
+    base = {"proportional": lambda s: proportional(s), "temperature": lambda s: temperature(s, alpha),
+            "unimax": lambda s: unimax(s, budget, max_epochs)}[rate]
+    if not stages:
+        weights = base(sizes)
+        register_mixture(name, weights, task_pattern)
+        return {"stages": [(0, weights)]}
+    built = []
+    for step, fixed in stages:
+        rest = {lang: n for lang, n in sizes.items() if lang not in fixed}
+        for lang in fixed:
+            if lang not in sizes:
+                _validate_code(lang)
+                raise DataError(f"stage at step {step}: {lang!r} is not one of the mixture's languages")
+        weights = {lang: float(share) for lang, share in fixed.items()}
+        fixed_total = sum(_check_number(v, f"share of {k!r} at step {step}") for k, v in weights.items())
+        if not 0 <= fixed_total <= 1 + 1e-9 or any(v < 0 for v in weights.values()):
+            raise DataError(f"stage at step {step}: fixed shares must be >= 0 and sum to <= 1, got {fixed}")
+        if rest:
+            for lang, p in base(rest).items():
+                weights[lang] = (1 - fixed_total) * p
+        built.append((step, weights))
+    register_curriculum(name, Curriculum.from_weights(built), task_pattern)
+    return {"stages": built}

@@ -11,6 +11,7 @@ switches tokenizer with one binding. Every example carries its language code as 
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import gin
 import seqio
@@ -37,9 +38,14 @@ def vocabulary(kind: str = "byte", path: str | None = None, extra_ids: int = 0) 
 
 
 def _bible_dataset(split: str, shuffle_files: bool = False, seed: int | None = None, *, lang: str) -> tf.data.Dataset:
-    del shuffle_files, seed  # one in-memory shard; the task's shuffle buffer does the shuffling
+    """One split's verses. Shuffled here, as raw strings with a buffer the size of the split: a full
+    permutation (a fresh one each epoch) for the cost of shuffling pointers, so the task's own buffer,
+    which holds tokenized examples, can stay small and the first batch comes fast."""
     texts = [v.text for v in bible.verses(lang, split)]
-    return tf.data.Dataset.from_tensor_slices({"text": texts, "lang": [lang] * len(texts)})
+    ds = tf.data.Dataset.from_tensor_slices({"text": texts, "lang": [lang] * len(texts)})
+    if shuffle_files:
+        ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
+    return ds
 
 
 def _to_targets(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -80,13 +86,58 @@ def register_tasks(vocab: seqio.Vocabulary | None = None, languages: tuple[str, 
             _register(name, seqio.Task(
                 name, source=source,
                 preprocessors=prep + [seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
-                output_features=features, shuffle_buffer_size=10_000))
+                output_features=features, shuffle_buffer_size=256))
             names.append(name)
     return names
 
 
+MC4_TFDS = "c4/multilingual:3.1.0"
+
+
+def mc4_languages() -> tuple[str, ...]:
+    """The language splits TFDS's mC4 builder defines (101 languages plus 'und')."""
+    from tensorflow_datasets.text import c4
+    return tuple(c4.MC4_LANGUAGES)
+
+
+def _mc4_to_targets(ds: tf.data.Dataset, lang: str) -> tf.data.Dataset:
+    return ds.map(lambda ex: {"targets": ex["text"], "lang": tf.constant(lang)},
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
+
+@gin.configurable
+def register_mc4_tasks(vocab: seqio.Vocabulary | None = None, languages: tuple[str, ...] = ("en",),
+                       tfds_name: str = MC4_TFDS, data_dir: str | None = None) -> list[str]:
+    """Register ``mc4_<lang>`` language-modelling tasks over TFDS mC4 (needs the prepared TFDS data, e.g.
+    on GCS via ``data_dir``; nothing is downloaded here). mC4 names its splits by language: ``<lang>`` for
+    train and ``<lang>-validation``. Mix them with ``xlt.data.mixtures.register_mixture(...,
+    task_pattern='mc4_{lang}')`` (sizes: the TFDS split sizes)."""
+    vocab = vocab or vocabulary()
+    known = mc4_languages()
+    feature = seqio.Feature(vocab, add_eos=True, dtype=tf.int32)
+    names = []
+    for lang in languages:
+        if lang not in known:
+            raise ConfigError(f"mC4 has no language {lang!r}; it has {len(known)}: {', '.join(known[:20])} …")
+        name = f"mc4_{lang.replace('-', '_')}"
+        source = seqio.TfdsDataSource(tfds_name=tfds_name, tfds_data_dir=data_dir,
+                                      splits={"train": lang, "validation": f"{lang}-validation"})
+        _register(name, seqio.Task(
+            name, source=source,
+            preprocessors=[functools.partial(_mc4_to_targets, lang=lang), seqio.preprocessors.tokenize,
+                           seqio.preprocessors.append_eos],
+            output_features={"targets": feature}, shuffle_buffer_size=10_000))
+        names.append(name)
+    return names
+
+
 def vocabulary_id(vocab: seqio.Vocabulary) -> str:
-    """A short identity of a vocabulary, recorded in checkpoints so a mismatched one is refused."""
+    """A short identity of a vocabulary, recorded in checkpoints so a mismatched one is refused.
+
+    A sentencepiece model is identified by the sha256 of its bytes (not its path: a copied model is the
+    same vocabulary, a retrained one at the same path is not)."""
     if isinstance(vocab, seqio.SentencePieceVocabulary):
-        return f"sentencepiece:{vocab.sentencepiece_model_file}:{vocab.vocab_size}"
+        with tf.io.gfile.GFile(vocab.sentencepiece_model_file, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:16]
+        return f"sentencepiece:{digest}:{vocab.vocab_size}:extra_ids={vocab.extra_ids}"
     return f"{type(vocab).__name__}:{vocab.vocab_size}"

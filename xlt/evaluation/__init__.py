@@ -1,0 +1,1 @@
+"""Zero-shot evaluation: option scoring (rank classification), generation, metrics and reports."""

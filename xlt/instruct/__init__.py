@@ -1,0 +1,1 @@
+"""Instruction tuning data: templates, meta-datasets of task clusters per language, seqio tasks."""
