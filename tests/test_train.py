@@ -189,3 +189,38 @@ def test_checkpoint_with_another_vocabulary_is_refused(tmp_path, capsys):
     assert run(args(tmp_path, TRAIN_STEPS=2)) == 0
     assert run(args(tmp_path, TRAIN_STEPS=4, **{"vocabulary.extra_ids": 10})) == cli.EXIT_BAD_INPUT
     assert "vocabulary does not match" in _one_line_error(capsys)
+
+
+def test_fine_tuning_starts_from_init_checkpoint(tmp_path, capsys):
+    """INIT_CHECKPOINT loads the parameters (bitwise: with a 1e-30 learning rate they come out unchanged)
+    with a fresh optimizer at step 0; a checkpoint of another shape is refused before MODEL_DIR exists."""
+    from xlt import checkpoints
+    import numpy as np
+    base, tuned, fresh = tmp_path / "base", tmp_path / "tuned", tmp_path / "fresh"
+    assert run(args(base, TRAIN_STEPS=6, **{"train.log_every": 1})) == 0
+    frozen = {"learning_rate_schedule.peak": 1e-30,  # updates vanish below fp32 resolution
+              "train.log_every": 1, "TRAIN_STEPS": 1,
+              "MIXTURE_OR_TASK_NAME": "'bible_ko'"}
+    assert run(args(tuned, **frozen) + [f"--gin.INIT_CHECKPOINT='{base}'"]) == 0
+    assert run(args(fresh, **frozen)) == 0
+    a, _ = checkpoints.load_params(base)
+    b, meta = checkpoints.load_params(tuned)
+    import jax
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    assert not all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(
+        checkpoints.load_params(fresh)[0]))), "a run without INIT_CHECKPOINT starts elsewhere"
+    bad = tmp_path / "bad"
+    assert run(args(bad, **frozen, **{"ModelConfig.d_model": 32}) + [f"--gin.INIT_CHECKPOINT='{base}'"]) == \
+        cli.EXIT_BAD_INPUT
+    assert "does not match the model" in _one_line_error(capsys)
+    assert not bad.exists()
+
+
+def test_gin_includes_resolve_with_a_runs_directory_in_cwd(tmp_path, monkeypatch):
+    """A ``runs/`` directory of MODEL_DIRs in the working directory must not shadow gin/runs/*.gin."""
+    import importlib
+    (tmp_path / "runs" / "old_run").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    cli.load_gin(["runs/demo_pretrain.gin"], ["MODEL_DIR='x'"])

@@ -281,7 +281,8 @@ def _saved_param_metadata(kind: str, where: Path) -> Any:
     return tree
 
 
-def _describe_mismatch(saved: Mapping[str, list[int]], wanted: Mapping[str, list[int]]) -> str | None:
+def describe_param_mismatch(saved: Mapping[str, list[int]], wanted: Mapping[str, list[int]]) -> str | None:
+    """One line on the first difference between two {path: shape} maps (None when they agree)."""
     missing = sorted(set(wanted) - set(saved))
     extra = sorted(set(saved) - set(wanted))
     differ = sorted(k for k in set(saved) & set(wanted) if list(saved[k]) != list(wanted[k]))
@@ -321,7 +322,7 @@ def load_params(path: str | Path, abstract_params: Any = None) -> tuple[Any, dic
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype), saved_tree)
     else:
         target = nn.meta.unbox(abstract_params)
-        problem = _describe_mismatch(saved_shapes, param_shapes(target))
+        problem = describe_param_mismatch(saved_shapes, param_shapes(target))
         if problem:
             raise CheckpointError(f"checkpoint {where} does not match the model: {problem}")
 

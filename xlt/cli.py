@@ -55,8 +55,29 @@ class _QuietIncludeLookups(logging.Filter):
         return not str(record.msg).startswith("Path not found")
 
 
+def _tolerant_file_readers() -> None:
+    """gin looks an include up as a Python package path too (``runs/pretrain.gin`` → package ``runs``); a
+    plain directory of that name in the working directory (e.g. ``runs/`` of MODEL_DIRs) is a namespace
+    package without a file, and gin's check then raises instead of moving on to the search path. Make
+    that check answer "not here"."""
+    readers = gin.config._FILE_READERS  # noqa: SLF001 - gin has no public API to amend a reader
+    for i, (reader, exists) in enumerate(readers):
+        if getattr(exists, "_xlt_tolerant", False):
+            continue
+
+        def tolerant(path, _exists=exists):
+            try:
+                return _exists(path)
+            except (ValueError, TypeError, ImportError):
+                return False
+
+        tolerant._xlt_tolerant = True
+        readers[i] = (reader, tolerant)
+
+
 def load_gin(files: Sequence[str], bindings: Sequence[str], search: Sequence[str] = (str(GIN_DIR),)) -> None:
     """Parse gin files and bindings, turning gin's errors into one-line ConfigErrors."""
+    _tolerant_file_readers()
     gin.clear_config()  # one run's bindings never leak into the next (tests call entry points in-process)
     for path in search:
         if path not in gin.config._LOCATION_PREFIXES:  # noqa: SLF001 - gin has no public membership test

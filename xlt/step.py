@@ -55,6 +55,7 @@ class StepFns:
     """Compiled entry points for one (model, optimizer, mesh, batch shape)."""
 
     init: Callable[[jax.Array], TrainState]
+    init_from: Callable[[Any], TrainState]  # given (sharded) params: step 0 and a fresh optimizer state
     train: Callable[[TrainState, Batch], tuple[TrainState, dict]]
     state_shardings: Any
     abstract_state: Any
@@ -91,6 +92,9 @@ def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
 
     def init(rng):
         return nn.meta.unbox(boxed_init(rng))
+
+    def init_from(params):  # fine-tuning: given parameters, a fresh optimizer state
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
     def train(state: TrainState, batch: Batch):
         weights = batch.get("decoder_loss_weights")
@@ -129,6 +133,7 @@ def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
 
     metric_sharding = partitioning.replicated(mesh)
     jit_init = jax.jit(init, out_shardings=state_shardings)
+    jit_init_from = jax.jit(init_from, in_shardings=(state_shardings.params,), out_shardings=state_shardings)
     jit_train = jax.jit(train, in_shardings=(state_shardings, batch_shardings),
                         out_shardings=(state_shardings, metric_sharding), donate_argnums=(0,))
 
@@ -141,7 +146,7 @@ def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
 
     abstract_sharded = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                     abstract, state_shardings)
-    return StepFns(init=with_context(jit_init), train=with_context(jit_train), state_shardings=state_shardings,
+    return StepFns(init=with_context(jit_init), init_from=with_context(jit_init_from), train=with_context(jit_train), state_shardings=state_shardings,
                    abstract_state=abstract_sharded, batch_shardings=batch_shardings)
 
 

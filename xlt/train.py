@@ -29,6 +29,7 @@ import numpy as np
 from xlt import checkpoints, cli, optimizers, partitioning, step as step_lib
 from xlt.data import mixtures, pipeline, tasks
 from xlt.errors import ConfigError
+from xlt.instruct import tasks as instruct_tasks
 from xlt.models import ModelConfig, build_model
 
 
@@ -147,7 +148,7 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
           mesh_shape: Sequence[int] = (-1, 1, 1), checkpoint_every: int = 1000, keep_checkpoints: int = 3,
           log_every: int = 10, model: ModelConfig | None = None, feature_converter: str = "auto",
           pack: bool = True, grad_accum_steps: int = 1, z_loss: float = 0.0, async_checkpoints: bool = True,
-          vocab_id: str = "", quiet: bool = False) -> list[dict[str, Any]]:
+          vocab_id: str = "", quiet: bool = False, init_checkpoint: str | None = None) -> list[dict[str, Any]]:
     """Train (or resume) a model; returns the logged metric records of this invocation."""
     if train_steps <= 0:
         raise ConfigError(f"TRAIN_STEPS must be > 0, got {train_steps}")
@@ -180,6 +181,13 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
         checkpoints.check_compatible(ckpt.read_meta(start), shapes_now, data_identity, where)
         state = ckpt.restore(start, fns.abstract_state)
         logging.warning("resumed from %s", where)
+    elif init_checkpoint:  # fine-tuning: parameters from a checkpoint, fresh optimizer, step 0
+        start = 0
+        params, init_meta = checkpoints.load_params(init_checkpoint, fns.abstract_state.params)
+        checkpoints.check_vocabulary(init_meta.get("data", {}).get("vocabulary") or init_meta.get("vocabulary"),
+                                     vocab_id, init_checkpoint)
+        state = fns.init_from(params)
+        logging.warning("initialised parameters from %s", init_checkpoint)
     else:
         start = 0
         state = fns.init(jax.random.key(seed))
@@ -202,7 +210,8 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
     records: list[dict[str, Any]] = []
 
     def meta(at: int) -> dict[str, Any]:
-        return {"model": cfg.to_dict(), "param_shapes": shapes_now, "data": {**data_identity, "step": at}}
+        return {"model": cfg.to_dict(), "param_shapes": shapes_now, "data": {**data_identity, "step": at},
+                "init_checkpoint": str(init_checkpoint) if init_checkpoint else None}
 
     window_start, window_steps, first_step_seconds = time.perf_counter(), 0, None
     step = start
@@ -250,6 +259,28 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
     return records
 
 
+DATA_SOURCES = ("bible", "mc4", "instruct")
+
+
+@gin.configurable
+def register_data(sources: Sequence[str] = ("bible",)):
+    """Register the seqio tasks of ``sources`` with the gin-configured vocabulary (each registrar takes its
+    own gin bindings: ``register_tasks``, ``register_mc4_tasks``, ``register_instruct_tasks``), then the
+    run's language mixture if one is configured. Returns the vocabulary."""
+    unknown = sorted(set(sources) - set(DATA_SOURCES))
+    if unknown:
+        raise ConfigError(f"register_data.sources has unknown {unknown}; choose from {list(DATA_SOURCES)}")
+    vocab = tasks.vocabulary()
+    if "bible" in sources:
+        tasks.register_tasks(vocab=vocab)
+    if "mc4" in sources:
+        tasks.register_mc4_tasks(vocab=vocab)
+    if "instruct" in sources:
+        instruct_tasks.register_instruct_tasks(vocab=vocab)
+    mixtures.language_mixture()
+    return vocab
+
+
 def main(argv: list[str]) -> None:
     files, bindings, search, rest = cli.parse_gin_args(argv)
     if rest:
@@ -257,9 +288,7 @@ def main(argv: list[str]) -> None:
     if not files:
         raise ConfigError("no --gin_file given; e.g. --gin_file=runs/demo_pretrain.gin")
     cli.load_gin(files, bindings, search)
-    vocab = tasks.vocabulary()
-    tasks.register_tasks(vocab=vocab)
-    mixtures.language_mixture()
+    vocab = register_data()
     train(vocab_id=tasks.vocabulary_id(vocab))
 
 

@@ -1,0 +1,237 @@
+"""Zero-shot evaluation of a checkpoint on the instruction meta-datasets: ``python -m xlt.eval``.
+
+For every (content language, task of the evaluated clusters, template) it scores the split's examples and
+writes one record per metric (``xlt.evaluation.report`` aggregates them into mean ± std over templates):
+
+* choice tasks — rank classification: the log-likelihood of every option given the prompt
+  (``xlt.evaluation.scoring.score_options``: the prompt is computed once, all its options are scored
+  together). ``accuracy`` ranks by the summed log-likelihood, ``accuracy_norm`` by the per-token one.
+* generation tasks — greedy decoding with the KV cache (``xlt.decoding.generate``), then the task's
+  metrics (exact match, chrF, ROUGE-L with language-aware tokenization) and ``wrong_language``: the share
+  of answers identified as another language than the content language (``xlt.evaluation.langid``).
+
+Prompts are laid out as training saw them (seqio's converters, EOS appended to inputs and targets):
+decoder-only — ``[0] + inputs + [EOS]`` attended bidirectionally (prefix-LM), the answer continuing it;
+encoder-decoder — ``inputs + [EOS]`` into the encoder, the answer decoded from token 0. Prompts longer
+than ``max_input_len`` keep their last tokens (where the question and the options are).
+
+The model config comes from the checkpoint; the vocabulary from gin (``vocabulary.*``) and must match
+the one recorded in the checkpoint. Outputs in OUTPUT_DIR: ``records.json`` (the raw per-template
+records), ``report.json`` and ``report.md`` (aggregated), ``predictions.jsonl`` (every example's
+prediction). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gin
+import numpy as np
+
+from xlt import checkpoints, cli, partitioning
+from xlt.data import languages as language_table
+from xlt.data import tasks as data_tasks
+from xlt.decoding import EOS_ID, generate
+from xlt.errors import ConfigError
+from xlt.evaluation import langid, metrics, report as report_lib
+from xlt.evaluation.scoring import score_options
+from xlt.instruct import meta
+from xlt.instruct import tasks as instruct_tasks
+from xlt.models import build_model
+
+GENERATION_METRICS = {
+    "exact_match": lambda preds, refs, lang: metrics.exact_match(preds, refs, lang),
+    "chrf": lambda preds, refs, lang: metrics.chrf(preds, refs) / 100.0,  # 0-1 like the others
+    "rouge_l": lambda preds, refs, lang: metrics.rouge_l(preds, refs, lang),
+}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _cap_items(examples: list[dict[str, Any]], max_items: int | None) -> list[dict[str, Any]]:
+    """Keep every template of the first ``max_items`` items (an item's templates stay together)."""
+    if max_items is None:
+        return examples
+    items: list[str] = []
+    kept = []
+    for ex in examples:
+        item = ex["id"].rsplit("/", 1)[0]
+        if item not in items:
+            if len(items) >= max_items:
+                continue
+            items.append(item)
+        kept.append(ex)
+    return kept
+
+
+class Evaluator:
+    """A model, its parameters and the vocabulary, laid out for scoring and generation."""
+
+    def __init__(self, checkpoint: str, *, batch_size: int = 16, max_input_len: int = 1024,
+                 mesh_shape: Sequence[int] | None = None):
+        self.params, self.meta = checkpoints.load_params(checkpoint)
+        self.cfg = checkpoints.model_config_from_meta(self.meta)
+        self.vocab = data_tasks.vocabulary()
+        saved_vocab = self.meta.get("data", {}).get("vocabulary") or self.meta.get("vocabulary")
+        checkpoints.check_vocabulary(saved_vocab, data_tasks.vocabulary_id(self.vocab), str(checkpoint))
+        if self.vocab.vocab_size > self.cfg.vocab_size:
+            raise ConfigError(f"the vocabulary has {self.vocab.vocab_size} ids but the model only "
+                              f"{self.cfg.vocab_size}")
+        self.model = build_model(self.cfg)
+        self.batch_size = batch_size
+        self.mesh = partitioning.make_mesh(mesh_shape) if mesh_shape else None
+        limit = self.cfg.max_len if self.cfg.position == "learned" else max_input_len
+        self.max_input_len = min(max_input_len, limit)
+        self.prefix_lm = not self.cfg.encoder_decoder
+
+    def prompt_ids(self, text: str, reserve: int = 0) -> list[int]:
+        ids = list(self.vocab.encode(text)) + [EOS_ID]
+        if self.prefix_lm:
+            ids = [0] + ids
+        keep = self.max_input_len - reserve
+        if keep < 2:
+            raise ConfigError(f"max_input_len={self.max_input_len} leaves no room for a prompt")
+        return ids[-keep:] if len(ids) > keep else ids
+
+    def answer_ids(self, text: str) -> list[int]:
+        return list(self.vocab.encode(text)) + [EOS_ID]
+
+    def choose(self, examples: Sequence[dict[str, Any]]) -> tuple[list[int], list[int]]:
+        """Predicted option index per example, by summed and by per-token log-likelihood."""
+        options = [[self.answer_ids(o) for o in ex["options"]] for ex in examples]
+        longest = [max(len(o) for o in opts) for opts in options]
+        prompts = [self.prompt_ids(ex["inputs"], reserve=n if self.prefix_lm else 0)
+                   for ex, n in zip(examples, longest)]
+        scores = score_options(self.model, self.params, prompts, options, prefix_lm=self.prefix_lm,
+                               batch_size=self.batch_size, mesh=self.mesh)
+        return [s.best() for s in scores], [s.best(length_normalized=True) for s in scores]
+
+    def answer(self, examples: Sequence[dict[str, Any]], max_new_tokens: int) -> list[str]:
+        prompts = [self.prompt_ids(ex["inputs"], reserve=max_new_tokens if self.prefix_lm else 0)
+                   for ex in examples]
+        out: list[str] = []
+        for start in range(0, len(prompts), self.batch_size):
+            gen = generate(self.model, self.params, prompts[start:start + self.batch_size],
+                           max_new_tokens=max_new_tokens, prefix_lm=self.prefix_lm, mesh=self.mesh)
+            for row, n in zip(gen.tokens, gen.lengths):
+                ids = [int(t) for t in row[:n] if t not in (0, EOS_ID)]
+                out.append(self.vocab.decode(ids))
+        return out
+
+
+def _records_for(examples: list[dict[str, Any]], predictions: list[Any], kind: str, spec: meta.TaskSpec,
+                 lang: str) -> list[dict[str, Any]]:
+    by_template: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        by_template[(ex["template_lang"], ex["template_id"])].append(i)
+    records = []
+    for (template_lang, template_id), idx in sorted(by_template.items()):
+        base = dict(task=spec.name, cluster=spec.cluster, kind=kind, content_lang=lang,
+                    template_lang=template_lang, template_id=template_id, n=len(idx))
+        if kind == meta.CHOICE:
+            gold = [examples[i]["answer"] for i in idx]
+            summed, normed = predictions
+            values = {"accuracy": metrics.accuracy([summed[i] for i in idx], gold),
+                      "accuracy_norm": metrics.accuracy([normed[i] for i in idx], gold)}
+        else:
+            preds = [predictions[i] for i in idx]
+            refs = [examples[i]["references"] for i in idx]
+            values = {m: GENERATION_METRICS[m](preds, refs, lang) for m in spec.metrics if m in GENERATION_METRICS}
+            values["wrong_language"] = langid.wrong_language_rate(preds, lang)
+        records.extend({**base, "metric": m, "value": float(v)} for m, v in values.items())
+    return records
+
+
+@gin.configurable(denylist=["progress"])
+def evaluate(checkpoint: str = gin.REQUIRED, output_dir: str | None = None, languages: Sequence[str] = ("en",),
+             clusters: Sequence[str] | None = None, tasks: Sequence[str] | None = None, split: str = "test",
+             template_mode: str = "native", template_lang: str | None = None, fallback_lang: str | None = None,
+             max_items_per_task: int | None = None, batch_size: int = 16, max_new_tokens: int = 32,
+             max_input_len: int = 1024, mesh_shape: Sequence[int] | None = None, quiet: bool = False,
+             progress: Any = None) -> report_lib.Report:
+    """Evaluate ``checkpoint`` zero-shot; returns the aggregated report (and writes it to ``output_dir``).
+
+    ``clusters`` defaults to the held-out clusters (``xlt.instruct.meta.DEFAULT_HELD_OUT``); ``tasks``
+    narrows further. ``languages`` are content languages."""
+    langs = tuple(language_table.validate(code) for code in languages)
+    if not langs:
+        raise ConfigError("evaluate.languages is empty")
+    chosen_clusters = meta.check_clusters(clusters if clusters is not None else meta.DEFAULT_HELD_OUT)
+    if tasks is not None:
+        for t in tasks:
+            meta.task_spec(t)
+    if max_items_per_task is not None and max_items_per_task < 1:
+        raise ConfigError(f"max_items_per_task must be >= 1, got {max_items_per_task}")
+    if max_new_tokens < 1 or batch_size < 1:
+        raise ConfigError("max_new_tokens and batch_size must be >= 1")
+    # Check every example source before the (slow) model work starts.
+    plan: list[tuple[str, str, list[dict[str, Any]]]] = []
+    for lang in langs:
+        for task in meta.tasks_for(lang, chosen_clusters):
+            if tasks is not None and task not in tasks:
+                continue
+            examples = instruct_tasks.eval_examples(task, lang, split, template_mode=template_mode,
+                                                    template_lang=template_lang, fallback_lang=fallback_lang)
+            plan.append((lang, task, _cap_items(examples, max_items_per_task)))
+    if not plan:
+        raise ConfigError(f"no tasks of clusters {list(chosen_clusters)} for languages {list(langs)}")
+    evaluator = Evaluator(checkpoint, batch_size=batch_size, max_input_len=max_input_len, mesh_shape=mesh_shape)
+    records: list[dict[str, Any]] = []
+    predictions_log: list[str] = []
+    started = time.perf_counter()
+    for i, (lang, task, examples) in enumerate(plan):
+        spec = meta.task_spec(task)
+        if spec.kind == meta.CHOICE:
+            preds: Any = evaluator.choose(examples)
+            shown = preds[0]
+        else:
+            preds = evaluator.answer(examples, max_new_tokens)
+            shown = preds
+        records.extend(_records_for(examples, preds, spec.kind, spec, lang))
+        predictions_log.extend(json.dumps({"id": ex["id"], "prediction": p, "gold": ex["targets"]},
+                                          ensure_ascii=False) for ex, p in zip(examples, shown))
+        if progress is not None:
+            progress(i + 1, len(plan), f"{task}/{lang}")
+        elif not quiet:
+            print(f"[{i + 1}/{len(plan)}] {task} {lang}: {len(examples)} examples "
+                  f"({time.perf_counter() - started:.0f}s)", flush=True)
+    rep = report_lib.aggregate(records)
+    if output_dir:
+        out = Path(output_dir)
+        atomic_write_text(out / "records.json", json.dumps(records, indent=1, ensure_ascii=False))
+        atomic_write_text(out / "predictions.jsonl", "\n".join(predictions_log) + "\n")
+        rep.write_json(out / "report.json")
+        atomic_write_text(out / "report.md", rep.to_markdown())
+    if not quiet:
+        print(rep.to_markdown())
+    return rep
+
+
+def main(argv: list[str]) -> None:
+    files, bindings, search, rest = cli.parse_gin_args(argv)
+    if rest:
+        raise ConfigError(f"unknown arguments {rest}; use --gin_file=F and --gin.NAME=VALUE")
+    if not files and not bindings:
+        raise ConfigError("nothing to evaluate; e.g. --gin_file=runs/eval.gin --gin.CHECKPOINT=\"'runs/demo'\"")
+    cli.load_gin(files, bindings, search)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    evaluate()
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main(main))

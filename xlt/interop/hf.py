@@ -1,0 +1,907 @@
+"""Hugging Face checkpoints ⇄ xlt params-only checkpoints: GPT-2 (PolyLM), Llama, T5 v1.1 / mT5 (and original T5).
+
+Import reads ``config.json`` and the weights (``model.safetensors``, sharded safetensors with
+``model.safetensors.index.json``, or ``pytorch_model.bin`` / its sharded index) tensor by tensor, maps each
+one onto the xlt parameter tree and writes a params-only checkpoint (``xlt.checkpoints.save_params``) with a
+``model.gin`` binding the ModelConfig next to it; tokenizer files are kept under ``hf/``. Export does the
+reverse and writes ``config.json`` plus safetensors that ``transformers``' ``from_pretrained`` loads.
+
+Conventions, checked by tests/interop/test_hf_interop.py against transformers' own logits:
+
+* torch ``nn.Linear`` weights are [out, in]; xlt kernels are (in..., out...), e.g. the query kernel is
+  [d_model, heads, head_dim] and the attention output kernel [heads, head_dim, d_model].
+* GPT-2 ``Conv1D`` weights are already [in, out]; ``c_attn`` fuses query, key and value along ``out``.
+* HF Llama checkpoints already use the rotate-half rotary layout that ``xlt.models.layers.apply_rope``
+  implements (the interleaved Meta layout is permuted by HF's own conversion script), so q/k need no permutation.
+* T5 keeps each stack's relative attention bias in layer 0 (``block.0.layer.0.SelfAttention``); xlt keeps
+  one per stack (``encoder/relpos``, ``decoder/relpos``). An ``lm_head.weight`` in the checkpoint means an
+  untied head (transformers 5 always writes ``tie_word_embeddings: true`` for T5); ``scale_decoder_outputs``
+  (or, in older configs, a tied ``tie_word_embeddings``) is ``ModelConfig.scale_decoder_output``.
+* ``--pad_vocab_to_multiple`` pads embedding/LM-head rows with zeros and records the true size as
+  ``ModelConfig.unpadded_vocab_size`` (those logits are masked in the model); export strips the rows again.
+
+Host memory: one copy of the parameters plus one tensor in flight. Import reads each HF tensor lazily and
+writes it straight into the (pre-allocated, for scanned layers) parameter array; export streams tensors
+into the safetensors files with a hand-written header, so no full second copy is ever built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+
+from xlt import checkpoints
+from xlt.errors import CheckpointError, ConfigError
+from xlt.models import ModelConfig, build_model
+from xlt.models.config import round_up
+
+DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16), "float16": np.dtype(np.float16)}
+SAFETENSORS_DTYPES = {np.dtype(np.float32): "F32", np.dtype(ml_dtypes.bfloat16): "BF16", np.dtype(np.float16): "F16"}
+DEFAULT_MAX_SHARD_BYTES = 5 * 1024 ** 3
+# Files kept from the HF directory (tokenizer, generation settings) and written back on export.
+KEPT_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+              "generation_config.json", "vocab.json", "merges.txt", "vocab.txt", "spiece.model", "tokenizer.model",
+              "sentencepiece.bpe.model", "chat_template.jinja", "chat_template.json")
+WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
+                "pytorch_model.bin")
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One supported Hugging Face model family and the xlt layout it maps to."""
+
+    model_type: str
+    architecture: str  # the class export names in config.json
+    layout: str
+    accepted: tuple[str, ...]  # architectures import accepts
+
+
+FAMILIES = {
+    "gpt2": Family("gpt2", "GPT2LMHeadModel", "gpt", ("GPT2LMHeadModel", "GPT2Model")),
+    "llama": Family("llama", "LlamaForCausalLM", "llama", ("LlamaForCausalLM",)),
+    "t5": Family("t5", "T5ForConditionalGeneration", "t5", ("T5ForConditionalGeneration",)),
+    "mt5": Family("mt5", "MT5ForConditionalGeneration", "t5", ("MT5ForConditionalGeneration",)),
+}
+SUPPORTED = "GPT2LMHeadModel (PolyLM), LlamaForCausalLM, T5ForConditionalGeneration, MT5ForConditionalGeneration"
+
+HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+                  "gelu": "gelu", "relu": "relu", "silu": "silu", "swish": "silu"}
+XLT_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"}
+# Token ids and generation settings carried from an imported config.json into an exported one.
+CARRIED_CONFIG_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id",
+                       "task_specific_params", "initializer_range", "initializer_factor")
+
+
+# --- Reading Hugging Face checkpoints -----------------------------------------------------------------------
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - the hf extra installs it
+        raise ConfigError("Hugging Face interop needs torch and safetensors: pip install -e '.[hf]'") from e
+    return torch
+
+
+def _to_numpy(t) -> np.ndarray:
+    torch = _torch()
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"corrupt {what} {path}: {str(e).splitlines()[0]}") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"corrupt {what} {path}: not a JSON object")
+    return data
+
+
+class TensorSource:
+    """Lazy, tensor-by-tensor access to the weights of a HF checkpoint directory."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self._files: dict[str, str] = {}  # tensor name -> file name
+        self._handles: dict[str, Any] = {}
+        found = next((n for n in WEIGHT_FILES if (self.directory / n).is_file()), None)
+        if found is None:
+            raise CheckpointError(f"no weights in {self.directory}: expected one of {', '.join(WEIGHT_FILES)}")
+        self.kind = "safetensors" if "safetensors" in found else "torch"
+        if found.endswith(".index.json"):
+            index = read_json(self.directory / found, "weights index")
+            weight_map = index.get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise CheckpointError(f"corrupt weights index {self.directory / found}: no weight_map")
+            self._files = {str(k): str(v) for k, v in weight_map.items()}
+        else:
+            for name in self._open(found).keys():
+                self._files[name] = found
+        for file in sorted(set(self._files.values())):
+            if not (self.directory / file).is_file():
+                raise CheckpointError(f"weights shard {file} listed in {found} is missing from {self.directory}")
+        self.description = found
+
+    def _open(self, file: str):
+        if file not in self._handles:
+            path = self.directory / file
+            try:
+                if self.kind == "safetensors":
+                    from safetensors import safe_open
+                    _torch()
+                    self._handles[file] = safe_open(str(path), framework="pt")
+                else:
+                    self._handles[file] = _torch().load(str(path), map_location="cpu", mmap=True, weights_only=True)
+            except CheckpointError:
+                raise
+            except Exception as e:
+                raise CheckpointError(f"cannot read weights file {path}: {str(e).splitlines()[0]}") from e
+        return self._handles[file]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._files)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._files
+
+    def file_of(self, name: str) -> str:
+        return self._files[name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        handle = self._open(self._files[name])
+        try:
+            if self.kind == "safetensors":
+                return tuple(handle.get_slice(name).get_shape())
+            return tuple(handle[name].shape)
+        except Exception as e:
+            raise CheckpointError(f"tensor {name!r} cannot be read from {self._files[name]}: {e}") from e
+
+    def get(self, name: str) -> np.ndarray:
+        handle = self._open(self._files[name])
+        try:
+            tensor = handle.get_tensor(name) if self.kind == "safetensors" else handle[name]
+        except Exception as e:
+            raise CheckpointError(f"tensor {name!r} cannot be read from {self._files[name]}: {e}") from e
+        return _to_numpy(tensor)
+
+    def close(self) -> None:
+        self._handles.clear()
+
+
+# --- Writing safetensors, streamed ---------------------------------------------------------------------------
+
+
+def _header_bytes(entries: Sequence[tuple[str, tuple[int, ...], np.dtype]]) -> tuple[bytes, int]:
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, shape, dtype in entries:
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        header[name] = {"dtype": SAFETENSORS_DTYPES[dtype], "shape": list(shape),
+                        "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    return raw, offset
+
+
+def write_safetensors(directory: Path, entries: Sequence[tuple[str, tuple[int, ...], np.dtype]],
+                      arrays: Iterator[tuple[str, np.ndarray]], max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
+                      ) -> list[str]:
+    """Write tensors given one at a time by ``arrays`` (same order as ``entries``) into ``model.safetensors``,
+    or ``model-0000k-of-0000n.safetensors`` plus ``model.safetensors.index.json`` past ``max_shard_bytes``."""
+    shards: list[list[tuple[str, tuple[int, ...], np.dtype]]] = [[]]
+    size = 0
+    for entry in entries:
+        nbytes = int(np.prod(entry[1], dtype=np.int64)) * entry[2].itemsize
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(entry)
+        size += nbytes
+    files = (["model.safetensors"] if len(shards) == 1 else
+             [f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors" for k in range(len(shards))])
+    total = 0
+    weight_map = {}
+    for file, shard in zip(files, shards):
+        header, data_bytes = _header_bytes(shard)
+        total += data_bytes
+        with open(directory / file, "wb") as f:
+            f.write(len(header).to_bytes(8, "little"))
+            f.write(header)
+            for name, shape, dtype in shard:
+                got_name, array = next(arrays)
+                if got_name != name or tuple(array.shape) != tuple(shape) or array.dtype != dtype:
+                    raise RuntimeError(f"internal: tensor stream gave {got_name} {array.shape} {array.dtype}, "
+                                       f"expected {name} {shape} {dtype}")
+                f.write(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))
+                weight_map[name] = file
+    if len(files) > 1:
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return files
+
+
+# --- Config translation --------------------------------------------------------------------------------------
+
+
+def _need(hf: Mapping[str, Any], key: str, *aliases: str) -> Any:
+    for k in (key, *aliases):
+        if hf.get(k) is not None:
+            return hf[k]
+    raise ConfigError(f"config.json has no {key!r}")
+
+
+def _activation(name: Any, field: str) -> str:
+    if name not in HF_ACTIVATIONS:
+        raise ConfigError(f"config.json {field}={name!r} is not supported; xlt has {sorted(HF_ACTIVATIONS)}")
+    return HF_ACTIVATIONS[name]
+
+
+def family_of(hf: Mapping[str, Any]) -> Family:
+    model_type = hf.get("model_type")
+    archs = hf.get("architectures") or []
+    family = FAMILIES.get(model_type)
+    if family is None:
+        shown = archs[0] if archs else model_type
+        raise ConfigError(f"unsupported Hugging Face architecture {shown!r} (model_type={model_type!r}); "
+                          f"xlt imports {SUPPORTED}")
+    for arch in archs:
+        if arch not in family.accepted:
+            raise ConfigError(f"unsupported Hugging Face architecture {arch!r}: xlt imports the language-model "
+                              f"class of {model_type} ({', '.join(family.accepted)})")
+    return family
+
+
+def _rope_theta(hf: Mapping[str, Any]) -> float:
+    params = hf.get("rope_parameters") or {}
+    scaling = hf.get("rope_scaling") or {}
+    for what, d in (("rope_parameters", params), ("rope_scaling", scaling)):
+        kind = d.get("rope_type", d.get("type", "default")) if isinstance(d, Mapping) else "default"
+        if kind not in ("default", None):
+            raise ConfigError(f"config.json {what} rope_type={kind!r} is not supported (xlt implements plain RoPE)")
+    theta = params.get("rope_theta") if isinstance(params, Mapping) else None
+    return float(theta if theta is not None else hf.get("rope_theta", 10_000.0))
+
+
+def config_from_hf(hf: Mapping[str, Any], tensor_names: Sequence[str], *, dtype: str = "float32",
+                   pad_vocab_to_multiple: int | None = None, scan_layers: bool = False) -> ModelConfig:
+    """The ModelConfig of a HF config.json (``tensor_names`` tells T5's tied from untied LM head)."""
+    family = family_of(hf)
+    vocab = int(_need(hf, "vocab_size"))
+    common = dict(layout=family.layout, param_dtype=dtype, dtype="float32" if dtype == "float32" else "bfloat16",
+                  scan_layers=scan_layers)
+    if family.model_type == "gpt2":
+        if hf.get("scale_attn_by_inverse_layer_idx"):
+            raise ConfigError("config.json scale_attn_by_inverse_layer_idx=true is not supported")
+        if hf.get("add_cross_attention"):
+            raise ConfigError("config.json add_cross_attention=true is not supported (decoder-only GPT-2 only)")
+        d = int(_need(hf, "n_embd", "hidden_size"))
+        heads = int(_need(hf, "n_head", "num_attention_heads"))
+        kwargs = dict(d_model=d, num_layers=int(_need(hf, "n_layer", "num_hidden_layers")), num_heads=heads,
+                      head_dim=d // heads, d_ff=int(hf.get("n_inner") or 4 * d),
+                      max_len=int(_need(hf, "n_positions", "max_position_embeddings")),
+                      norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+                      activation=_activation(hf.get("activation_function", "gelu_new"), "activation_function"),
+                      tie_embeddings=hf.get("tie_word_embeddings", True) is not False,
+                      scale_attention=hf.get("scale_attn_weights", True) is not False,
+                      dropout_rate=float(hf.get("resid_pdrop", 0.0) or 0.0))
+        if d % heads:
+            raise ConfigError(f"config.json n_embd={d} is not a multiple of n_head={heads}")
+    elif family.model_type == "llama":
+        if hf.get("attention_bias") or hf.get("mlp_bias"):
+            raise ConfigError("config.json attention_bias/mlp_bias=true is not supported (xlt's llama has no biases)")
+        d = int(_need(hf, "hidden_size"))
+        heads = int(_need(hf, "num_attention_heads"))
+        kwargs = dict(d_model=d, num_layers=int(_need(hf, "num_hidden_layers")), num_heads=heads,
+                      num_kv_heads=int(hf.get("num_key_value_heads") or heads),
+                      head_dim=int(hf.get("head_dim") or d // heads), d_ff=int(_need(hf, "intermediate_size")),
+                      max_len=int(hf.get("max_position_embeddings", 2048)), rope_theta=_rope_theta(hf),
+                      norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+                      activation=_activation(hf.get("hidden_act", "silu"), "hidden_act"),
+                      tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+                      dropout_rate=float(hf.get("attention_dropout", 0.0) or 0.0))
+    else:  # t5, mt5
+        proj = str(hf.get("feed_forward_proj", "relu"))
+        gated = proj.startswith("gated-")
+        act = proj.split("-", 1)[1] if gated else proj
+        act = "gelu_new" if proj == "gated-gelu" else act  # transformers' special case (T5 v1.1)
+        if hf.get("pad_token_id", 0) not in (0, None):
+            raise ConfigError(f"config.json pad_token_id={hf['pad_token_id']}: xlt's T5 encoder treats id 0 as padding")
+        if family.model_type == "mt5":
+            scale = False  # MT5ForConditionalGeneration never rescales the decoder output
+        elif "scale_decoder_outputs" in hf:
+            scale = bool(hf["scale_decoder_outputs"])
+        else:
+            scale = hf.get("tie_word_embeddings", True) is not False
+        layers = int(_need(hf, "num_layers"))
+        kwargs = dict(d_model=int(_need(hf, "d_model")), num_layers=int(hf.get("num_decoder_layers") or layers),
+                      num_encoder_layers=layers, num_heads=int(_need(hf, "num_heads")), head_dim=int(_need(hf, "d_kv")),
+                      d_ff=int(_need(hf, "d_ff")), relative_buckets=int(hf.get("relative_attention_num_buckets", 32)),
+                      relative_max_distance=int(hf.get("relative_attention_max_distance", 128)),
+                      norm_eps=float(hf.get("layer_norm_epsilon", 1e-6)), gated_mlp=gated,
+                      activation=_activation(act, "feed_forward_proj"),
+                      tie_embeddings="lm_head.weight" not in tensor_names, scale_decoder_output=scale,
+                      dropout_rate=float(hf.get("dropout_rate", 0.0) or 0.0))
+    padded = round_up(vocab, pad_vocab_to_multiple) if pad_vocab_to_multiple and pad_vocab_to_multiple > 1 else vocab
+    return ModelConfig(**common, **kwargs, vocab_size=padded, unpadded_vocab_size=vocab if padded != vocab else None)
+
+
+def _check_exportable(cfg: ModelConfig, family: Family) -> None:
+    wanted = {
+        "gpt2": dict(encoder_decoder=False, norm="layernorm", use_bias=True, position="learned", gated_mlp=False),
+        "llama": dict(encoder_decoder=False, norm="rmsnorm", use_bias=False, position="rope", gated_mlp=True,
+                      scale_attention=True),
+        "t5": dict(encoder_decoder=True, norm="rmsnorm", use_bias=False, position="relative", scale_attention=False),
+    }["t5" if family.layout == "t5" else family.model_type]
+    for name, value in wanted.items():
+        if getattr(cfg, name) != value:
+            raise ConfigError(f"cannot export to Hugging Face {family.model_type}: ModelConfig.{name}="
+                              f"{getattr(cfg, name)!r} ({family.architecture} needs {value!r})")
+    if family.model_type in ("gpt2", "t5", "mt5") and cfg.num_kv_heads != cfg.num_heads:
+        raise ConfigError(f"cannot export to Hugging Face {family.model_type}: grouped-query attention "
+                          f"(num_kv_heads={cfg.num_kv_heads} < num_heads={cfg.num_heads})")
+    if family.model_type == "gpt2" and cfg.head_dim * cfg.num_heads != cfg.d_model:
+        raise ConfigError(f"cannot export to Hugging Face gpt2: head_dim*num_heads={cfg.head_dim * cfg.num_heads} "
+                          f"!= d_model={cfg.d_model}")
+    if family.model_type == "mt5" and cfg.scale_decoder_output:
+        raise ConfigError("cannot export to Hugging Face mt5 with ModelConfig.scale_decoder_output=True")
+
+
+def hf_config_from(cfg: ModelConfig, family: Family, dtype: np.dtype,
+                   carried: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config.json of ``cfg`` as ``family`` (``carried``: an imported config.json's token ids etc.)."""
+    _check_exportable(cfg, family)
+    vocab = cfg.unpadded_vocab_size or cfg.vocab_size
+    act = XLT_ACTIVATIONS[cfg.activation]
+    out: dict[str, Any] = {k: carried[k] for k in CARRIED_CONFIG_KEYS if carried and k in carried}
+    out.update(architectures=[family.architecture], model_type=family.model_type, vocab_size=vocab,
+               dtype={"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}[dtype.name],
+               tie_word_embeddings=bool(cfg.tie_embeddings))
+    if family.model_type == "gpt2":
+        out.update(n_embd=cfg.d_model, n_layer=cfg.num_layers, n_head=cfg.num_heads, n_inner=cfg.d_ff,
+                   n_positions=cfg.max_len, activation_function=act, layer_norm_epsilon=cfg.norm_eps,
+                   scale_attn_weights=bool(cfg.scale_attention), resid_pdrop=cfg.dropout_rate,
+                   embd_pdrop=cfg.dropout_rate, attn_pdrop=cfg.dropout_rate)
+    elif family.model_type == "llama":
+        out.update(hidden_size=cfg.d_model, num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                   num_key_value_heads=cfg.num_kv_heads, head_dim=cfg.head_dim, intermediate_size=cfg.d_ff,
+                   hidden_act=act, max_position_embeddings=cfg.max_len, rms_norm_eps=cfg.norm_eps,
+                   rope_theta=cfg.rope_theta, rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+                   attention_bias=False, mlp_bias=False, attention_dropout=cfg.dropout_rate)
+    else:
+        proj = ("gated-gelu" if cfg.activation == "gelu_tanh" else f"gated-{act}") if cfg.gated_mlp else act
+        out.update(d_model=cfg.d_model, d_kv=cfg.head_dim, d_ff=cfg.d_ff, num_layers=cfg.num_encoder_layers,
+                   num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads,
+                   relative_attention_num_buckets=cfg.relative_buckets,
+                   relative_attention_max_distance=cfg.relative_max_distance, layer_norm_epsilon=cfg.norm_eps,
+                   feed_forward_proj=proj, is_encoder_decoder=True, dropout_rate=cfg.dropout_rate)
+        out.setdefault("pad_token_id", 0)
+        out.setdefault("eos_token_id", 1)
+        out.setdefault("decoder_start_token_id", 0)
+        if family.model_type == "t5":
+            out["scale_decoder_outputs"] = bool(cfg.scale_decoder_output)
+    return out
+
+
+# --- Parameter mapping ---------------------------------------------------------------------------------------
+
+Transform = Callable[..., tuple[np.ndarray, ...]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """xlt parameters ``xlt`` ⇄ HF tensors ``hf``. In a per-layer rule (``stack`` set) the xlt paths are
+    relative to the layer and ``{i}`` in the HF names is the layer index; ``a|b`` lists accepted aliases of a HF
+    name (the first is written). ``vocab_axis`` is the vocabulary axis of the (single) xlt parameter."""
+
+    xlt: tuple[str, ...]
+    hf: tuple[str, ...]
+    to_xlt: Transform
+    to_hf: Transform
+    stack: str | None = None
+    num_layers: int = 0
+    vocab_axis: int | None = None
+
+
+def _same(*xs):
+    return xs
+
+
+def _transpose(w):
+    return (w.T,)
+
+
+def _linear_in(*out_shape: int) -> Transform:
+    """torch Linear [prod(out), in] -> kernel [in, *out]."""
+    return lambda w: (w.T.reshape(w.shape[1], *out_shape),)
+
+
+def _linear_in_hf(k):
+    return (k.reshape(k.shape[0], -1).T,)
+
+
+def _linear_out(heads: int, head_dim: int) -> Transform:
+    """torch Linear [d, heads*head_dim] -> kernel [heads, head_dim, d]."""
+    return lambda w: (w.T.reshape(heads, head_dim, w.shape[0]),)
+
+
+def _linear_out_hf(k):
+    return (k.reshape(-1, k.shape[-1]).T,)
+
+
+def _conv_in(*out_shape: int) -> Transform:
+    """GPT-2 Conv1D [in, prod(out)] -> kernel [in, *out]."""
+    return lambda w: (w.reshape(w.shape[0], *out_shape),)
+
+
+def _conv_in_hf(k):
+    return (k.reshape(k.shape[0], -1),)
+
+
+def _reshape(*shape: int) -> Transform:
+    return lambda w: (w.reshape(*shape),)
+
+
+def _flatten_hf(k):
+    return (k.reshape(-1),)
+
+
+def _conv_out(heads: int, head_dim: int) -> Transform:
+    return lambda w: (w.reshape(heads, head_dim, w.shape[1]),)
+
+
+def _conv_out_hf(k):
+    return (k.reshape(-1, k.shape[-1]),)
+
+
+def _gpt2_qkv(heads: int, head_dim: int) -> Transform:
+    def to_xlt(w):
+        return tuple(x.reshape(x.shape[0], heads, head_dim) for x in np.split(w, 3, axis=1))
+    return to_xlt
+
+
+def _gpt2_qkv_hf(q, k, v):
+    return (np.concatenate([x.reshape(x.shape[0], -1) for x in (q, k, v)], axis=1),)
+
+
+def _gpt2_qkv_bias(heads: int, head_dim: int) -> Transform:
+    return lambda b: tuple(x.reshape(heads, head_dim) for x in np.split(b, 3))
+
+
+def _gpt2_qkv_bias_hf(q, k, v):
+    return (np.concatenate([x.reshape(-1) for x in (q, k, v)]),)
+
+
+def _prefix(names: Sequence[str], probe: str, candidates: Sequence[str]) -> str:
+    for p in candidates:
+        if p + probe in names:
+            return p
+    raise CheckpointError(f"tensor {candidates[0] + probe!r} is missing from the checkpoint")
+
+
+def rules_for(cfg: ModelConfig, family: Family, prefix: str = "") -> list[Rule]:
+    """The mapping of every xlt parameter of ``cfg`` onto HF tensors of ``family`` (``prefix``: the base-model
+    prefix used by the checkpoint, e.g. ``transformer.`` for GPT2LMHeadModel, empty for GPT2Model)."""
+    h, kv, hd, d, ff = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.d_model, cfg.d_ff
+    if family.model_type == "gpt2":
+        p = prefix
+        L = f"{p}h.{{i}}."
+        layer = [
+            Rule(("pre_attention_norm/scale", "pre_attention_norm/bias"), (L + "ln_1.weight", L + "ln_1.bias"),
+                 _same, _same),
+            Rule(("self_attention/query/kernel", "self_attention/key/kernel", "self_attention/value/kernel"),
+                 (L + "attn.c_attn.weight",), _gpt2_qkv(h, hd), _gpt2_qkv_hf),
+            Rule(("self_attention/query/bias", "self_attention/key/bias", "self_attention/value/bias"),
+                 (L + "attn.c_attn.bias",), _gpt2_qkv_bias(h, hd), _gpt2_qkv_bias_hf),
+            Rule(("self_attention/out/kernel",), (L + "attn.c_proj.weight",), _conv_out(h, hd), _conv_out_hf),
+            Rule(("self_attention/out/bias",), (L + "attn.c_proj.bias",), _same, _same),
+            Rule(("pre_mlp_norm/scale", "pre_mlp_norm/bias"), (L + "ln_2.weight", L + "ln_2.bias"), _same, _same),
+            Rule(("mlp/wi/kernel",), (L + "mlp.c_fc.weight",), _same, _same),
+            Rule(("mlp/wi/bias",), (L + "mlp.c_fc.bias",), _same, _same),
+            Rule(("mlp/wo/kernel",), (L + "mlp.c_proj.weight",), _same, _same),
+            Rule(("mlp/wo/bias",), (L + "mlp.c_proj.bias",), _same, _same),
+        ]
+        rules = [Rule(("token_embedder/embedding",), (p + "wte.weight",), _same, _same, vocab_axis=0),
+                 Rule(("position_embedder/embedding",), (p + "wpe.weight",), _same, _same)]
+        rules += [dataclasses.replace(r, stack="decoder", num_layers=cfg.num_layers) for r in layer]
+        rules.append(Rule(("final_norm/scale", "final_norm/bias"), (p + "ln_f.weight", p + "ln_f.bias"), _same, _same))
+        if not cfg.tie_embeddings:
+            rules.append(Rule(("lm_head/kernel",), ("lm_head.weight",), _transpose, _transpose, vocab_axis=1))
+        return rules
+    if family.model_type == "llama":
+        p = prefix
+        L = f"{p}layers.{{i}}."
+        layer = [
+            Rule(("pre_attention_norm/scale",), (L + "input_layernorm.weight",), _same, _same),
+            Rule(("self_attention/query/kernel",), (L + "self_attn.q_proj.weight",), _linear_in(h, hd), _linear_in_hf),
+            Rule(("self_attention/key/kernel",), (L + "self_attn.k_proj.weight",), _linear_in(kv, hd), _linear_in_hf),
+            Rule(("self_attention/value/kernel",), (L + "self_attn.v_proj.weight",), _linear_in(kv, hd),
+                 _linear_in_hf),
+            Rule(("self_attention/out/kernel",), (L + "self_attn.o_proj.weight",), _linear_out(h, hd), _linear_out_hf),
+            Rule(("pre_mlp_norm/scale",), (L + "post_attention_layernorm.weight",), _same, _same),
+            Rule(("mlp/wi_0/kernel",), (L + "mlp.gate_proj.weight",), _transpose, _transpose),
+            Rule(("mlp/wi_1/kernel",), (L + "mlp.up_proj.weight",), _transpose, _transpose),
+            Rule(("mlp/wo/kernel",), (L + "mlp.down_proj.weight",), _transpose, _transpose),
+        ]
+        rules = [Rule(("token_embedder/embedding",), (p + "embed_tokens.weight",), _same, _same, vocab_axis=0)]
+        rules += [dataclasses.replace(r, stack="decoder", num_layers=cfg.num_layers) for r in layer]
+        rules.append(Rule(("final_norm/scale",), (p + "norm.weight",), _same, _same))
+        if not cfg.tie_embeddings:
+            rules.append(Rule(("lm_head/kernel",), ("lm_head.weight",), _transpose, _transpose, vocab_axis=1))
+        return rules
+    # t5, mt5
+    del d, ff
+
+    def attention(hf_prefix: str, xlt_name: str) -> list[Rule]:
+        return [Rule((f"{xlt_name}/query/kernel",), (hf_prefix + "q.weight",), _linear_in(h, hd), _linear_in_hf),
+                Rule((f"{xlt_name}/key/kernel",), (hf_prefix + "k.weight",), _linear_in(h, hd), _linear_in_hf),
+                Rule((f"{xlt_name}/value/kernel",), (hf_prefix + "v.weight",), _linear_in(h, hd), _linear_in_hf),
+                Rule((f"{xlt_name}/out/kernel",), (hf_prefix + "o.weight",), _linear_out(h, hd), _linear_out_hf)]
+
+    def mlp(hf_prefix: str) -> list[Rule]:
+        names = ("wi_0", "wi_1", "wo") if cfg.gated_mlp else ("wi", "wo")
+        return [Rule((f"mlp/{n}/kernel",), (f"{hf_prefix}DenseReluDense.{n}.weight",), _transpose, _transpose)
+                for n in names]
+
+    enc = "encoder.block.{i}.layer."
+    encoder_layer = ([Rule(("pre_attention_norm/scale",), (enc + "0.layer_norm.weight",), _same, _same)]
+                     + attention(enc + "0.SelfAttention.", "self_attention")
+                     + [Rule(("pre_mlp_norm/scale",), (enc + "1.layer_norm.weight",), _same, _same)] + mlp(enc + "1."))
+    dec = "decoder.block.{i}.layer."
+    decoder_layer = ([Rule(("pre_attention_norm/scale",), (dec + "0.layer_norm.weight",), _same, _same)]
+                     + attention(dec + "0.SelfAttention.", "self_attention")
+                     + [Rule(("pre_cross_attention_norm/scale",), (dec + "1.layer_norm.weight",), _same, _same)]
+                     + attention(dec + "1.EncDecAttention.", "cross_attention")
+                     + [Rule(("pre_mlp_norm/scale",), (dec + "2.layer_norm.weight",), _same, _same)] + mlp(dec + "2."))
+    rel = "block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+    rules = [Rule(("token_embedder/embedding",), ("shared.weight|encoder.embed_tokens.weight",), _same, _same,
+                  vocab_axis=0),
+             Rule(("encoder/relpos/rel_embedding",), ("encoder." + rel,), _same, _same)]
+    rules += [dataclasses.replace(r, stack="encoder/stack", num_layers=cfg.num_encoder_layers) for r in encoder_layer]
+    rules.append(Rule(("encoder/final_norm/scale",), ("encoder.final_layer_norm.weight",), _same, _same))
+    rules.append(Rule(("decoder/relpos/rel_embedding",), ("decoder." + rel,), _same, _same))
+    rules += [dataclasses.replace(r, stack="decoder/stack", num_layers=cfg.num_layers) for r in decoder_layer]
+    rules.append(Rule(("decoder/final_norm/scale",), ("decoder.final_layer_norm.weight",), _same, _same))
+    if not cfg.tie_embeddings:
+        rules.append(Rule(("decoder/lm_head/kernel",), ("lm_head.weight",), _transpose, _transpose, vocab_axis=1))
+    return rules
+
+
+def _ignorable(family: Family, cfg: ModelConfig) -> Callable[[str], bool]:
+    """HF tensors that carry nothing for xlt: causal-mask and rotary buffers, tied copies of the embedding."""
+    patterns = {"gpt2": [r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$"],
+                "llama": [r"rotary_emb\.inv_freq$"],
+                # Tied copies of ``shared``; old T5 conversions also carry a cross-attention relative bias
+                # that transformers itself ignores.
+                "t5": [r"^(encoder|decoder)\.embed_tokens\.weight$",
+                       r"^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$"]}
+    patterns = patterns[family.model_type if family.model_type != "mt5" else "t5"]
+    if cfg.tie_embeddings:
+        patterns.append(r"^lm_head\.weight$")
+    compiled = [re.compile(p) for p in patterns]
+    return lambda name: any(c.search(name) for c in compiled)
+
+
+def _instances(rule: Rule, scanned: bool) -> Iterator[tuple[int | None, tuple[str, ...], tuple[str, ...]]]:
+    """(layer index into a scanned array or None, full xlt paths, HF name templates with {i} filled)."""
+    if rule.stack is None:
+        yield None, rule.xlt, rule.hf
+        return
+    for i in range(rule.num_layers):
+        base = f"{rule.stack}/layers" if scanned else f"{rule.stack}/layers_{i}"
+        yield (i if scanned else None), tuple(f"{base}/{x}" for x in rule.xlt), tuple(n.format(i=i) for n in rule.hf)
+
+
+def abstract_params(cfg: ModelConfig) -> dict[str, jax.ShapeDtypeStruct]:
+    """Flat {path: ShapeDtypeStruct} of the model's parameters, from an abstract (free) init."""
+    import flax.linen as nn
+
+    batch = {"decoder_input_tokens": jnp.zeros((1, 1), jnp.int32)}
+    if cfg.encoder_decoder:
+        batch["encoder_input_tokens"] = jnp.zeros((1, 1), jnp.int32)
+    model = build_model(cfg)
+    tree = nn.meta.unbox(jax.eval_shape(lambda: model.init(jax.random.key(0), batch))["params"])
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(p, simple=True, separator="/"): x for p, x in flat}
+
+
+def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for path, value in flat.items():
+        node = tree
+        *parents, leaf = path.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def _flatten(tree: Any) -> dict[str, Any]:
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(p, simple=True, separator="/"): x for p, x in flat}
+
+
+def _layer_shape(shape: tuple[int, ...], layer: int | None) -> tuple[int, ...]:
+    return tuple(shape[1:]) if layer is not None else tuple(shape)
+
+
+def _unpadded(shape: tuple[int, ...], axis: int | None, vocab: int) -> tuple[int, ...]:
+    if axis is None:
+        return shape
+    return shape[:axis] + (vocab,) + shape[axis + 1:]
+
+
+def _hf_shapes(rule: Rule, xlt_shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """The HF tensor shapes a rule implies, found by running ``to_hf`` on zero-stride (memory-free) arrays."""
+    dummies = [np.broadcast_to(np.zeros((), np.float32), s) for s in xlt_shapes]
+    return [tuple(x.shape) for x in rule.to_hf(*dummies)]
+
+
+def _resolve(name: str, source: TensorSource) -> str:
+    options = name.split("|")
+    return next((o for o in options if o in source), options[0])
+
+
+def convert_from_hf(hf_dir: str | Path, *, dtype: str = "float32", pad_vocab_to_multiple: int | None = None,
+                    scan_layers: bool = False) -> tuple[ModelConfig, dict[str, Any], dict[str, Any]]:
+    """Read a HF checkpoint directory into ``(ModelConfig, params tree of numpy arrays, info)``."""
+    hf_dir = Path(hf_dir)
+    if not hf_dir.is_dir():
+        raise CheckpointError(f"Hugging Face checkpoint directory not found: {hf_dir}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype={dtype!r}; choose one of {list(DTYPES)}")
+    hf = read_json(hf_dir / "config.json", "config.json")
+    family = family_of(hf)
+    source = TensorSource(hf_dir)
+    try:
+        cfg, params = _read_params(source, hf, family, dtype, pad_vocab_to_multiple, scan_layers)
+    finally:
+        source.close()
+    info = {"hf_config": hf, "model_type": family.model_type, "architecture": family.architecture,
+            "hf_dir": str(hf_dir.absolute()), "weights": source.description}
+    return cfg, params, info
+
+
+def _read_params(source: TensorSource, hf: Mapping[str, Any], family: Family, dtype: str,
+                 pad_vocab_to_multiple: int | None, scan_layers: bool) -> tuple[ModelConfig, dict[str, Any]]:
+    hf_dir = source.directory
+    names = source.names
+    cfg = config_from_hf(hf, names, dtype=dtype, pad_vocab_to_multiple=pad_vocab_to_multiple,
+                         scan_layers=scan_layers)
+    prefix = ""  # the base model's prefix: GPT2LMHeadModel has transformer.*, GPT2Model none
+    if family.model_type == "gpt2":
+        prefix = _prefix(names, "wte.weight", ("transformer.", ""))
+    elif family.model_type == "llama":
+        prefix = _prefix(names, "embed_tokens.weight", ("model.", ""))
+    expected = abstract_params(cfg)
+    target = DTYPES[dtype]
+    true_vocab = cfg.unpadded_vocab_size or cfg.vocab_size
+    flat: dict[str, np.ndarray] = {}
+    used: set[str] = set()
+    for rule in rules_for(cfg, family, prefix):
+        hf_shapes = None
+        for layer, paths, templates in _instances(rule, cfg.scan_layers):
+            want = [_unpadded(_layer_shape(tuple(expected[p].shape), layer), rule.vocab_axis, true_vocab)
+                    for p in paths]
+            hf_shapes = hf_shapes or _hf_shapes(rule, want)
+            hf_names = [_resolve(t, source) for t in templates]
+            for name, shape in zip(hf_names, hf_shapes):
+                if name not in source:
+                    raise CheckpointError(f"tensor {name!r} is missing from {hf_dir} ({source.description}); "
+                                          f"config.json describes a {family.architecture} that needs it")
+                if source.shape(name) != shape:
+                    raise CheckpointError(f"tensor {name!r} has shape {source.shape(name)} but config.json implies "
+                                          f"{shape} (for xlt {paths[0]})")
+            arrays = rule.to_xlt(*[source.get(n) for n in hf_names])
+            used.update(hf_names)
+            for path, array, shape in zip(paths, arrays, want):
+                if rule.vocab_axis is not None and cfg.vocab_size != true_vocab:
+                    padded = np.zeros(_layer_shape(tuple(expected[path].shape), layer), target)
+                    index = [slice(None)] * array.ndim
+                    index[rule.vocab_axis] = slice(0, true_vocab)
+                    padded[tuple(index)] = array
+                    array = padded
+                if layer is None:  # own the memory: a torch .bin tensor may be a view of the mmap'd file
+                    flat[path] = np.array(array, dtype=target, order="C", copy=True if source.kind == "torch" else None)
+                else:
+                    if path not in flat:
+                        flat[path] = np.empty(tuple(expected[path].shape), target)
+                    flat[path][layer] = array
+            del arrays
+    ignorable = _ignorable(family, cfg)
+    unused = [n for n in names if n not in used and not ignorable(n)]
+    if unused:
+        raise CheckpointError(f"unexpected tensor {unused[0]!r} with shape {source.shape(unused[0])} in {hf_dir} "
+                              f"({len(unused)} unused): xlt's {family.model_type} mapping has no place for it "
+                              "(config.json may not match the weights)")
+    missing = sorted(set(expected) - set(flat))
+    if missing:  # a gap in the rules, never the user's fault
+        raise RuntimeError(f"internal: no HF tensor maps to xlt parameter {missing[0]}")
+    return cfg, _unflatten(flat)
+
+
+# --- Import / export -----------------------------------------------------------------------------------------
+
+
+def model_gin(cfg: ModelConfig, comments: Sequence[str] = ()) -> str:
+    """Gin bindings of ``cfg``: the layout plus every field that differs from the layout's defaults."""
+    base = ModelConfig(layout=cfg.layout)
+    always = ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff")
+    lines = [f"# {c}" for c in comments]
+    lines += ["train.model = @ModelConfig()", f"ModelConfig.layout = {cfg.layout!r}"]
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if field.name != "layout" and (field.name in always or value != getattr(base, field.name)):
+            lines.append(f"ModelConfig.{field.name} = {value!r}")
+    return "\n".join(lines) + "\n"
+
+
+def import_hf(hf_dir: str | Path, out: str | Path, *, dtype: str = "float32", pad_vocab_to_multiple: int | None = None,
+              scan_layers: bool = False, overwrite: bool = False) -> Path:
+    """Convert a HF checkpoint directory into an xlt params-only checkpoint at ``out`` (atomically):
+    ``out/params``, ``out/meta.json``, ``out/model.gin`` and the tokenizer files under ``out/hf/``."""
+    out = Path(out).absolute()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise CheckpointError(f"output {out} already exists and is not empty; remove it or pass --overwrite")
+    cfg, params, info = convert_from_hf(hf_dir, dtype=dtype, pad_vocab_to_multiple=pad_vocab_to_multiple,
+                                        scan_layers=scan_layers)
+    hf_dir = Path(hf_dir)
+    extra: dict[str, str | bytes | Path] = {
+        "model.gin": model_gin(cfg, [f"Imported from Hugging Face {info['architecture']} at {info['hf_dir']}",
+                                     f"by tools/convert_hf.py; parameters: xlt.checkpoints.load_params('{out}')."])}
+    for name in KEPT_FILES:
+        if (hf_dir / name).is_file():
+            extra[f"hf/{name}"] = hf_dir / name
+    meta = {"model": cfg.to_dict(), "source": info,
+            "vocab": {"size": cfg.unpadded_vocab_size or cfg.vocab_size, "padded_size": cfg.vocab_size}}
+    return checkpoints.save_params(out, params, meta, extra_files=extra, overwrite=overwrite)
+
+
+def _export_family(cfg: ModelConfig, meta: Mapping[str, Any]) -> Family:
+    source_type = (meta.get("source") or {}).get("model_type")
+    if source_type in FAMILIES and FAMILIES[source_type].layout == cfg.layout:
+        family = FAMILIES[source_type]
+        if family.model_type == "mt5" and cfg.scale_decoder_output:
+            family = FAMILIES["t5"]
+        return family
+    by_layout = {"gpt": "gpt2", "llama": "llama", "t5": "t5"}
+    return FAMILIES[by_layout[cfg.layout]]
+
+
+def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None,
+              max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, overwrite: bool = False) -> Path:
+    """Write the params of an xlt checkpoint (params-only or a training run) as a HF checkpoint directory:
+    ``config.json``, safetensors (sharded past ``max_shard_bytes``) and any kept tokenizer files."""
+    out = Path(out).absolute()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise CheckpointError(f"output {out} already exists and is not empty; remove it or pass --overwrite")
+    if dtype is not None and dtype not in DTYPES:
+        raise ConfigError(f"dtype={dtype!r}; choose one of {list(DTYPES)}")
+    params, meta = checkpoints.load_params(xlt_path)
+    cfg = checkpoints.model_config_from_meta(meta)
+    family = _export_family(cfg, meta)
+    _check_exportable(cfg, family)
+    flat = _flatten(params)
+    expected = abstract_params(cfg)
+    problem = checkpoints.describe_param_mismatch({k: list(v.shape) for k, v in flat.items()},
+                                                  {k: list(v.shape) for k, v in expected.items()})
+    if problem:
+        raise CheckpointError(f"checkpoint {meta.get('path')} does not match its recorded model config: {problem}")
+    true_vocab = cfg.unpadded_vocab_size or cfg.vocab_size
+    stored = sorted({a.dtype for a in flat.values()}, key=str)
+    out_dtype = DTYPES[dtype] if dtype else (stored[0] if len(stored) == 1 and stored[0] in SAFETENSORS_DTYPES
+                                             else DTYPES["float32"])
+    prefix = {"gpt2": "transformer.", "llama": "model."}.get(family.model_type, "")
+    rules = rules_for(cfg, family, prefix)
+    entries: list[tuple[str, tuple[int, ...], np.dtype]] = []
+    for rule in rules:
+        shapes = None
+        for layer, paths, names in _instances(rule, cfg.scan_layers):
+            want = [_unpadded(_layer_shape(tuple(flat[p].shape), layer), rule.vocab_axis, true_vocab) for p in paths]
+            shapes = shapes or _hf_shapes(rule, want)
+            entries += [(n.split("|")[0], s, out_dtype) for n, s in zip(names, shapes)]
+
+    def stream() -> Iterator[tuple[str, np.ndarray]]:
+        for rule in rules:
+            for layer, paths, names in _instances(rule, cfg.scan_layers):
+                arrays = []
+                for path in paths:
+                    a = flat[path] if layer is None else flat[path][layer]
+                    if rule.vocab_axis is not None:
+                        index = [slice(None)] * a.ndim
+                        index[rule.vocab_axis] = slice(0, true_vocab)
+                        a = a[tuple(index)]
+                    arrays.append(a)
+                for name, array in zip(names, rule.to_hf(*arrays)):
+                    yield name.split("|")[0], np.asarray(array, dtype=out_dtype)
+
+    carried = (meta.get("source") or {}).get("hf_config")
+    config = hf_config_from(cfg, family, out_dtype, carried)
+    tmp = out.parent / f".{out.name}.xlt-tmp"
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        write_safetensors(tmp, entries, stream(), max_shard_bytes)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        kept = Path(meta["path"]) / "hf"
+        if kept.is_dir():
+            for file in kept.iterdir():
+                if file.is_file() and file.name in KEPT_FILES:
+                    shutil.copyfile(file, tmp / file.name)
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        tmp.rename(out)
+    except OSError as e:
+        raise CheckpointError(f"cannot write Hugging Face checkpoint {out}: {str(e).splitlines()[0]}") from e
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+# --- Command line --------------------------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> int:
+    """'5GB', '500MB', '10KB' or a byte count."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise ConfigError(f"--max_shard_size={text!r}: use a byte count or e.g. 5GB, 500MB")
+    unit = (match.group(2) or "B").upper().replace("IB", "B")
+    return int(float(match.group(1)) * {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}[unit])
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit status 2, like every xlt entry point
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def run(argv: Sequence[str]) -> Path:
+    """``import --hf_dir=D --out=O [--dtype] [--pad_vocab_to_multiple=N] [--scan_layers] [--overwrite]`` or
+    ``export --xlt_dir=O --out=D [--dtype] [--max_shard_size=5GB] [--overwrite]``."""
+    parser = _Parser(prog="convert_hf", description="Convert checkpoints between Hugging Face and xlt.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    imp = sub.add_parser("import", help="Hugging Face directory -> xlt params-only checkpoint + model.gin")
+    imp.add_argument("--hf_dir", required=True)
+    imp.add_argument("--out", required=True)
+    imp.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    imp.add_argument("--pad_vocab_to_multiple", type=int, default=None)
+    imp.add_argument("--scan_layers", action="store_true")
+    imp.add_argument("--overwrite", action="store_true")
+    exp = sub.add_parser("export", help="xlt checkpoint (params-only or MODEL_DIR) -> Hugging Face directory")
+    exp.add_argument("--xlt_dir", required=True)
+    exp.add_argument("--out", required=True)
+    exp.add_argument("--dtype", default=None, choices=sorted(DTYPES))
+    exp.add_argument("--max_shard_size", default="5GB")
+    exp.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(list(argv))
+    if args.command == "import":
+        if args.pad_vocab_to_multiple is not None and args.pad_vocab_to_multiple < 1:
+            raise ConfigError(f"--pad_vocab_to_multiple={args.pad_vocab_to_multiple} must be >= 1")
+        path = import_hf(args.hf_dir, args.out, dtype=args.dtype, pad_vocab_to_multiple=args.pad_vocab_to_multiple,
+                         scan_layers=args.scan_layers, overwrite=args.overwrite)
+        print(f"wrote xlt checkpoint {path} (model config: {path / 'model.gin'})")
+    else:
+        path = export_hf(args.xlt_dir, args.out, dtype=args.dtype, max_shard_bytes=parse_size(args.max_shard_size),
+                         overwrite=args.overwrite)
+        print(f"wrote Hugging Face checkpoint {path}")
+    return path
