@@ -26,3 +26,7 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs results .pytest_cache
+
+.PHONY: matrix
+matrix: $(STAMP)
+	$(BIN)/python -m experiments.transfer_matrix --gin_file=experiments/transfer_demo.gin

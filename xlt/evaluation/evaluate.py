@@ -111,12 +111,17 @@ class Evaluator:
     def answer_ids(self, text: str) -> list[int]:
         return list(self.vocab.encode(text)) + [EOS_ID]
 
-    def choose(self, examples: Sequence[dict[str, Any]]) -> tuple[list[int], list[int]]:
-        """Predicted option index per example, by summed and by per-token log-likelihood."""
+    def choice_inputs(self, examples: Sequence[dict[str, Any]]) -> tuple[list[list[int]], list[list[list[int]]]]:
+        """Token ids of each example's prompt (truncated to leave room for its longest option) and options."""
         options = [[self.answer_ids(o) for o in ex["options"]] for ex in examples]
         longest = [max(len(o) for o in opts) for opts in options]
         prompts = [self.prompt_ids(ex["inputs"], reserve=n if self.prefix_lm else 0)
                    for ex, n in zip(examples, longest)]
+        return prompts, options
+
+    def choose(self, examples: Sequence[dict[str, Any]]) -> tuple[list[int], list[int]]:
+        """Predicted option index per example, by summed and by per-token log-likelihood."""
+        prompts, options = self.choice_inputs(examples)
         scores = score_options(self.model, self.params, prompts, options, prefix_lm=self.prefix_lm,
                                batch_size=self.batch_size, mesh=self.mesh)
         return [s.best() for s in scores], [s.best(length_normalized=True) for s in scores]

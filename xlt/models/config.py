@@ -79,6 +79,12 @@ class ModelConfig:
     scan_layers: bool = False
     remat_policy: str = "none"
     attention_impl: str = "auto"
+    # Checkpoint interop (xlt.interop.hf). vocab_size may be padded to a multiple for sharding: ids at or
+    # above unpadded_vocab_size (the tokenizer's size) are padding rows whose logits are masked out.
+    unpadded_vocab_size: int | None = None
+    # Original T5 (HF ``scale_decoder_outputs``): the final decoder state is scaled by d_model**-0.5 before
+    # the LM head. Encoder-decoder layouts only; T5 v1.1 and mT5 leave it off.
+    scale_decoder_output: bool = False
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -117,6 +123,11 @@ class ModelConfig:
             raise ConfigError(f"ModelConfig.relative_max_distance={self.relative_max_distance} must exceed "
                               f"relative_buckets//2={self.relative_buckets // 2} (the exactly-bucketed range), "
                               "with relative_buckets >= 2")
+        if self.unpadded_vocab_size is not None and not 0 < self.unpadded_vocab_size <= self.vocab_size:
+            raise ConfigError(f"ModelConfig.unpadded_vocab_size={self.unpadded_vocab_size} must be in "
+                              f"[1, vocab_size={self.vocab_size}]")
+        if self.scale_decoder_output and not self.encoder_decoder:
+            raise ConfigError("ModelConfig.scale_decoder_output is for encoder-decoder layouts (original T5) only")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ConfigError(f"ModelConfig.dropout_rate must be in [0, 1), got {self.dropout_rate}")
 

@@ -3,6 +3,12 @@
 Inputs follow seqio's decoder feature converters: ``decoder_input_tokens`` and, when packed,
 ``decoder_segment_ids`` / ``decoder_positions``; ``decoder_causal_attention`` marks a prefix-LM's
 bidirectional inputs.
+
+``cache_mode`` selects cached decoding (see ``xlt.models.layers``): "extend" writes the tokens into the
+"cache" collection at their ``decoder_positions`` (required; segment id 0 marks padding that is not
+written; ``decoder_causal_attention`` makes the chunk's prefix bidirectional, so prefill a prefix-LM
+prompt in one call) and "shared" scores groups of rows, causally, against a prompt cache without
+writing it. The parameters are the same in every mode.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import jax.numpy as jnp
 
 from xlt.models.blocks import Stack
 from xlt.models.config import ModelConfig
-from xlt.models.layers import Dense, Embed, attention_mask, constrain, make_norm, relative_bias
+from xlt.models.layers import (Dense, Embed, attention_mask, cache_context, cached_positions, constrain,
+                               make_norm, mask_padded_vocab, relative_bias)
 
 Array = jax.Array
 
@@ -33,11 +40,15 @@ class Decoder(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
+    def __call__(self, batch: Mapping[str, Array], deterministic: bool = True,
+                 cache_mode: str | None = None) -> Array:
         cfg = self.cfg
         tokens = batch["decoder_input_tokens"]
-        segments, positions = segments_and_positions(
-            tokens, batch.get("decoder_segment_ids"), batch.get("decoder_positions"))
+        if cache_mode is None:
+            segments, positions = segments_and_positions(
+                tokens, batch.get("decoder_segment_ids"), batch.get("decoder_positions"))
+        else:
+            segments, positions = batch.get("decoder_segment_ids"), cached_positions(batch)
         embedder = Embed(cfg.vocab_size, cfg.d_model, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                          name="token_embedder")
         x = embedder(tokens)
@@ -46,10 +57,15 @@ class Decoder(nn.Module):
                           param_dtype=cfg.param_dtype, name="position_embedder")(positions)
         x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
         x = constrain(x, ("batch", "length", "embed"))
-        mask = attention_mask(segments, segments, causal=True, prefix=batch.get("decoder_causal_attention"))
-        bias = relative_bias(cfg, bidirectional=False, length=tokens.shape[1])
-        x = Stack(cfg, cfg.num_layers, causal=True, deterministic=deterministic, name="decoder")(
-            x, mask, bias, positions)
+        if cache_mode is None:
+            mask = attention_mask(segments, segments, causal=True, prefix=batch.get("decoder_causal_attention"))
+            bias = relative_bias(cfg, bidirectional=False, length=tokens.shape[1])
+            cache_index = None
+        else:
+            mask, bias, cache_index = cache_context(self, cfg, cache_mode, positions, segments,
+                                                    batch.get("decoder_causal_attention"))
+        x = Stack(cfg, cfg.num_layers, causal=True, deterministic=deterministic, cache_mode=cache_mode,
+                  name="decoder")(x, mask, bias, positions, cache_index=cache_index)
         x = make_norm(cfg, "final_norm")(x)
         x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
         if cfg.tie_embeddings:
@@ -57,4 +73,5 @@ class Decoder(nn.Module):
         else:
             logits = Dense((cfg.vocab_size,), ("embed", "vocab"), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                            name="lm_head")(x)
+        logits = mask_padded_vocab(logits, cfg)
         return constrain(logits, ("batch", "length", "vocab"))

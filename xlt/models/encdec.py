@@ -3,6 +3,13 @@
 Inputs follow seqio's EncDecFeatureConverter: ``encoder_input_tokens``, ``decoder_input_tokens`` and,
 when packed, the segment ids and positions of both. The token embedding is shared by both stacks;
 each stack has its own relative position bias, computed once and shared by its layers.
+
+``decode(..., cache_mode=...)`` is cached decoding (see ``xlt.models.layers``). "extend": the decoder
+tokens are written into the self-attention cache at their ``decoder_positions``; the cross-attention
+keys and values are projected from ``encoded`` on the call that passes it (the first) and read from the
+cache afterwards, when ``encoded`` may be None; ``encoder_input_tokens`` or ``encoder_segment_ids``
+still give the encoder padding mask. "shared": groups of decoder rows (the options of one prompt) attend
+to one encoded row each, projected once per group; their own tokens take the uncached self-attention.
 """
 
 from __future__ import annotations
@@ -11,11 +18,13 @@ from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from xlt.models.blocks import Stack
 from xlt.models.config import ModelConfig
 from xlt.models.decoder import segments_and_positions
-from xlt.models.layers import Dense, Embed, attention_mask, constrain, make_norm, relative_bias
+from xlt.models.layers import (Dense, Embed, attention_mask, cache_context, cached_positions, check_groups,
+                               constrain, make_norm, mask_padded_vocab, relative_bias)
 
 Array = jax.Array
 
@@ -49,25 +58,43 @@ class CrossDecoder(nn.Module):
     embedder: Embed
 
     @nn.compact
-    def __call__(self, encoded: Array, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
+    def __call__(self, encoded: Array | None, batch: Mapping[str, Array], deterministic: bool = True,
+                 cache_mode: str | None = None) -> Array:
         cfg = self.cfg
         tokens = batch["decoder_input_tokens"]
-        segments, positions = segments_and_positions(
-            tokens, batch.get("decoder_segment_ids"), batch.get("decoder_positions"))
+        if cache_mode == "extend":
+            segments, positions = batch.get("decoder_segment_ids"), cached_positions(batch)
+        else:
+            segments, positions = segments_and_positions(
+                tokens, batch.get("decoder_segment_ids"), batch.get("decoder_positions"))
         x = nn.Dropout(cfg.dropout_rate)(self.embedder(tokens), deterministic=deterministic)
         x = constrain(x, ("batch", "length", "embed"))
-        bias = relative_bias(cfg, False, tokens.shape[1])
-        mask = attention_mask(segments, segments, causal=True)
-        # Unpacked decoder rows are segment 1 and see every non-padding encoder token.
-        cross_mask = attention_mask(segments, encoder_segments(batch), causal=False)
-        x = Stack(cfg, cfg.num_layers, causal=True, cross=True, deterministic=deterministic, name="stack")(
-            x, mask, bias, positions, encoded, cross_mask)
+        cache_index = None
+        if cache_mode == "extend":
+            mask, bias, cache_index = cache_context(self, cfg, cache_mode, positions, segments)
+            enc_valid = encoder_segments(batch) > 0
+            cross_mask = jnp.broadcast_to(enc_valid[:, None, None, :],
+                                          (tokens.shape[0], 1, tokens.shape[1], enc_valid.shape[1]))
+        else:
+            bias = relative_bias(cfg, False, tokens.shape[1])
+            mask = attention_mask(segments, segments, causal=True)
+            enc_segments = encoder_segments(batch)
+            if cache_mode is not None:  # "shared": decoder rows in groups over the encoder rows
+                check_groups(tokens.shape[0], enc_segments.shape[0], "encoded input")
+                enc_segments = jnp.repeat(enc_segments, tokens.shape[0] // enc_segments.shape[0], axis=0)
+            # Unpacked decoder rows are segment 1 and see every non-padding encoder token.
+            cross_mask = attention_mask(segments, enc_segments, causal=False)
+        x = Stack(cfg, cfg.num_layers, causal=True, cross=True, deterministic=deterministic, cache_mode=cache_mode,
+                  name="stack")(x, mask, bias, positions, encoded, cross_mask, cache_index=cache_index)
         x = nn.Dropout(cfg.dropout_rate)(make_norm(cfg, "final_norm")(x), deterministic=deterministic)
+        if cfg.scale_decoder_output:  # original T5
+            x = x * cfg.d_model ** -0.5
         if cfg.tie_embeddings:
             logits = self.embedder.attend(x)
         else:
             logits = Dense((cfg.vocab_size,), ("embed", "vocab"), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                            name="lm_head")(x)
+        logits = mask_padded_vocab(logits, cfg)
         return constrain(logits, ("batch", "length", "vocab"))
 
 
@@ -83,8 +110,9 @@ class EncoderDecoder(nn.Module):
     def encode(self, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
         return self.encoder(batch, deterministic)
 
-    def decode(self, encoded: Array, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
-        return self.decoder(encoded, batch, deterministic)
+    def decode(self, encoded: Array | None, batch: Mapping[str, Array], deterministic: bool = True,
+               cache_mode: str | None = None) -> Array:
+        return self.decoder(encoded, batch, deterministic, cache_mode=cache_mode)
 
     def __call__(self, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
         return self.decode(self.encode(batch, deterministic), batch, deterministic)

@@ -1,0 +1,512 @@
+"""Cross-lingual transfer matrix: ``python -m experiments.transfer_matrix --gin_file=experiments/transfer_demo.gin``.
+
+One base model, instruction-tuned once per (train set, seed) and evaluated zero-shot on the held-out clusters
+in every test language, next to the untuned base as the baseline row.
+
+Work, in order (everything is validated before anything is written):
+
+1. base: ``base_checkpoint`` (an existing MODEL_DIR or params checkpoint), or pretraining with ``base_gin_files``
+   + ``base_bindings`` into ``results/<name>/base`` (``xlt.train`` in-process; resumes like any run).
+2. rows: for each train set (``'en'``, ``'en+ko'``: ``+`` joins the languages of one mixture) and seed,
+   ``xlt.train`` with ``runs/instruct.gin`` from the base into ``results/<name>/tuned/<trainset>_s<seed>``
+   (a killed run resumes from its own checkpoint).
+3. cells: ``xlt.evaluation.evaluate`` of every row and of the base in every test language into
+   ``results/<name>/eval/<row>/<lang>``; ``cell.json`` is written atomically last, and a cell that has one is
+   skipped on a re-run (so is a row's tuning when all its cells are done).
+4. ``results/<name>/matrix.json``, ``matrix.md``, ``matrix_score.png`` and ``matrix_gain.png``.
+
+The cell: the *primary score* is ``accuracy`` (rank classification by summed log-likelihood) averaged over
+the held-out choice tasks that exist in every test language (``eval_tasks``; the same tasks in every column),
+each task weighing the same. Per task, the values are the per-template accuracies of every seed; the cell's
+mean is the mean over tasks of their (seed x template) means, its ``std`` the root mean square over tasks of
+the population std over (seed x template) -- the convention of ``xlt.evaluation.report``, which keeps
+differences in task difficulty out of the spread. ``seed_std`` (population std over seeds of the per-seed
+primary score) is stored too. ``gain`` is the cell mean minus the base row's mean in the same test language.
+
+Template strategy (``template_mode``): ``native`` (templates in the content language, training and test),
+``fixed`` (``template_lang`` everywhere, e.g. English templates) or ``cross`` (templates never in the content
+language: a train set or a test language gets the first language of ``cross_template_langs`` that is not one
+of its content languages).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import gin
+
+from xlt import cli
+from xlt.data import languages as language_table
+from xlt.errors import ConfigError
+from xlt.instruct import meta
+from xlt.instruct import templates as tpl
+
+BASE_ROW = "base"
+BASE_LABEL = "base (untuned)"
+PRIMARY_METRIC = "accuracy"
+CELL_FILE = "cell.json"
+Hook = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class MatrixConfig:
+    """The validated experiment; see ``transfer_matrix`` for the fields."""
+
+    name: str
+    results_dir: str
+    model_gin: str
+    base_checkpoint: str | None
+    base_gin_files: tuple[str, ...]
+    base_bindings: tuple[str, ...]
+    train_sets: tuple[str, ...]
+    test_languages: tuple[str, ...]
+    seeds: tuple[int, ...]
+    train_steps: int
+    batch_size: int
+    tune_bindings: tuple[str, ...]
+    template_mode: str
+    template_lang: str | None
+    cross_template_langs: tuple[str, ...]
+    eval_tasks: tuple[str, ...]
+    max_items_per_task: int | None
+    eval_batch_size: int
+    vocabulary_bindings: tuple[str, ...]
+    quiet_children: bool = True
+
+    @property
+    def root(self) -> Path:
+        return Path(self.results_dir) / self.name
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.base_checkpoint) if self.base_checkpoint else self.root / "base"
+
+    def tuned_dir(self, row: str) -> Path:
+        return self.root / "tuned" / row
+
+    def eval_dir(self, row: str, lang: str) -> Path:
+        return self.root / "eval" / row / lang
+
+    def rows(self) -> list[tuple[str, str, int]]:
+        """(row directory name, train set, seed) of every tuned model."""
+        return [(f"{ts}_s{seed}", ts, seed) for ts in self.train_sets for seed in self.seeds]
+
+
+def split_train_set(train_set: str) -> tuple[str, ...]:
+    """``'en+ko'`` -> ``('en', 'ko')``; ConfigError for an empty part or a repeated language."""
+    if not isinstance(train_set, str) or not train_set.strip():
+        raise ConfigError(f"train set {train_set!r} must be a language code or codes joined by '+' (e.g. 'en+ko')")
+    parts = tuple(p.strip() for p in train_set.split("+"))
+    if any(not p for p in parts) or len(set(parts)) != len(parts):
+        raise ConfigError(f"train set {train_set!r} has an empty or repeated language")
+    for code in parts:
+        language_table.validate(code)
+    return parts
+
+
+def template_setting(mode: str, template_lang: str | None, cross_langs: Sequence[str],
+                     content: Sequence[str]) -> tuple[str, str | None]:
+    """(template_mode, template_lang) for content languages ``content`` under the strategy ``mode``."""
+    if mode == "native":
+        return "native", None
+    if mode == "fixed":
+        if template_lang is None:
+            raise ConfigError("template_mode 'fixed' needs template_lang (e.g. 'en')")
+        return "fixed", template_lang
+    if mode == "cross":
+        for code in cross_langs:
+            if code not in content:
+                return "cross", code
+        raise ConfigError(f"cross_template_langs {list(cross_langs)} has no language outside {list(content)}")
+    raise ConfigError(f"template_mode {mode!r}; choose one of {', '.join(tpl.MODES)}")
+
+
+def _codes(value: Sequence[str], what: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not value:
+        raise ConfigError(f"{what} must be a non-empty list, got {value!r}")
+    out = tuple(value)
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{what} repeats an entry: {list(out)}")
+    return out
+
+
+def _default_eval_tasks(test_languages: Sequence[str]) -> tuple[str, ...]:
+    common = None
+    for lang in test_languages:
+        have = {t for t in meta.tasks_for(lang, meta.DEFAULT_HELD_OUT) if meta.TASKS[t].kind == meta.CHOICE}
+        common = have if common is None else common & have
+    return tuple(t for t in meta.TASKS if t in (common or set()))
+
+
+@gin.configurable
+def transfer_matrix(name: str = gin.REQUIRED, results_dir: str = "results", model_gin: str = "models/gpt_tiny.gin",
+                    base_checkpoint: str | None = None, base_gin_files: Sequence[str] = (),
+                    base_bindings: Sequence[str] = (), train_sets: Sequence[str] = gin.REQUIRED,
+                    test_languages: Sequence[str] = gin.REQUIRED, seeds: Sequence[int] = (0,),
+                    train_steps: int = 100, batch_size: int = 8, tune_bindings: Sequence[str] = (),
+                    template_mode: str = "native", template_lang: str | None = None,
+                    cross_template_langs: Sequence[str] = ("en", "fr"), eval_tasks: Sequence[str] | None = None,
+                    max_items_per_task: int | None = 16, eval_batch_size: int = 16,
+                    vocabulary_bindings: Sequence[str] = ("vocabulary.kind = 'byte'",),
+                    quiet_children: bool = True) -> MatrixConfig:
+    """Read and validate the experiment from gin; raises ConfigError/DataError before anything is written.
+
+    base_checkpoint / base_gin_files: exactly one (an existing checkpoint, or a pretraining config whose
+    MODEL_DIR is set to results/<name>/base). ``*_bindings`` are ``'NAME = VALUE'`` gin bindings passed on.
+    eval_tasks: held-out choice tasks to average (default: all that every test language has)."""
+    if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
+        raise ConfigError(f"transfer_matrix.name must be a plain directory name, got {name!r}")
+    sets = _codes(train_sets, "train_sets")
+    langs = _codes(test_languages, "test_languages")
+    for code in langs:
+        language_table.validate(code)
+    content = {ts: split_train_set(ts) for ts in sets}
+    seed_list = _codes(seeds, "seeds")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seed_list):
+        raise ConfigError(f"seeds must be integers >= 0, got {list(seed_list)}")
+    if bool(base_checkpoint) == bool(base_gin_files):
+        raise ConfigError("give exactly one of transfer_matrix.base_checkpoint and transfer_matrix.base_gin_files")
+    if base_checkpoint and not Path(base_checkpoint).exists():
+        raise ConfigError(f"base_checkpoint {base_checkpoint} does not exist")
+    for f in (model_gin, *base_gin_files):
+        cli.resolve_gin_file(f, [str(cli.GIN_DIR)])
+    for what, value in (("train_steps", train_steps), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"transfer_matrix.{what} must be an integer >= 1, got {value!r}")
+    if max_items_per_task is not None and (not isinstance(max_items_per_task, int) or max_items_per_task < 1):
+        raise ConfigError(f"max_items_per_task must be >= 1 or None, got {max_items_per_task!r}")
+    for binding in (*base_bindings, *tune_bindings, *vocabulary_bindings):
+        if not isinstance(binding, str) or "=" not in binding:
+            raise ConfigError(f"binding {binding!r} must have the form 'NAME = VALUE'")
+    cross = tuple(language_table.validate(c) for c in cross_template_langs)
+    if template_lang is not None:
+        language_table.validate(template_lang)
+    if eval_tasks is None:
+        tasks = _default_eval_tasks(langs)
+        if not tasks:
+            raise ConfigError(f"no held-out choice task exists in every test language {list(langs)}")
+    else:
+        tasks = _codes(eval_tasks, "eval_tasks")
+        for task in tasks:
+            spec = meta.task_spec(task)
+            if spec.cluster not in meta.DEFAULT_HELD_OUT or spec.kind != meta.CHOICE:
+                raise ConfigError(f"eval task {task!r} is not a held-out choice task (zero-shot accuracy)")
+            missing = [c for c in langs if task not in meta.tasks_for(c, meta.DEFAULT_HELD_OUT)]
+            if missing:
+                raise ConfigError(f"eval task {task!r} has no data in test language(s) {missing}")
+    # Every template the run will need, now rather than after an hour of training.
+    train_tasks = meta.training_tasks(meta.DEFAULT_HELD_OUT)
+    for ts, codes in content.items():
+        mode, tlang = template_setting(template_mode, template_lang, cross, codes)
+        for code in codes:
+            for task in meta.tasks_for(code):
+                if task in train_tasks:
+                    tpl.resolve_template_lang(mode, code, task, tlang)
+    for code in langs:
+        mode, tlang = template_setting(template_mode, template_lang, cross, (code,))
+        for task in tasks:
+            tpl.resolve_template_lang(mode, code, task, tlang)
+    return MatrixConfig(name=name, results_dir=results_dir, model_gin=model_gin, base_checkpoint=base_checkpoint,
+                        base_gin_files=tuple(base_gin_files), base_bindings=tuple(base_bindings), train_sets=sets,
+                        test_languages=langs, seeds=tuple(seed_list), train_steps=train_steps, batch_size=batch_size,
+                        tune_bindings=tuple(tune_bindings), template_mode=template_mode, template_lang=template_lang,
+                        cross_template_langs=cross, eval_tasks=tasks, max_items_per_task=max_items_per_task,
+                        eval_batch_size=eval_batch_size, vocabulary_bindings=tuple(vocabulary_bindings),
+                        quiet_children=quiet_children)
+
+
+# ------------------------------------------------------------------------------------------------ running
+def _flags(bindings: Sequence[str]) -> list[str]:
+    out = []
+    for b in bindings:
+        name, _, value = b.partition("=")
+        out.append(f"--gin.{name.strip()}={value.strip()}")
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _clock(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Progress:
+    """One line per step of work: which cell, how many are done and left, elapsed time, and an ETA from the
+    measured cost of the tuning runs and eval cells of this invocation (shown once both were seen)."""
+
+    def __init__(self, total: int, done: int, tunes_left: int, out: TextIO):
+        self.total, self.done, self.tunes_left, self.out = total, done, tunes_left, out
+        self.started = time.perf_counter()
+        self.eval_seconds: list[float] = []
+        self.tune_seconds: list[float] = []
+
+    def say(self, text: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        left = self.total - self.done
+        eta = ""
+        if left and self.eval_seconds and (self.tune_seconds or not self.tunes_left):
+            tune = _mean(self.tune_seconds) * self.tunes_left if self.tunes_left else 0.0
+            eta = f" | eta {_clock(_mean(self.eval_seconds) * left + tune)}"
+        print(f"[{self.done}/{self.total} cells done, {left} left | elapsed {_clock(elapsed)}{eta}] {text}",
+              file=self.out, flush=True)
+
+    def tuned(self, seconds: float) -> None:
+        self.tunes_left -= 1
+        self.tune_seconds.append(seconds)
+
+    def finished(self, seconds: float) -> None:
+        self.done += 1
+        self.eval_seconds.append(seconds)
+
+
+def _cell_settings(cfg: MatrixConfig, row: str, lang: str) -> dict[str, Any]:
+    """What a cell's result depends on besides the checkpoint's contents; a stored cell with other settings
+    (e.g. after changing max_items_per_task) is evaluated again."""
+    mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, (lang,))
+    if row == BASE_ROW:  # relative to results/<name> unless it lives elsewhere: the folder may be moved
+        checkpoint = cfg.base_checkpoint or "base"
+    else:
+        checkpoint = str(cfg.tuned_dir(row).relative_to(cfg.root))
+    return {"checkpoint": checkpoint, "tasks": list(cfg.eval_tasks), "template_mode": mode,
+            "template_lang": tlang, "max_items_per_task": cfg.max_items_per_task, "split": "test"}
+
+
+def _cell_done(cfg: MatrixConfig, row: str, lang: str) -> bool:
+    path = cfg.eval_dir(row, lang) / CELL_FILE
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("settings") == _cell_settings(cfg, row, lang)
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def _train(argv: list[str]) -> None:
+    from xlt import train as train_lib  # heavy (jax, tensorflow): only when there is work
+    train_lib.main(argv)
+
+
+def _ensure_base(cfg: MatrixConfig, progress: Progress) -> None:
+    if cfg.base_checkpoint:
+        return
+    progress.say(f"pretraining the base into {cfg.base_dir} (resumes if interrupted)")
+    argv = [f"--gin_file={f}" for f in cfg.base_gin_files] + [f"--gin.MODEL_DIR='{cfg.base_dir}'"]
+    _train(argv + _flags(cfg.base_bindings) + (["--gin.train.quiet=True"] if cfg.quiet_children else []))
+
+
+def _tune(cfg: MatrixConfig, row: str, train_set: str, seed: int, progress: Progress) -> None:
+    codes = split_train_set(train_set)
+    mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, codes)
+    progress.say(f"tuning {row}: train languages {list(codes)}, templates {mode}{'/' + tlang if tlang else ''}, "
+                 f"{cfg.train_steps} steps")
+    argv = [f"--gin_file={cfg.model_gin}", "--gin_file=runs/instruct.gin",
+            f"--gin.INIT_CHECKPOINT='{cfg.base_dir}'", f"--gin.MODEL_DIR='{cfg.tuned_dir(row)}'",
+            f"--gin.TRAIN_LANGUAGES={list(codes)!r}", f"--gin.SEED={seed}", f"--gin.TRAIN_STEPS={cfg.train_steps}",
+            f"--gin.BATCH_SIZE={cfg.batch_size}", f"--gin.TEMPLATE_MODE='{mode}'", f"--gin.TEMPLATE_LANG={tlang!r}"]
+    _train(argv + _flags(cfg.tune_bindings) + (["--gin.train.quiet=True"] if cfg.quiet_children else []))
+
+
+def _evaluate(cfg: MatrixConfig, row: str, checkpoint: Path, lang: str, progress: Progress) -> None:
+    from xlt.evaluation.evaluate import evaluate  # heavy: only when there is work
+
+    mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, (lang,))
+    progress.say(f"evaluating {row} -> {lang} ({len(cfg.eval_tasks)} tasks, templates "
+                 f"{mode}{'/' + tlang if tlang else ''})")
+    cli.load_gin([], cfg.vocabulary_bindings)  # the vocabulary the models were trained with
+    out = cfg.eval_dir(row, lang)
+    started = time.perf_counter()
+    evaluate(str(checkpoint), output_dir=str(out), languages=[lang], tasks=list(cfg.eval_tasks), split="test",
+             template_mode=mode, template_lang=tlang, max_items_per_task=cfg.max_items_per_task,
+             batch_size=cfg.eval_batch_size, quiet=True, progress=lambda i, n, what: None)
+    seconds = time.perf_counter() - started
+    _atomic_write(out / CELL_FILE, json.dumps({"row": row, "lang": lang, "settings": _cell_settings(cfg, row, lang),
+                                               "seconds": seconds}, indent=1) + "\n")
+    progress.finished(seconds)
+
+
+def run(cfg: MatrixConfig, *, hook: Hook | None = None, out: TextIO = sys.stdout) -> dict[str, Any]:
+    """Run (or resume) every missing cell, then write the matrix files; returns the matrix as a dict.
+
+    ``hook(row, lang)`` is called before each cell that runs (tests interrupt a run through it)."""
+    langs = cfg.test_languages
+    plan: list[tuple[str, str | None, int | None]] = [(BASE_ROW, None, None)] + [(r, ts, s) for r, ts, s in cfg.rows()]
+    total = len(plan) * len(langs)
+    done = sum(_cell_done(cfg, row, lang) for row, _, _ in plan for lang in langs)
+    tunes = sum(any(not _cell_done(cfg, row, lang) for lang in langs) for row, ts, _ in plan if ts is not None)
+    progress = Progress(total, done, tunes, out)
+    progress.say(f"transfer matrix {cfg.name!r}: {len(plan)} rows x {len(langs)} test languages -> {cfg.root}")
+    if done < total:
+        _ensure_base(cfg, progress)
+    for row, train_set, seed in plan:
+        pending = [lang for lang in langs if not _cell_done(cfg, row, lang)]
+        for lang in langs:
+            if lang not in pending:
+                progress.say(f"skip {row} -> {lang} (done: {cfg.eval_dir(row, lang) / CELL_FILE})")
+        if not pending:
+            continue
+        if train_set is not None:
+            started = time.perf_counter()
+            _tune(cfg, row, train_set, seed, progress)
+            progress.tuned(time.perf_counter() - started)
+        checkpoint = cfg.base_dir if train_set is None else cfg.tuned_dir(row)
+        for lang in langs:
+            if lang in pending:
+                if hook is not None:
+                    hook(row, lang)
+                _evaluate(cfg, row, checkpoint, lang, progress)
+    matrix = build_matrix(cfg)
+    write_outputs(cfg, matrix)
+    progress.say(f"wrote {cfg.root / 'matrix.json'}, matrix.md, matrix_score.png, matrix_gain.png")
+    print(matrix_markdown(matrix), file=out, flush=True)
+    return matrix
+
+
+# --------------------------------------------------------------------------------------------- aggregation
+def _task_values(cfg: MatrixConfig, row: str, lang: str) -> dict[str, list[float]]:
+    path = cfg.eval_dir(row, lang) / "records.json"
+    values: dict[str, list[float]] = {t: [] for t in cfg.eval_tasks}
+    for r in json.loads(path.read_text()):
+        if r["metric"] == PRIMARY_METRIC and r["task"] in values and r["content_lang"] == lang:
+            values[r["task"]].append(float(r["value"]))
+    empty = [t for t, v in values.items() if not v]
+    if empty:
+        raise ConfigError(f"{path} has no {PRIMARY_METRIC} for task(s) {empty}; delete {path.parent} and re-run")
+    return values
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return math.fsum(xs) / len(xs)
+
+
+def _pstd(xs: Sequence[float]) -> float:
+    m = _mean(xs)
+    return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / len(xs))
+
+
+def cell_stat(per_seed: Sequence[dict[str, list[float]]]) -> dict[str, Any]:
+    """Cell statistics from one {task: per-template accuracies} dict per seed (see the module docstring)."""
+    tasks = list(per_seed[0])
+    pooled = {t: [v for seed in per_seed for v in seed[t]] for t in tasks}
+    seed_scores = [_mean([_mean(seed[t]) for t in tasks]) for seed in per_seed]
+    return {"mean": _mean([_mean(pooled[t]) for t in tasks]),
+            "std": math.sqrt(_mean([_pstd(pooled[t]) ** 2 for t in tasks])),
+            "seed_std": _pstd(seed_scores), "seed_scores": seed_scores, "n_seeds": len(per_seed),
+            "n_tasks": len(tasks), "n_values": sum(len(v) for v in pooled.values())}
+
+
+def build_matrix(cfg: MatrixConfig) -> dict[str, Any]:
+    """The matrix from the cells' records.json files (every cell must be done)."""
+    rows = []
+    base = {lang: cell_stat([_task_values(cfg, BASE_ROW, lang)]) for lang in cfg.test_languages}
+    rows.append({"row": BASE_LABEL, "train_languages": [], "seeds": [], "cells": base})
+    for ts in cfg.train_sets:
+        cells = {}
+        for lang in cfg.test_languages:
+            stat = cell_stat([_task_values(cfg, f"{ts}_s{seed}", lang) for seed in cfg.seeds])
+            cells[lang] = {**stat, "gain": stat["mean"] - base[lang]["mean"]}
+        rows.append({"row": ts, "train_languages": list(split_train_set(ts)), "seeds": list(cfg.seeds),
+                     "cells": cells})
+    for r in rows:
+        r["average"] = _mean([c["mean"] for c in r["cells"].values()])
+    return {"name": cfg.name, "primary_metric": PRIMARY_METRIC,
+            "cell": ("mean over eval_tasks of accuracy (rank classification, summed log-likelihood); each task's "
+                     "value is its mean over seeds x templates. std: root mean square over tasks of the population "
+                     "std over seeds x templates; seed_std: population std over seeds of the per-seed score; "
+                     "gain: mean minus the base (untuned) row in the same test language"),
+            "eval_tasks": list(cfg.eval_tasks), "test_languages": list(cfg.test_languages),
+            "template_mode": cfg.template_mode, "template_lang": cfg.template_lang,
+            "max_items_per_task": cfg.max_items_per_task, "train_steps": cfg.train_steps,
+            "config": asdict(cfg), "rows": rows}
+
+
+def matrix_markdown(matrix: dict[str, Any], digits: int = 3) -> str:
+    langs = matrix["test_languages"]
+    lines = [f"## Transfer matrix `{matrix['name']}` (templates: {matrix['template_mode']})", "",
+             f"Cell: {matrix['cell']}. Shown: mean ± std (gain over base). Tasks: {', '.join(matrix['eval_tasks'])}; "
+             f"at most {matrix['max_items_per_task']} items per task.", "",
+             "| train \\ test | " + " | ".join(langs) + " | avg |",
+             "| --- | " + " | ".join("---:" for _ in langs) + " | ---: |"]
+    for r in matrix["rows"]:
+        cells = []
+        for lang in langs:
+            c = r["cells"][lang]
+            text = f"{c['mean']:.{digits}f} ± {c['std']:.{digits}f}"
+            if "gain" in c:
+                text += f" ({c['gain']:+.{digits}f})"
+            cells.append(text)
+        lines.append(f"| {r['row']} | " + " | ".join(cells) + f" | {r['average']:.{digits}f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _heatmap(matrix: dict[str, Any], key: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    langs = matrix["test_languages"]
+    rows = [r for r in matrix["rows"] if key == "mean" or r["row"] != BASE_LABEL]
+    data = np.array([[r["cells"][lang][key] for lang in langs] for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(langs), 1.2 + 0.5 * len(rows)))
+    if key == "gain":
+        bound = max(float(np.abs(data).max()), 1e-6)
+        im = ax.imshow(data, cmap="RdBu", vmin=-bound, vmax=bound)
+    else:
+        im = ax.imshow(data, cmap="viridis")
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set_yticks(range(len(rows)), [r["row"] for r in rows])
+    ax.set_xlabel("test language")
+    ax.set_ylabel("train set")
+    for i in range(len(rows)):
+        for j in range(len(langs)):
+            ax.text(j, i, f"{data[i, j]:+.2f}" if key == "gain" else f"{data[i, j]:.2f}", ha="center", va="center",
+                    fontsize=8, color="black" if key == "gain" else "white")
+    ax.set_title(f"{matrix['name']}: {'gain over base' if key == 'gain' else matrix['primary_metric']}")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_outputs(cfg: MatrixConfig, matrix: dict[str, Any]) -> None:
+    cfg.root.mkdir(parents=True, exist_ok=True)
+    _atomic_write(cfg.root / "matrix.json", json.dumps(matrix, indent=1, ensure_ascii=False) + "\n")
+    _atomic_write(cfg.root / "matrix.md", matrix_markdown(matrix))
+    _heatmap(matrix, "mean", cfg.root / "matrix_score.png")
+    _heatmap(matrix, "gain", cfg.root / "matrix_gain.png")
+
+
+def main(argv: list[str], *, hook: Hook | None = None) -> None:
+    files, bindings, search, rest = cli.parse_gin_args(argv)
+    if rest:
+        raise ConfigError(f"unknown arguments {rest}; use --gin_file=F and --gin.NAME=VALUE")
+    if not files:
+        raise ConfigError("no --gin_file given; e.g. --gin_file=experiments/transfer_demo.gin")
+    cli.load_gin(files, bindings, search)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # seqio's per-task cache advice, once per tuning run
+    cfg = transfer_matrix()  # reads everything from gin now: the runs below load their own gin configs
+    run(cfg, hook=hook)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main(main))

@@ -1,0 +1,1093 @@
+"""xlt performance benchmarks; each prints one JSON record and appends a dated section to BENCHMARKS.md.
+
+Subcommands (``python tools/bench.py SUBCOMMAND --help`` for the options):
+
+  train     train-step tokens/s, model FLOPs per token, MFU, peak memory and compile time of one gin model
+            config (synthetic packed batch), e.g. ``train --gin_file=models/gpt_25m.gin --batch=8 --seq_len=512``
+  torch     head-to-head with transformers' GPT2LMHeadModel on CPU torch: same config, batch, length, fp32,
+            AdamW with global-norm clipping, same threads; rounds interleaved so both see the same load
+  pipeline  input-pipeline tokens/s (the default 12-language temperature mixture, byte vocabulary, packed)
+            against the tokens/s the gpt_tiny train step consumes at the same batch and length
+  eval      rank-classification scoring of 4 options per prompt (shared prompt vs one forward per option)
+            and generation tokens/s with and without the KV cache (xlt.evaluation.scoring, xlt.decoding)
+  gpu       the ~1B decoder (gin/models/gpt_1b.gin) at length 2048: bf16, cuDNN attention, scanned layers
+            with a remat policy, and the chunked cross-entropy of xlt.losses against the plain one
+  suite     the CPU suite (``make bench``): train gpt_tiny and gpt_25m, torch, pipeline, each in its own process
+
+Common options: ``--smoke`` (tiny sizes, seconds, nothing appended unless ``--out`` is given), ``--out PATH``
+(markdown file to append to; ``--out=`` appends nothing), ``--json PATH`` (write the records),
+``--xla_flags "..."`` (appended to XLA_FLAGS before the backend starts; only when this file is the entry point).
+
+FLOPs per token are ``ModelConfig.flops_per_token``: 6·N_matmul + 12·L·H·d_head·T (PaLM appendix B: the
+weights a token multiplies, the LM head once, no embedding lookup; the full T×T attention, not the causal
+half). MFU = tokens/s × FLOPs per token / peak. The CPU peak is measured in the same process (best of a few
+4096² fp32 jnp.dot); on GPU MFU is given against both the spec bf16 dense peak and a measured bf16 matmul.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import importlib
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from xlt import cli, losses, optimizers, partitioning, step as step_lib  # noqa: E402
+from xlt.errors import ConfigError  # noqa: E402
+from xlt.models import ModelConfig, build_model  # noqa: E402
+
+DEFAULT_OUT = ROOT / "BENCHMARKS.md"
+# Dense bf16 tensor-core peaks from the vendor data sheets (FLOP/s). H100 SXM and H200 share the H100 die.
+SPEC_PEAK_BF16 = (("H100 PCIe", 756e12), ("H100", 989.4e12), ("H200", 989.4e12), ("A100", 312e12))
+TARGETS = {"torch_ratio": 1.5, "cpu_mfu_25m": 0.40, "pipeline_ratio": 5.0, "scoring_ratio": 3.0}
+
+
+# --- Environment description -------------------------------------------------------------------------------
+
+
+def load1() -> float:
+    return os.getloadavg()[0]
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def threads() -> int:
+    """Cores this process may run on (what XLA:CPU's and torch's intra-op pools size themselves to)."""
+    with contextlib.suppress(AttributeError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def machine() -> str:
+    mem = ""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    devs = jax.devices()
+    kinds = sorted({d.device_kind for d in devs})
+    return (f"{platform.platform()}; {cpu_model()}, os.cpu_count()={os.cpu_count()}, affinity {threads()}{mem}; "
+            f"jax.devices(): {len(devs)}× {'/'.join(kinds)} ({devs[0].platform})")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("jax", "jaxlib", "flax", "optax", "torch", "transformers", "tensorflow", "seqio"):
+        if name in ("torch", "transformers") and name not in sys.modules:
+            continue  # only report what this benchmark used
+        with contextlib.suppress(ImportError, AttributeError):
+            out[name] = importlib.import_module(name).__version__
+    return out
+
+
+def rss_peak_bytes() -> int:
+    """Peak resident set of this process (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+# --- Model configs and batches -----------------------------------------------------------------------------
+
+
+def load_model_config(gin_file: str, bindings: Sequence[str] = ()) -> ModelConfig:
+    """The ModelConfig a model gin file (plus ``NAME=VALUE`` bindings) configures."""
+    import xlt.train  # noqa: F401  (registers ``train``, which model files bind)
+    from xlt.data import mixtures  # noqa: F401  (registers ``language_mixture``)
+
+    cli.load_gin([gin_file], list(bindings))
+    return ModelConfig()
+
+
+def tiny(cfg: ModelConfig, vocab: int | None = None) -> ModelConfig:
+    """The same layout, numerics and compilation choices at smoke-test size."""
+    return cfg.replace(vocab_size=vocab or min(cfg.vocab_size, 384), d_model=64, num_layers=2, num_heads=4,
+                       num_kv_heads=None if cfg.num_kv_heads == cfg.num_heads else 2, head_dim=None, d_ff=256,
+                       max_len=min(cfg.max_len, 256), unpadded_vocab_size=None)
+
+
+def batch_shapes(batch: int, seq_len: int, pack: bool) -> dict[str, tuple[int, ...]]:
+    from xlt.train import batch_shapes as shapes_of
+
+    return shapes_of("decoder", {"targets": seq_len}, batch, pack)
+
+
+def synthetic_batch(shapes: Mapping[str, tuple[int, ...]], vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Full rows of random ids; when packed, each row holds segments of random length (positions restart)."""
+    rng = np.random.default_rng(seed)
+    b, t = shapes["decoder_input_tokens"]
+    out = {"decoder_input_tokens": rng.integers(1, vocab, (b, t), dtype=np.int32),
+           "decoder_target_tokens": rng.integers(1, vocab, (b, t), dtype=np.int32),
+           "decoder_loss_weights": np.ones((b, t), np.int32)}
+    if "decoder_segment_ids" in shapes:
+        seg, pos = np.zeros((b, t), np.int32), np.zeros((b, t), np.int32)
+        for r in range(b):
+            start, s = 0, 1
+            while start < t:
+                n = int(rng.integers(max(t // 8, 1), max(t // 2, 2) + 1))
+                seg[r, start:start + n], pos[r, start:start + n] = s, np.arange(min(n, t - start))
+                start, s = start + n, s + 1
+        out["decoder_segment_ids"], out["decoder_positions"] = seg, pos
+    return {k: out[k] for k in shapes}
+
+
+def adamw() -> Any:
+    """The trainer's optimizer (global-norm clipping 1.0 + AdamW, decay on matrices) at a constant rate."""
+    schedule = optimizers.learning_rate_schedule(peak=1e-3, schedule="constant", warmup_steps=0)
+    return optimizers.make_optimizer(schedule, weight_decay=0.01, b1=0.9, b2=0.95, eps=1e-8, clip_norm=1.0)
+
+
+# --- Peaks ---------------------------------------------------------------------------------------------------
+
+
+def matmul_peak(dtype: str, n: int, reps: int) -> dict[str, Any]:
+    """Best-of-``reps`` FLOP/s of one n×n·n×n jnp.dot on the default device (2n³ FLOPs)."""
+    ka, kb = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(ka, (n, n), jnp.dtype(dtype))
+    b = jax.random.normal(kb, (n, n), jnp.dtype(dtype))
+    f = jax.jit(lambda x, y: jnp.dot(x, y))
+    f(a, b).block_until_ready()
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return {"flops_per_s": 2.0 * n ** 3 / best, "dtype": dtype, "n": n, "reps": reps, "best_s": best}
+
+
+def spec_peak() -> tuple[float | None, str | None]:
+    kind = jax.devices()[0].device_kind
+    for key, value in SPEC_PEAK_BF16:
+        if key in kind:
+            return value, kind
+    return None, kind
+
+
+# --- Timing and memory -------------------------------------------------------------------------------------
+
+
+def mesh_context(mesh):
+    stack = contextlib.ExitStack()
+    stack.enter_context(jax.set_mesh(mesh))
+    stack.enter_context(nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES))
+    return stack
+
+
+def compile_step(jitted: Any, mesh, *args) -> tuple[Any, float]:
+    """AOT-lower and compile; returns (executable, seconds)."""
+    t0 = time.perf_counter()
+    with mesh_context(mesh):
+        compiled = jitted.lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
+def run_steps(compiled: Any, state: Any, batch: Any, n: int) -> tuple[Any, list[float]]:
+    """``n`` steps, each timed to completion (block_until_ready on state and metrics)."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready((state, metrics))
+        times.append(time.perf_counter() - t0)
+        if not all(math.isfinite(float(v)) for v in jax.tree.leaves(metrics)):
+            raise FloatingPointError(f"non-finite metrics {jax.tree.map(float, metrics)}")
+    return state, times
+
+
+def memory_record(compiled: Any) -> dict[str, Any]:
+    """Peak memory: the device's own counter where it has one (GPU/TPU), else XLA's compile-time estimate
+    (arguments + outputs - aliased + temporaries), with the process's peak RSS alongside."""
+    out: dict[str, Any] = {"rss_peak_bytes": rss_peak_bytes()}
+    stats = jax.devices()[0].memory_stats()
+    if stats and "peak_bytes_in_use" in stats:
+        out.update(peak_memory_bytes=int(stats["peak_bytes_in_use"]),
+                   peak_memory_source="device memory_stats peak_bytes_in_use")
+        return out
+    with contextlib.suppress(Exception):
+        m = compiled.memory_analysis()
+        if m is not None:
+            total = m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
+            out.update(peak_memory_bytes=int(total), temp_bytes=int(m.temp_size_in_bytes),
+                       peak_memory_source="compiled memory_analysis (argument + output - alias + temp)")
+            return out
+    out.update(peak_memory_bytes=out["rss_peak_bytes"], peak_memory_source="process peak RSS")
+    return out
+
+
+def xla_flops(compiled: Any) -> float | None:
+    with contextlib.suppress(Exception):
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        flops = float(cost.get("flops", -1))
+        return flops if flops > 0 else None
+    return None
+
+
+# --- XLA profile: per-op time of a compiled step, grouped into matmul / fusion / copy -----------------------
+
+
+def hlo_categories(hlo_text: str) -> dict[str, str]:
+    """Instruction name -> category from optimized HLO text: 'matmul' for dots, convolutions, oneDNN matmul
+    calls and fusions that contain one (XNNPACK/YNNPACK dot fusions included), 'copy/transpose', 'fusion
+    (elementwise/reduce)' for the other fusions (YNNPACK also fuses reductions), or the opcode."""
+    comp_has_dot: dict[str, bool] = {}
+    current = None
+    lines = hlo_text.splitlines()
+    for line in lines:
+        head = re.match(r"^(?:ENTRY )?%?([\w.\-]+) ", line)
+        if head and line.rstrip().endswith("{"):
+            current = head.group(1)
+            comp_has_dot[current] = False
+        elif current and re.search(r"= \S+ (dot|convolution)\(", line):
+            comp_has_dot[current] = True
+    cats = {}
+    for line in lines:
+        m = re.match(r"^\s+(?:ROOT )?%?([\w.\-]+) = .*? ([a-z][\w\-]*)\(", line)
+        if not m:
+            continue
+        name, opcode = m.group(1), m.group(2)
+        called = re.search(r"calls=%?([\w.\-]+)", line)
+        if (opcode in ("dot", "convolution") or (called and comp_has_dot.get(called.group(1)))
+                or re.search(r"custom_call_target=\"__onednn\$matmul", line)):
+            cats[name] = "matmul"
+        elif opcode in ("copy", "transpose") or (opcode == "fusion" and name.startswith(("copy", "transpose"))):
+            cats[name] = "copy/transpose"
+        elif opcode == "fusion":
+            cats[name] = "fusion (elementwise/reduce)"
+        else:
+            cats[name] = opcode
+    return cats
+
+
+def profile_xla(compiled: Any, state: Any, batch: Any, steps: int, logdir: Path) -> tuple[Any, dict[str, Any]]:
+    """Trace ``steps`` steps with jax.profiler and sum the executor's per-op events of this module."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    with jax.profiler.trace(str(logdir)):
+        state, times = run_steps(compiled, state, batch, steps)
+    files = sorted(logdir.rglob("*.xplane.pb"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return state, {"error": "no xplane.pb written"}
+    data = jax.profiler.ProfileData.from_file(str(files[-1]))
+    cats = hlo_categories(compiled.as_text())
+    per_op: dict[str, float] = {}
+    for plane in data.planes:
+        for line in plane.lines:
+            if "XLA" not in line.name and "Pjrt" not in line.name and "PjRt" not in line.name:
+                continue
+            for ev in line.events:
+                stats = dict(ev.stats)
+                if "hlo_op" not in stats:
+                    continue
+                per_op[ev.name] = per_op.get(ev.name, 0.0) + ev.duration_ns / 1e9
+    total = sum(per_op.values())
+    step_s = statistics.median(times)
+    by_cat: dict[str, float] = {}
+    for name, sec in per_op.items():
+        cat = cats.get(name, "other")
+        by_cat[cat] = by_cat.get(cat, 0.0) + sec
+    top = sorted(per_op.items(), key=lambda kv: -kv[1])[:15]
+    return state, {
+        "steps": steps, "step_s_median": step_s, "op_seconds_per_step": total / steps,
+        "categories": {k: {"s_per_step": v / steps, "share": v / total if total else 0.0}
+                       for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
+        "top_ops": [{"op": k, "category": cats.get(k, "other"), "ms_per_step": 1e3 * v / steps,
+                     "share": v / total if total else 0.0} for k, v in top],
+        "note": "op time is summed over executor threads; ops can overlap, so shares are of summed op time",
+    }
+
+
+# --- train ---------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainRun:
+    record: dict[str, Any]
+    compiled: Any
+    state: Any
+    batch: Any
+    mesh: Any
+
+
+def cpu_or_gpu_peak(smoke: bool, reps: int) -> dict[str, Any]:
+    """Measured matmul peak (fp32 on CPU, bf16 on GPU) and, on GPU, the data-sheet peak."""
+    on_cpu = jax.default_backend() == "cpu"
+    n = 256 if smoke else (4096 if on_cpu else 8192)
+    peak = matmul_peak("float32" if on_cpu else "bfloat16", n, reps)
+    spec, kind = spec_peak()
+    return {"measured": peak, "spec_bf16_flops_per_s": spec, "device_kind": kind}
+
+
+def measure_train(cfg: ModelConfig, batch: int, seq_len: int, *, steps: int, warmup: int, pack: bool = True,
+                  devices: int = 1, seed: int = 0, peak: Mapping[str, Any] | None = None) -> TrainRun:
+    """The xlt train step (xlt.step.build with the trainer's AdamW) on one synthetic batch."""
+    if cfg.encoder_decoder:
+        raise ConfigError("the train benchmark covers decoder-only layouts (gpt, llama)")
+    if cfg.position == "learned" and seq_len > cfg.max_len:
+        raise ConfigError(f"--seq_len={seq_len} exceeds ModelConfig.max_len={cfg.max_len}")
+    mesh = partitioning.make_mesh((-1, 1, 1), devices=jax.devices()[:devices])
+    shapes = batch_shapes(batch, seq_len, pack)
+    fns = step_lib.build(build_model(cfg), adamw(), mesh, shapes, seed=seed)
+    host = synthetic_batch(shapes, cfg.unpadded_vocab_size or cfg.vocab_size, seed)
+    arrays = partitioning.global_batch(host, mesh)
+    state = fns.init(jax.random.key(seed))
+    compiled, compile_s = compile_step(fns.train.jitted, mesh, state, arrays)
+    state, _ = run_steps(compiled, state, arrays, warmup)
+    state, times = run_steps(compiled, state, arrays, steps)
+    tokens = batch * seq_len
+    step_s = statistics.median(times)
+    fpt = cfg.flops_per_token(seq_len)
+    record: dict[str, Any] = {
+        "params": cfg.param_count()["total"], "batch": batch, "seq_len": seq_len, "packed": pack,
+        "devices": devices, "dtype": cfg.dtype, "tokens_per_step": tokens, "steps_timed": steps, "warmup": warmup,
+        "step_s_median": step_s, "step_s_min": min(times), "step_s_all": times,
+        "tokens_per_s": tokens / step_s, "flops_per_token": fpt["total"],
+        "flops_per_token_matmul": fpt["matmul"], "flops_per_token_attention": fpt["attention"],
+        "compile_s": compile_s,
+    }
+    record["model_flops_per_s"] = record["tokens_per_s"] * fpt["total"]
+    xf = xla_flops(compiled)
+    if xf is not None:
+        record["xla_cost_flops_per_token"] = xf / tokens
+    if peak is not None:
+        measured = peak["measured"]["flops_per_s"]
+        record["peak_flops_per_s_measured"] = measured
+        record["peak_measured_dtype"] = peak["measured"]["dtype"]
+        record["mfu"] = record["model_flops_per_s"] / measured
+        if peak.get("spec_bf16_flops_per_s"):
+            record["mfu_spec"] = record["model_flops_per_s"] / peak["spec_bf16_flops_per_s"]
+            record["spec_peak_flops_per_s"] = peak["spec_bf16_flops_per_s"]
+    record.update(memory_record(compiled))
+    return TrainRun(record, compiled, state, arrays, mesh)
+
+
+def bench_train(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = load_model_config(args.gin_file, args.gin)
+    batch, seq_len, steps, warmup = args.batch, args.seq_len, args.steps, args.warmup
+    if args.smoke:
+        cfg, batch, seq_len, steps, warmup = tiny(cfg), 2, 32, 2, 1
+    peak = cpu_or_gpu_peak(args.smoke, args.peak_reps)
+    run = measure_train(cfg, batch, seq_len, steps=steps, warmup=warmup, pack=not args.no_pack,
+                        devices=args.devices, peak=peak)
+    rec = {"benchmark": "train", "model": Path(args.gin_file).stem, **run.record}
+    if args.profile:
+        _, rec["xla_profile"] = profile_xla(run.compiled, run.state, run.batch, args.profile,
+                                            Path(args.profile_dir or "/tmp/xlt_bench_profile"))
+    return rec
+
+
+# --- torch head-to-head ----------------------------------------------------------------------------------------
+
+
+def check_gpt2_like(cfg: ModelConfig) -> None:
+    want = dict(encoder_decoder=False, norm="layernorm", activation="gelu_tanh", gated_mlp=False, position="learned",
+                use_bias=True, tie_embeddings=True, scale_attention=True)
+    wrong = {k: getattr(cfg, k) for k, v in want.items() if getattr(cfg, k) != v}
+    if wrong or cfg.num_kv_heads != cfg.num_heads or cfg.head_dim * cfg.num_heads != cfg.d_model:
+        raise ConfigError(f"the torch head-to-head needs a GPT-2-layout config; this one differs in {wrong or 'heads'}")
+    if cfg.dtype != "float32" or cfg.param_dtype != "float32":
+        raise ConfigError("the torch head-to-head is fp32 on CPU; use a float32 config")
+
+
+class TorchGPT2:
+    """transformers' GPT2LMHeadModel with the xlt config's shapes, trained as xlt trains: logits for every
+    position against given targets (no shift), fp32, clip_grad_norm_(1.0), AdamW(0.9, 0.95, 1e-8), weight
+    decay 0.01 on matrices only; the fastest CPU choices torch offers for the same math (SDPA attention,
+    F.gelu(approximate='tanh'), fused AdamW when available)."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, seq_len: int, num_threads: int, seed: int = 0):
+        import torch
+        import transformers
+
+        check_gpt2_like(cfg)
+        self.torch = torch
+        torch.set_num_threads(num_threads)
+        torch.manual_seed(seed)
+        conf = transformers.GPT2Config(
+            vocab_size=cfg.vocab_size, n_positions=cfg.max_len, n_embd=cfg.d_model, n_layer=cfg.num_layers,
+            n_head=cfg.num_heads, n_inner=cfg.d_ff, activation_function="gelu_pytorch_tanh", resid_pdrop=0.0,
+            embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=cfg.norm_eps, tie_word_embeddings=True,
+            use_cache=False, bos_token_id=None, eos_token_id=None)
+        conf._attn_implementation = "sdpa"  # noqa: SLF001 - the config attribute transformers reads
+        self.attn_implementation = getattr(conf, "_attn_implementation", "sdpa")
+        self.model = transformers.GPT2LMHeadModel(conf).float().train()
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
+        rest = [p for n, p in self.model.named_parameters() if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}]
+        try:
+            self.opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, fused=True)
+            self.optimizer = "AdamW(fused=True)"
+        except (RuntimeError, TypeError, ValueError):
+            self.opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, foreach=True)
+            self.optimizer = "AdamW(foreach=True)"
+        rng = np.random.default_rng(seed)
+        self.x = torch.from_numpy(rng.integers(1, cfg.vocab_size, (batch, seq_len)).astype(np.int64))
+        self.y = torch.from_numpy(rng.integers(1, cfg.vocab_size, (batch, seq_len)).astype(np.int64))
+        self.vocab = cfg.vocab_size
+        self.params = sum(p.numel() for p in self.model.parameters())
+
+    def step(self) -> float:
+        torch = self.torch
+        self.opt.zero_grad(set_to_none=True)
+        logits = self.model(input_ids=self.x).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, self.vocab), self.y.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        return float(loss.detach())
+
+    def timed(self, n: int) -> list[float]:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            loss = self.step()
+            times.append(time.perf_counter() - t0)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"torch loss is {loss}")
+        return times
+
+    def profile(self, steps: int) -> list[dict[str, Any]]:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                self.step()
+        events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in events) or 1
+        return [{"op": e.key, "self_ms_per_step": e.self_cpu_time_total / 1e3 / steps,
+                 "share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps} for e in events[:15]]
+
+
+def bench_torch(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = load_model_config(args.gin_file, args.gin)
+    batch, seq_len, steps, warmup, rounds = args.batch, args.seq_len, args.steps, args.warmup, args.rounds
+    if args.smoke:
+        cfg, batch, seq_len, steps, warmup, rounds = tiny(cfg), 2, 32, 2, 1, 1
+    check_gpt2_like(cfg)
+    n_threads = args.threads or threads()
+    peak = cpu_or_gpu_peak(args.smoke, args.peak_reps)
+    # xlt: unpacked rows (GPT2LMHeadModel has no segment ids), everything else as the trainer runs it.
+    xr = measure_train(cfg, batch, seq_len, steps=1, warmup=warmup, pack=False, devices=1, peak=peak)
+    tm = TorchGPT2(cfg, batch, seq_len, n_threads)
+    if tm.params != cfg.param_count()["total"]:
+        raise ConfigError(f"parameter counts differ: torch {tm.params:,} vs xlt {cfg.param_count()['total']:,}")
+    t0 = time.perf_counter()
+    tm.timed(warmup)
+    torch_first_s = time.perf_counter() - t0
+    xlt_times, torch_times = [], []
+    state = xr.state
+    for _ in range(rounds):  # interleaved so that both frameworks see the same machine load
+        state, t = run_steps(xr.compiled, state, xr.batch, steps)
+        xlt_times += t
+        torch_times += tm.timed(steps)
+    tokens = batch * seq_len
+    fpt = cfg.flops_per_token(seq_len)["total"]
+    xlt_tps, torch_tps = tokens / statistics.median(xlt_times), tokens / statistics.median(torch_times)
+    measured = peak["measured"]["flops_per_s"]
+    rec: dict[str, Any] = {
+        "benchmark": "torch", "model": Path(args.gin_file).stem, "params": tm.params, "batch": batch,
+        "seq_len": seq_len, "threads": n_threads, "torch_threads": tm.torch.get_num_threads(),
+        "torch_attention": tm.attn_implementation, "torch_optimizer": tm.optimizer, "rounds": rounds,
+        "steps_per_round": steps, "flops_per_token": fpt,
+        "xlt_tokens_per_s": xlt_tps, "torch_tokens_per_s": torch_tps, "ratio": xlt_tps / torch_tps,
+        "xlt_step_s_all": xlt_times, "torch_step_s_all": torch_times,
+        "xlt_mfu": xlt_tps * fpt / measured, "torch_mfu": torch_tps * fpt / measured,
+        "peak_flops_per_s_measured": measured, "xlt_compile_s": xr.record["compile_s"],
+        "torch_first_steps_s": torch_first_s, "target_ratio": TARGETS["torch_ratio"],
+    }
+    rec["target_met"] = rec["ratio"] >= TARGETS["torch_ratio"]
+    if args.profile:
+        rec["torch_profile"] = tm.profile(args.profile)
+        _, rec["xla_profile"] = profile_xla(xr.compiled, state, xr.batch, args.profile,
+                                            Path(args.profile_dir or "/tmp/xlt_bench_profile"))
+    return rec
+
+
+# --- pipeline --------------------------------------------------------------------------------------------------
+
+
+def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    import gin
+
+    from xlt.data import mixtures, pipeline, tasks
+
+    batch, seq_len, n_batches, warm = args.batch, args.seq_len, args.batches, args.warm_batches
+    bindings = list(args.gin)
+    if args.smoke:
+        batch, seq_len, n_batches, warm = 2, 64, 5, 1
+        bindings.append("LANGUAGES = ['en', 'ko']")
+    cfg = load_model_config(args.gin_file, [])
+    cli.load_gin([args.gin_file, args.mixture_gin], bindings)
+    vocab = tasks.vocabulary()
+    tasks.register_tasks(vocab=vocab)
+    mixtures.language_mixture()
+    name = gin.query_parameter("%MIXTURE_OR_TASK_NAME")
+    langs = list(gin.query_parameter("%LANGUAGES"))
+    if args.smoke:
+        cfg = tiny(cfg)
+    lengths = {"targets": seq_len}
+    t0 = time.perf_counter()
+    it = pipeline.batches(name, "decoder", lengths, batch, seed=0, pack=True)
+    first = next(it)
+    first_s = time.perf_counter() - t0
+    for _ in range(warm):
+        next(it)
+    loss_tokens = 0
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        b = next(it)
+        loss_tokens += int((b["decoder_loss_weights"] > 0).sum())
+    elapsed = time.perf_counter() - t0
+    pipe_tps = n_batches * batch * seq_len / elapsed
+    # What the tiny model consumes at the same batch and length on this host (synthetic batch, no input).
+    peak = cpu_or_gpu_peak(args.smoke, args.peak_reps)
+    steps, step_warmup = (2, 1) if args.smoke else (args.steps, args.warmup)
+    run = measure_train(cfg, batch, seq_len, steps=steps, warmup=step_warmup, pack=True, peak=peak)
+    step_tps = run.record["tokens_per_s"]
+    # End to end: the same step fed by the pipeline (input work and the step share the host's cores).
+    e2e_steps = 2 if args.smoke else args.e2e_steps
+    state, e2e_times = run.state, []
+    for _ in range(e2e_steps):
+        t0 = time.perf_counter()
+        host = next(it)
+        host.pop(pipeline.TARGET_TASK)
+        state, metrics = run.compiled(state, partitioning.global_batch(host, run.mesh))
+        jax.block_until_ready((state, metrics))
+        e2e_times.append(time.perf_counter() - t0)
+    rec: dict[str, Any] = {
+        "benchmark": "pipeline", "mixture": name, "languages": langs, "vocabulary": type(vocab).__name__,
+        "vocab_size": vocab.vocab_size, "batch": batch, "seq_len": seq_len, "packed": True,
+        "batches_timed": n_batches, "warm_batches": warm, "first_batch_s": first_s,
+        "pipeline_tokens_per_s": pipe_tps, "pipeline_loss_tokens_per_s": loss_tokens / elapsed,
+        "packing_efficiency": loss_tokens / (n_batches * batch * seq_len),
+        "model": Path(args.gin_file).stem, "step_tokens_per_s": step_tps, "ratio": pipe_tps / step_tps,
+        "step_mfu": run.record.get("mfu"), "e2e_tokens_per_s": batch * seq_len / statistics.median(e2e_times),
+        "e2e_steps": e2e_steps, "first_batch_keys": sorted(first), "target_ratio": TARGETS["pipeline_ratio"],
+    }
+    rec["target_met"] = rec["ratio"] >= TARGETS["pipeline_ratio"]
+    return rec
+
+
+# --- eval ------------------------------------------------------------------------------------------------------
+
+
+def _median_time(fn: Callable[[], Any], reps: int) -> tuple[float, list[float], Any]:
+    """Median wall time of ``fn()`` over ``reps`` calls after one untimed (compiling) call."""
+    out = fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, out
+
+
+def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
+    """Option scoring (xlt.evaluation.scoring) and generation (xlt.decoding) on a randomly initialised model.
+
+    Scoring: ``prompts`` prompts of ``prompt_len`` random tokens with ``options`` options of ``option_len``
+    tokens; ``score_options`` (prompt prefilled once, options against its cache) with ``batch_size`` prompts
+    per forward vs ``score_options_naive`` (one forward per prompt+option) with ``batch_size × options``
+    rows per forward, so both run the same number of option rows per call. Generation: greedy, the same
+    prompts and model with ``use_cache`` True and False. Times are medians over ``reps`` calls after a
+    compiling call; the outputs of the two variants are compared."""
+    from xlt.decoding import generate
+    from xlt.evaluation.scoring import score_options, score_options_naive
+
+    cfg = load_model_config(args.gin_file, args.gin)
+    n_prompts, n_opts, p_len, o_len = args.prompts, args.options, args.prompt_len, args.option_len
+    g_batch, g_prompt, g_tokens, reps, batch_size = (args.gen_batch, args.gen_prompt_len, args.gen_tokens, args.reps,
+                                                      args.batch_size)
+    if args.smoke:
+        cfg, n_prompts, p_len, o_len, g_batch, g_prompt, g_tokens, reps, batch_size = (
+            tiny(cfg), 4, 16, 4, 2, 8, 4, 1, 2)
+    model = build_model(cfg)
+    params = jax.jit(lambda r: nn.meta.unbox(model.init(r, {"decoder_input_tokens": jnp.zeros((1, 1), jnp.int32)}))
+                     ["params"])(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    hi = cfg.unpadded_vocab_size or cfg.vocab_size
+    prompts = [rng.integers(2, hi, p_len).tolist() for _ in range(n_prompts)]
+    options = [[rng.integers(2, hi, o_len).tolist() for _ in range(n_opts)] for _ in range(n_prompts)]
+    shared_s, shared_all, shared = _median_time(
+        lambda: score_options(model, params, prompts, options, batch_size=batch_size), reps)
+    naive_s, naive_all, naive = _median_time(
+        lambda: score_options_naive(model, params, prompts, options, batch_size=batch_size * n_opts), reps)
+    diff = max(float(np.max(np.abs(a.loglik - b.loglik))) for a, b in zip(shared, naive))
+    g_prompts = [rng.integers(2, hi, g_prompt).tolist() for _ in range(g_batch)]
+    eos = hi - 1  # an id the random model rarely picks first, so rows run to max_new_tokens
+    cached_s, cached_all, cached = _median_time(
+        lambda: generate(model, params, g_prompts, max_new_tokens=g_tokens, eos_id=eos, use_cache=True), reps)
+    full_s, full_all, full = _median_time(
+        lambda: generate(model, params, g_prompts, max_new_tokens=g_tokens, eos_id=eos, use_cache=False), reps)
+    generated = int(np.sum(cached.lengths))
+    option_rows = n_prompts * n_opts
+    bound = n_opts * (p_len + o_len) / (p_len + n_opts * o_len)
+    rec: dict[str, Any] = {
+        "benchmark": "eval", "model": Path(args.gin_file).stem, "params": cfg.param_count()["total"],
+        "prompts": n_prompts, "options_per_prompt": n_opts, "prompt_len": p_len, "option_len": o_len,
+        "scoring_batch_size": batch_size, "reps": reps,
+        "shared_s": shared_s, "naive_s": naive_s, "shared_options_per_s": option_rows / shared_s,
+        "naive_options_per_s": option_rows / naive_s, "scoring_ratio": naive_s / shared_s,
+        "scoring_token_ratio_bound": bound, "scoring_max_abs_diff": diff,
+        "scoring_target_ratio": TARGETS["scoring_ratio"],
+        "gen_batch": g_batch, "gen_prompt_len": g_prompt, "gen_max_new_tokens": g_tokens,
+        "gen_tokens_generated": generated, "cached_s": cached_s, "uncached_s": full_s,
+        "cached_tokens_per_s": generated / cached_s, "uncached_tokens_per_s": int(np.sum(full.lengths)) / full_s,
+        "generation_ratio": full_s / cached_s,
+        "generation_outputs_match": bool(np.array_equal(cached.tokens, full.tokens)),
+        "shared_s_all": shared_all, "naive_s_all": naive_all, "cached_s_all": cached_all, "uncached_s_all": full_all,
+    }
+    rec["scoring_target_met"] = rec["scoring_ratio"] >= TARGETS["scoring_ratio"]
+    return rec
+
+
+# --- gpu: the ~1B decoder with a chunked cross-entropy ---------------------------------------------------------
+
+
+def hidden_states(model: nn.Module, cfg: ModelConfig, params: Any, batch: Mapping[str, jax.Array]) -> jax.Array:
+    """The decoder's final hidden states [batch, length, d_model]: the LM head (tied ``attend`` or the
+    ``lm_head`` Dense) is intercepted and returns its input. (The model has no hidden-state output yet; see
+    BENCHMARKS.md for the recommended change.)"""
+
+    def interceptor(next_fun, fn_args, fn_kwargs, context):
+        if cfg.tie_embeddings and context.method_name == "attend":
+            return fn_args[0]
+        if not cfg.tie_embeddings and context.module.name == "lm_head" and context.method_name == "__call__":
+            return fn_args[0]
+        return next_fun(*fn_args, **fn_kwargs)
+
+    with nn.intercept_methods(interceptor):
+        return model.apply({"params": params}, batch)
+
+
+def chunked_train_fn(cfg: ModelConfig, tx: Any, chunk_len: int, z_loss: float = 0.0) -> Callable:
+    """xlt.step.build's train step with the loss from hidden states through losses.chunked_cross_entropy."""
+    model = build_model(cfg.replace(unpadded_vocab_size=None))  # the loss masks padded vocabulary rows itself
+
+    def loss(params, batch):
+        hidden = hidden_states(model, cfg, params, batch)
+        if cfg.tie_embeddings:
+            kernel, layout = params["token_embedder"]["embedding"], "vd"
+        else:
+            kernel, layout = params["lm_head"]["kernel"], "dv"
+        return losses.chunked_cross_entropy(
+            hidden, kernel.astype(cfg.dtype), batch["decoder_target_tokens"], batch.get("decoder_loss_weights"),
+            chunk_len=chunk_len, kernel_layout=layout, z_loss=z_loss, unpadded_vocab_size=cfg.unpadded_vocab_size)
+
+    def train(state: step_lib.TrainState, batch):
+        weights = batch["decoder_loss_weights"].astype(jnp.float32)
+        total = jnp.maximum(jnp.sum(weights), 1.0)
+        (value, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params, batch)
+        grads = jax.tree.map(lambda g: g / total, grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        import optax
+
+        params = optax.apply_updates(state.params, updates)
+        out = {"loss": value / total, "cross_entropy": metrics["cross_entropy"] / total,
+               "accuracy": metrics["correct"] / total, "grad_norm": optax.global_norm(grads)}
+        return step_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), out
+
+    return train
+
+
+def measure_gpu_loss(cfg: ModelConfig, loss: str, batch: int, seq_len: int, *, steps: int, warmup: int,
+                     chunk_len: int, peak: Mapping[str, Any]) -> dict[str, Any]:
+    """One loss variant: 'plain' is xlt.step.build as the trainer runs it; 'chunked' the same step with
+    the chunked cross-entropy. A failure (e.g. out of memory) is recorded, not raised."""
+    try:
+        if loss == "plain":
+            return measure_train(cfg, batch, seq_len, steps=steps, warmup=warmup, pack=True, peak=peak).record
+        mesh = partitioning.make_mesh((-1, 1, 1), devices=jax.devices()[:1])
+        shapes = batch_shapes(batch, seq_len, True)
+        tx = adamw()
+        fns = step_lib.build(build_model(cfg), tx, mesh, shapes)
+        train = jax.jit(chunked_train_fn(cfg, tx, chunk_len), donate_argnums=(0,),
+                        in_shardings=(fns.state_shardings, fns.batch_shardings),
+                        out_shardings=(fns.state_shardings, partitioning.replicated(mesh)))
+        arrays = partitioning.global_batch(synthetic_batch(shapes, cfg.vocab_size), mesh)
+        state = fns.init(jax.random.key(0))
+        compiled, compile_s = compile_step(train, mesh, state, arrays)
+        state, _ = run_steps(compiled, state, arrays, warmup)
+        state, times = run_steps(compiled, state, arrays, steps)
+        tokens = batch * seq_len
+        step_s = statistics.median(times)
+        fpt = cfg.flops_per_token(seq_len)["total"]
+        rec = {"batch": batch, "seq_len": seq_len, "tokens_per_step": tokens, "step_s_median": step_s,
+               "step_s_all": times, "tokens_per_s": tokens / step_s, "flops_per_token": fpt,
+               "model_flops_per_s": tokens / step_s * fpt, "compile_s": compile_s, "chunk_len": chunk_len,
+               "mfu": tokens / step_s * fpt / peak["measured"]["flops_per_s"],
+               "peak_flops_per_s_measured": peak["measured"]["flops_per_s"]}
+        if peak.get("spec_bf16_flops_per_s"):
+            rec["mfu_spec"] = rec["model_flops_per_s"] / peak["spec_bf16_flops_per_s"]
+        rec.update(memory_record(compiled))
+        return rec
+    except Exception as e:  # noqa: BLE001 - an OOM on one variant must not hide the other's numbers
+        if isinstance(e, (ConfigError, FloatingPointError)):
+            raise
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+
+
+def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
+    from xlt.models.layers import resolve_attention_impl
+
+    cfg = load_model_config(args.gin_file, args.gin)
+    batch, seq_len, steps, warmup, chunk_len = args.batch, args.seq_len, args.steps, args.warmup, args.chunk_len
+    if args.smoke:
+        cfg, batch, seq_len, steps, warmup, chunk_len = tiny(cfg, vocab=1024), 2, 64, 2, 1, 16
+    elif jax.default_backend() != "gpu":
+        print("warning: the gpu benchmark is running without a GPU", file=sys.stderr)
+    peak = cpu_or_gpu_peak(args.smoke, args.peak_reps)
+    variants = ["chunked", "plain"] if args.loss == "both" else [args.loss]
+    results = {v: measure_gpu_loss(cfg, v, batch, seq_len, steps=steps, warmup=warmup, chunk_len=chunk_len,
+                                   peak=peak) for v in variants}
+    rec: dict[str, Any] = {
+        "benchmark": "gpu", "model": Path(args.gin_file).stem, "params": cfg.param_count()["total"],
+        "vocab_size": cfg.vocab_size, "dtype": cfg.dtype, "param_dtype": cfg.param_dtype,
+        "scan_layers": cfg.scan_layers, "remat_policy": cfg.remat_policy,
+        "attention_impl": f"{cfg.attention_impl} -> {resolve_attention_impl(cfg.attention_impl, cfg.dtype)}",
+        "batch": batch, "seq_len": seq_len, "flops_per_token": cfg.flops_per_token(seq_len)["total"],
+        "peak_flops_per_s_measured": peak["measured"]["flops_per_s"], "peak_measured_dtype": peak["measured"]["dtype"],
+        "spec_peak_flops_per_s": peak["spec_bf16_flops_per_s"], "device_kind": peak["device_kind"],
+        "losses": results,
+    }
+    ok = {k: v for k, v in results.items() if "tokens_per_s" in v}
+    if ok:
+        best = max(ok, key=lambda k: ok[k]["tokens_per_s"])
+        rec.update(best_loss=best, tokens_per_s=ok[best]["tokens_per_s"], mfu=ok[best]["mfu"],
+                   mfu_spec=ok[best].get("mfu_spec"))
+    return rec
+
+
+# --- suite -----------------------------------------------------------------------------------------------------
+
+SUITE = (
+    ["train", "--gin_file=models/gpt_tiny.gin", "--batch=16", "--seq_len=512"],
+    ["train", "--gin_file=models/gpt_25m.gin", "--batch=8", "--seq_len=512"],
+    ["torch", "--gin_file=models/gpt_25m.gin", "--batch=8", "--seq_len=512"],
+    ["pipeline", "--batch=16", "--seq_len=512"],
+)
+
+
+def bench_suite(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each benchmark of the CPU suite in its own process (no thread pool or allocator carries over)."""
+    common = []
+    if args.out is not None:
+        common.append(f"--out={args.out}")
+    if args.xla_flags:
+        common.append(f"--xla_flags={args.xla_flags}")
+    records = []
+    for argv in SUITE:
+        cmd = [sys.executable, str(Path(__file__).resolve()), *argv, *common] + (["--smoke"] if args.smoke else [])
+        print("+", shlex.join(cmd[1:]), flush=True)
+        if args.dry_run:
+            records.append({"benchmark": "suite", "command": shlex.join(cmd[1:])})
+            continue
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+        print(done.stdout, end="", flush=True)
+        records.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return records
+
+
+# --- BENCHMARKS.md sections -----------------------------------------------------------------------------------
+
+
+def fmt(x: Any) -> str:
+    if isinstance(x, bool) or x is None:
+        return str(x)
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if x == 0 or not math.isfinite(x):
+            return str(x)
+        if abs(x) >= 1e4:
+            return f"{x:,.0f}"
+        return f"{x:.4g}"
+    return str(x)
+
+
+def gib(n: float | None) -> str:
+    return "—" if n is None else f"{n / 2**30:.2f} GiB"
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def summary_rows(rec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    kind = rec["benchmark"]
+    rows: list[tuple[str, str]] = []
+    if kind == "train":
+        rows += [("model", f"{rec['model']} ({rec['params']:,} params, {rec['dtype']})"),
+                 ("batch × seq_len", f"{rec['batch']} × {rec['seq_len']} ({'packed' if rec['packed'] else 'unpacked'})"),
+                 ("tokens/s (median step)", fmt(rec["tokens_per_s"])),
+                 ("step time median / min", f"{rec['step_s_median']:.4f} s / {rec['step_s_min']:.4f} s "
+                                            f"({rec['steps_timed']} timed after {rec['warmup']} warmup)"),
+                 ("model FLOPs/token (6N + 12·L·H·d_head·T)",
+                  f"{fmt(rec['flops_per_token'])} (matmul {fmt(rec['flops_per_token_matmul'])}, attention "
+                  f"{fmt(rec['flops_per_token_attention'])})"),
+                 ("XLA cost-analysis FLOPs/token", fmt(rec.get("xla_cost_flops_per_token"))),
+                 ("achieved model FLOP/s", fmt(rec["model_flops_per_s"])),
+                 (f"measured peak ({rec.get('peak_measured_dtype')} matmul)", fmt(rec.get("peak_flops_per_s_measured"))),
+                 ("MFU vs measured peak", pct(rec.get("mfu")))]
+        if rec.get("mfu_spec") is not None:
+            rows.append(("MFU vs spec peak", pct(rec["mfu_spec"])))
+        rows += [("peak memory", f"{gib(rec['peak_memory_bytes'])} ({rec['peak_memory_source']}); process peak RSS "
+                                 f"{gib(rec['rss_peak_bytes'])}"),
+                 ("compile time", f"{rec['compile_s']:.2f} s")]
+    elif kind == "torch":
+        rows += [("model", f"{rec['model']} ({rec['params']:,} params, fp32)"),
+                 ("batch × seq_len", f"{rec['batch']} × {rec['seq_len']} (unpacked, both)"),
+                 ("threads", f"torch {rec['torch_threads']}, XLA:CPU pool {rec['threads']}"),
+                 ("torch setup", f"GPT2LMHeadModel, attention {rec['torch_attention']}, {rec['torch_optimizer']}, "
+                                 "clip_grad_norm_ 1.0"),
+                 ("xlt tokens/s", fmt(rec["xlt_tokens_per_s"])), ("torch tokens/s", fmt(rec["torch_tokens_per_s"])),
+                 ("ratio xlt / torch", f"{rec['ratio']:.2f}× (target ≥ {rec['target_ratio']}×: "
+                                       f"{'met' if rec['target_met'] else 'NOT met'})"),
+                 ("MFU xlt / torch (measured fp32 peak " + fmt(rec["peak_flops_per_s_measured"]) + ")",
+                  f"{pct(rec['xlt_mfu'])} / {pct(rec['torch_mfu'])}"),
+                 ("timing", f"{rec['rounds']} interleaved rounds × {rec['steps_per_round']} steps each, medians")]
+    elif kind == "pipeline":
+        rows += [("mixture", f"{rec['mixture']} ({len(rec['languages'])} languages), {rec['vocabulary']} "
+                             f"({rec['vocab_size']} ids), packed"),
+                 ("batch × seq_len", f"{rec['batch']} × {rec['seq_len']}"),
+                 ("pipeline tokens/s (warm)", f"{fmt(rec['pipeline_tokens_per_s'])} over {rec['batches_timed']} "
+                                              f"batches (first batch {rec['first_batch_s']:.1f} s)"),
+                 ("loss-bearing tokens/s", f"{fmt(rec['pipeline_loss_tokens_per_s'])} "
+                                           f"(packing efficiency {pct(rec['packing_efficiency'])})"),
+                 (f"{rec['model']} train step tokens/s", fmt(rec["step_tokens_per_s"])),
+                 ("ratio pipeline / step", f"{rec['ratio']:.1f}× (target ≥ {rec['target_ratio']}×: "
+                                           f"{'met' if rec['target_met'] else 'NOT met'})"),
+                 ("end-to-end tokens/s (step fed by the pipeline)", fmt(rec["e2e_tokens_per_s"]))]
+    elif kind == "gpu":
+        rows += [("model", f"{rec['model']} ({rec['params']:,} params, vocab {rec['vocab_size']:,}), {rec['dtype']} "
+                           f"compute / {rec['param_dtype']} params, scan={rec['scan_layers']}, remat "
+                           f"{rec['remat_policy']}, attention {rec['attention_impl']}"),
+                 ("device", str(rec["device_kind"])), ("batch × seq_len", f"{rec['batch']} × {rec['seq_len']}"),
+                 ("measured peak", f"{fmt(rec['peak_flops_per_s_measured'])} ({rec['peak_measured_dtype']})"),
+                 ("spec peak", fmt(rec["spec_peak_flops_per_s"]))]
+        for name, r in rec["losses"].items():
+            if "error" in r:
+                rows.append((f"{name} cross-entropy", r["error"]))
+                continue
+            rows.append((f"{name} cross-entropy", f"{fmt(r['tokens_per_s'])} tokens/s, MFU {pct(r.get('mfu'))} "
+                                                  f"measured / {pct(r.get('mfu_spec'))} spec, peak memory "
+                                                  f"{gib(r['peak_memory_bytes'])}, compile {r['compile_s']:.1f} s"))
+    elif kind == "eval":
+        rows += [("model", f"{rec['model']} ({rec['params']:,} params, random init)"),
+                 ("scoring workload", f"{rec['prompts']} prompts × {rec['options_per_prompt']} options, prompt "
+                                      f"{rec['prompt_len']} tokens, option {rec['option_len']} tokens, "
+                                      f"{rec['scoring_batch_size']} prompts per forward"),
+                 ("score_options (shared prompt)", f"{rec['shared_s']:.3f} s, {fmt(rec['shared_options_per_s'])} "
+                                                   "options/s"),
+                 ("score_options_naive", f"{rec['naive_s']:.3f} s, {fmt(rec['naive_options_per_s'])} options/s"),
+                 ("scoring speed-up", f"{rec['scoring_ratio']:.2f}× (target ≥ {rec['scoring_target_ratio']}×: "
+                                      f"{'met' if rec['scoring_target_met'] else 'NOT met'}; token-count bound "
+                                      f"{rec['scoring_token_ratio_bound']:.2f}×)"),
+                 ("max |Δ log-likelihood| shared vs naive", f"{rec['scoring_max_abs_diff']:.2e}"),
+                 ("generation workload", f"{rec['gen_batch']} prompts of {rec['gen_prompt_len']} tokens, greedy, "
+                                         f"{rec['gen_tokens_generated']} tokens generated (max "
+                                         f"{rec['gen_max_new_tokens']} per row)"),
+                 ("generation tokens/s with / without KV cache", f"{fmt(rec['cached_tokens_per_s'])} / "
+                                                                 f"{fmt(rec['uncached_tokens_per_s'])} "
+                                                                 f"({rec['generation_ratio']:.1f}×)"),
+                 ("cached and uncached outputs identical", str(rec["generation_outputs_match"])),
+                 ("timing", f"median of {rec['reps']} calls after a compiling call")]
+    return rows
+
+
+def profile_rows(rec: Mapping[str, Any]) -> list[str]:
+    lines = []
+    prof = rec.get("xla_profile")
+    if prof and "categories" in prof:
+        lines += ["", f"XLA profile ({prof['steps']} steps, jax.profiler; op time summed over executor threads):", "",
+                  "| category | s/step | share |", "|---|---|---|"]
+        lines += [f"| {k} | {v['s_per_step']:.3f} | {pct(v['share'])} |" for k, v in prof["categories"].items()]
+        lines += ["", "| top XLA ops | category | ms/step | share |", "|---|---|---|---|"]
+        lines += [f"| `{o['op']}` | {o['category']} | {o['ms_per_step']:.1f} | {pct(o['share'])} |"
+                  for o in prof["top_ops"][:10]]
+    tprof = rec.get("torch_profile")
+    if tprof:
+        lines += ["", "torch.profiler (self CPU time):", "", "| op | ms/step | share | calls/step |",
+                  "|---|---|---|---|"]
+        lines += [f"| `{o['op']}` | {o['self_ms_per_step']:.1f} | {pct(o['share'])} | {o['calls_per_step']:.0f} |"
+                  for o in tprof[:10]]
+    return lines
+
+
+def section(rec: Mapping[str, Any]) -> str:
+    title = {"train": f"train · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}",
+             "torch": f"torch head-to-head · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}",
+             "pipeline": f"pipeline · {rec.get('mixture')} · batch {rec.get('batch')} × {rec.get('seq_len')}",
+             "eval": "eval · option scoring and cached generation",
+             "gpu": f"gpu · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}"}[rec["benchmark"]]
+    versions_text = ", ".join(f"{k} {v}" for k, v in rec["versions"].items())
+    lines = [f"### {title} — {rec['date']}", "", f"`{rec['command']}`", "",
+             f"- machine: {rec['machine']}", f"- versions: {versions_text}",
+             f"- 1-minute load average before / after: {rec['load_before']:.2f} / {rec['load_after']:.2f}"]
+    if rec.get("xla_flags_env") or rec.get("xla_flags"):
+        lines.append(f"- XLA_FLAGS: `{rec.get('xla_flags_env', '')}`"
+                     + (f" (from --xla_flags: `{rec['xla_flags']}`)" if rec.get("xla_flags") else ""))
+    lines += ["", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summary_rows(rec)]
+    lines += profile_rows(rec)
+    raw = {k: v for k, v in rec.items() if k not in ("xla_profile", "torch_profile")}
+    lines += ["", "<details><summary>raw record</summary>", "", "```json", json.dumps(raw, indent=1, default=str),
+              "```", "", "</details>", "", ""]
+    return "\n".join(lines)
+
+
+def append_section(path: Path, rec: Mapping[str, Any]) -> None:
+    if not path.exists():
+        path.write_text("# Benchmarks\n\n")
+    with path.open("a") as f:
+        f.write(section(rec))
+
+
+# --- command line -----------------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__.split("\n\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--smoke", action="store_true", help="tiny sizes; append nothing unless --out is given")
+    common.add_argument("--out", default=None, help="markdown file to append to (default BENCHMARKS.md; '' none)")
+    common.add_argument("--json", default=None, help="also write the record(s) as JSON to this path")
+    common.add_argument("--xla_flags", default="", help="extra XLA_FLAGS for this process")
+    common.add_argument("--peak_reps", type=int, default=5, help="repetitions of the peak matmul (best is kept)")
+    common.add_argument("--gin", action="append", default=[], help="extra gin binding NAME=VALUE (repeatable)")
+    timing = argparse.ArgumentParser(add_help=False)
+    timing.add_argument("--steps", type=int, default=5, help="timed steps (the median is reported)")
+    timing.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
+    timing.add_argument("--profile", type=int, default=0, help="also profile this many steps")
+    timing.add_argument("--profile_dir", default=None)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", parents=[common, timing], help="train-step tokens/s, MFU, memory, compile time")
+    t.add_argument("--gin_file", default="models/gpt_25m.gin")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--seq_len", type=int, default=512)
+    t.add_argument("--no_pack", action="store_true", help="unpacked rows (no segment ids)")
+    t.add_argument("--devices", type=int, default=1, help="devices in the data-parallel mesh")
+
+    h = sub.add_parser("torch", parents=[common, timing], help="xlt vs transformers GPT2LMHeadModel on CPU torch")
+    h.add_argument("--gin_file", default="models/gpt_25m.gin")
+    h.add_argument("--batch", type=int, default=8)
+    h.add_argument("--seq_len", type=int, default=512)
+    h.add_argument("--rounds", type=int, default=3, help="interleaved xlt/torch rounds of --steps each")
+    h.add_argument("--threads", type=int, default=0, help="torch threads (default: the cores of this process)")
+
+    q = sub.add_parser("pipeline", parents=[common, timing], help="input pipeline tokens/s vs the tiny model's step")
+    q.add_argument("--gin_file", default="models/gpt_tiny.gin")
+    q.add_argument("--mixture_gin", default="mixtures/temperature.gin")
+    q.add_argument("--batch", type=int, default=16)
+    q.add_argument("--seq_len", type=int, default=512)
+    q.add_argument("--batches", type=int, default=200, help="timed batches")
+    q.add_argument("--warm_batches", type=int, default=5, help="batches after the first, before timing")
+    q.add_argument("--e2e_steps", type=int, default=10, help="steps fed by the pipeline (end to end)")
+
+    e = sub.add_parser("eval", parents=[common], help="option scoring and cached generation")
+    e.add_argument("--gin_file", default="models/gpt_25m.gin")
+    e.add_argument("--prompts", type=int, default=16, help="prompts scored")
+    e.add_argument("--options", type=int, default=4, help="options per prompt")
+    e.add_argument("--prompt_len", type=int, default=256)
+    e.add_argument("--option_len", type=int, default=8)
+    e.add_argument("--batch_size", type=int, default=8, help="prompts per scoring forward")
+    e.add_argument("--gen_batch", type=int, default=8)
+    e.add_argument("--gen_prompt_len", type=int, default=64)
+    e.add_argument("--gen_tokens", type=int, default=64)
+    e.add_argument("--reps", type=int, default=3, help="timed calls (median) after a compiling one")
+
+    g = sub.add_parser("gpu", parents=[common, timing], help="~1B decoder, bf16, cuDNN attention, chunked CE")
+    g.add_argument("--gin_file", default="models/gpt_1b.gin")
+    g.add_argument("--batch", type=int, default=8)
+    g.add_argument("--seq_len", type=int, default=2048)
+    g.add_argument("--loss", choices=("chunked", "plain", "both"), default="both")
+    g.add_argument("--chunk_len", type=int, default=256, help="positions per cross-entropy chunk")
+
+    s = sub.add_parser("suite", parents=[common], help="the CPU suite, each benchmark in its own process")
+    s.add_argument("--dry_run", action="store_true", help="print the commands only")
+    return p
+
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "train": bench_train, "torch": bench_torch, "pipeline": bench_pipeline, "eval": bench_eval, "gpu": bench_gpu,
+    "suite": bench_suite,
+}
+
+
+def apply_xla_flags(flags: str) -> bool:
+    """Append to XLA_FLAGS; True when no backend has started yet (so the flags take effect)."""
+    if not flags:
+        return True
+    from jax._src import xla_bridge
+
+    started = bool(getattr(xla_bridge, "_backends", {}))
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+    if started:
+        print("warning: --xla_flags given after the XLA backend started; they have no effect", file=sys.stderr)
+    return not started
+
+
+def run(argv: Sequence[str]) -> list[dict[str, Any]]:
+    """Run one subcommand; returns its record(s) (the suite returns one per benchmark)."""
+    args = parser().parse_args(list(argv))
+    applied = apply_xla_flags(args.xla_flags)
+    if args.command == "suite":
+        return bench_suite(args)
+    load_before = load1()
+    rec = BENCHMARKS[args.command](args)
+    rec.update(command="python tools/bench.py " + shlex.join(argv),
+               date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine=machine(),
+               versions=versions(), load_before=load_before, load_after=load1(), smoke=args.smoke,
+               xla_flags_env=os.environ.get("XLA_FLAGS", ""))
+    if args.xla_flags:
+        rec["xla_flags"] = args.xla_flags if applied else f"{args.xla_flags} (NOT applied: backend already started)"
+    out = args.out if args.out is not None else ("" if args.smoke else str(DEFAULT_OUT))
+    if out:
+        append_section(Path(out), rec)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rec, indent=1, default=str))
+    return [rec]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    records = run(argv)
+    if argv and argv[0] != "suite":  # the suite's processes printed their own records
+        for rec in records:
+            print(json.dumps(rec, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main(lambda a: main(a)))
