@@ -24,6 +24,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow"
 
+# The CPU benchmark suite (about 15 minutes on 2 cores); appends dated sections to BENCHMARKS.md.
+bench: $(STAMP)
+	$(BIN)/python tools/bench.py suite
+
 clean:
 	rm -rf $(VENV) runs results .pytest_cache
 

@@ -464,9 +464,9 @@ def _heatmap(matrix: dict[str, Any], key: str, path: Path) -> None:
     langs = matrix["test_languages"]
     rows = [r for r in matrix["rows"] if key == "mean" or r["row"] != BASE_LABEL]
     data = np.array([[r["cells"][lang][key] for lang in langs] for r in rows], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(langs), 1.2 + 0.5 * len(rows)))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 0.9 * len(langs)), 1.4 + 0.5 * len(rows)))
     if key == "gain":
-        bound = max(float(np.abs(data).max()), 1e-6)
+        bound = max(float(np.abs(data).max()), 0.01)
         im = ax.imshow(data, cmap="RdBu", vmin=-bound, vmax=bound)
     else:
         im = ax.imshow(data, cmap="viridis")

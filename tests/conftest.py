@@ -20,3 +20,13 @@ def devices():
     devs = jax.devices()
     assert len(devs) == 8, "tests expect 8 simulated devices (XLA_FLAGS set in conftest)"
     return devs
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gin_config():
+    """Gin bindings made by one test (CLI entry points parse gin in-process) must not leak into the next:
+    e.g. a benchmark's ``ModelConfig.scan_layers = True`` would change every later ``ModelConfig()``."""
+    import gin
+    gin.clear_config()
+    yield
+    gin.clear_config()

@@ -12,7 +12,10 @@ Subcommands (``python tools/bench.py SUBCOMMAND --help`` for the options):
             and generation tokens/s with and without the KV cache (xlt.evaluation.scoring, xlt.decoding)
   gpu       the ~1B decoder (gin/models/gpt_1b.gin) at length 2048: bf16, cuDNN attention, scanned layers
             with a remat policy, and the chunked cross-entropy of xlt.losses against the plain one
-  suite     the CPU suite (``make bench``): train gpt_tiny and gpt_25m, torch, pipeline, each in its own process
+  attention the attention core alone: xlt's jax.nn.dot_product_attention call vs einsum and causal-block
+            versions of the same math and torch's SDPA (what limits the torch ratio)
+  suite     the CPU suite (``make bench``): train gpt_tiny and gpt_25m (default and tuned XLA flags), torch
+            (both), pipeline, eval and attention, each in its own process
 
 Common options: ``--smoke`` (tiny sizes, seconds, nothing appended unless ``--out`` is given), ``--out PATH``
 (markdown file to append to; ``--out=`` appends nothing), ``--json PATH`` (write the records),
@@ -55,6 +58,7 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
 from xlt import cli, losses, optimizers, partitioning, step as step_lib  # noqa: E402
 from xlt.errors import ConfigError  # noqa: E402
@@ -212,36 +216,44 @@ def compile_step(jitted: Any, mesh, *args) -> tuple[Any, float]:
     return compiled, time.perf_counter() - t0
 
 
-def run_steps(compiled: Any, state: Any, batch: Any, n: int) -> tuple[Any, list[float]]:
-    """``n`` steps, each timed to completion (block_until_ready on state and metrics)."""
+def run_steps(compiled: Any, state: Any, batch: Any, n: int,
+              cpu_times: list[float] | None = None) -> tuple[Any, list[float]]:
+    """``n`` steps, each timed to completion (block_until_ready on state and metrics); the process CPU time
+    of each step is appended to ``cpu_times`` when given."""
     times = []
     for _ in range(n):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         state, metrics = compiled(state, batch)
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - t0)
+        if cpu_times is not None:
+            cpu_times.append(time.process_time() - c0)
         if not all(math.isfinite(float(v)) for v in jax.tree.leaves(metrics)):
             raise FloatingPointError(f"non-finite metrics {jax.tree.map(float, metrics)}")
     return state, times
 
 
 def memory_record(compiled: Any) -> dict[str, Any]:
-    """Peak memory: the device's own counter where it has one (GPU/TPU), else XLA's compile-time estimate
-    (arguments + outputs - aliased + temporaries), with the process's peak RSS alongside."""
+    """Peak memory: the device's own counter where it has one (GPU/TPU; cumulative over the process, so it
+    includes earlier benchmarks in the same run), else XLA's compile-time estimate for this executable
+    (arguments + outputs - aliased + temporaries), else the process's peak RSS. The estimate and the RSS are
+    recorded alongside whenever they exist."""
     out: dict[str, Any] = {"rss_peak_bytes": rss_peak_bytes()}
-    stats = jax.devices()[0].memory_stats()
-    if stats and "peak_bytes_in_use" in stats:
-        out.update(peak_memory_bytes=int(stats["peak_bytes_in_use"]),
-                   peak_memory_source="device memory_stats peak_bytes_in_use")
-        return out
     with contextlib.suppress(Exception):
         m = compiled.memory_analysis()
         if m is not None:
-            total = m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
-            out.update(peak_memory_bytes=int(total), temp_bytes=int(m.temp_size_in_bytes),
-                       peak_memory_source="compiled memory_analysis (argument + output - alias + temp)")
-            return out
-    out.update(peak_memory_bytes=out["rss_peak_bytes"], peak_memory_source="process peak RSS")
+            out["compiled_memory_bytes"] = int(m.argument_size_in_bytes + m.output_size_in_bytes
+                                               - m.alias_size_in_bytes + m.temp_size_in_bytes)
+            out["temp_bytes"] = int(m.temp_size_in_bytes)
+    stats = jax.devices()[0].memory_stats()
+    if stats and "peak_bytes_in_use" in stats:
+        out.update(peak_memory_bytes=int(stats["peak_bytes_in_use"]),
+                   peak_memory_source="device memory_stats peak_bytes_in_use (process-wide)")
+    elif "compiled_memory_bytes" in out:
+        out.update(peak_memory_bytes=out["compiled_memory_bytes"],
+                   peak_memory_source="compiled memory_analysis (argument + output - alias + temp)")
+    else:
+        out.update(peak_memory_bytes=out["rss_peak_bytes"], peak_memory_source="process peak RSS")
     return out
 
 
@@ -466,12 +478,14 @@ class TorchGPT2:
         self.opt.step()
         return float(loss.detach())
 
-    def timed(self, n: int) -> list[float]:
+    def timed(self, n: int, cpu_times: list[float] | None = None) -> list[float]:
         times = []
         for _ in range(n):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             loss = self.step()
             times.append(time.perf_counter() - t0)
+            if cpu_times is not None:
+                cpu_times.append(time.process_time() - c0)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"torch loss is {loss}")
         return times
@@ -504,12 +518,12 @@ def bench_torch(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     tm.timed(warmup)
     torch_first_s = time.perf_counter() - t0
-    xlt_times, torch_times = [], []
+    xlt_times, torch_times, xlt_cpu, torch_cpu = [], [], [], []
     state = xr.state
     for _ in range(rounds):  # interleaved so that both frameworks see the same machine load
-        state, t = run_steps(xr.compiled, state, xr.batch, steps)
+        state, t = run_steps(xr.compiled, state, xr.batch, steps, xlt_cpu)
         xlt_times += t
-        torch_times += tm.timed(steps)
+        torch_times += tm.timed(steps, torch_cpu)
     tokens = batch * seq_len
     fpt = cfg.flops_per_token(seq_len)["total"]
     xlt_tps, torch_tps = tokens / statistics.median(xlt_times), tokens / statistics.median(torch_times)
@@ -521,6 +535,7 @@ def bench_torch(args: argparse.Namespace) -> dict[str, Any]:
         "steps_per_round": steps, "flops_per_token": fpt,
         "xlt_tokens_per_s": xlt_tps, "torch_tokens_per_s": torch_tps, "ratio": xlt_tps / torch_tps,
         "xlt_step_s_all": xlt_times, "torch_step_s_all": torch_times,
+        "xlt_cpu_s_per_step": statistics.median(xlt_cpu), "torch_cpu_s_per_step": statistics.median(torch_cpu),
         "xlt_mfu": xlt_tps * fpt / measured, "torch_mfu": torch_tps * fpt / measured,
         "peak_flops_per_s_measured": measured, "xlt_compile_s": xr.record["compile_s"],
         "torch_first_steps_s": torch_first_s, "target_ratio": TARGETS["torch_ratio"],
@@ -671,6 +686,97 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     return rec
 
 
+# --- attention: the attention core alone, xlt's call against alternatives -----------------------------------
+
+
+def attention_variants(mask: jax.Array, blocks: int) -> dict[str, Callable]:
+    """q, k, v [B, T, N, H] -> [B, T, N, H], causal, softmax scale H**-0.5; all compute the same function."""
+
+    def dpa(q, k, v):  # what xlt.models.layers.Attention calls on CPU (impl 'xla', boolean mask)
+        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla")
+
+    def einsum(q, k, v):  # the same math as explicit einsums in xlt's [B, T, N, H] layout
+        s = jnp.einsum("btnh,bsnh->bnts", q, k) * q.shape[-1] ** -0.5
+        p = jax.nn.softmax(jnp.where(mask, s, jnp.finfo(s.dtype).min), axis=-1)
+        return jnp.einsum("bnts,bsnh->btnh", p, v)
+
+    def causal_blocks(q, k, v):  # query block i attends only to keys of blocks <= i (skips the upper triangle)
+        t = q.shape[1]
+        c = t // blocks
+        outs = []
+        for i in range(blocks):
+            qi, ki, vi = q[:, i * c:(i + 1) * c], k[:, :(i + 1) * c], v[:, :(i + 1) * c]
+            s = jnp.einsum("btnh,bsnh->bnts", qi, ki) * q.shape[-1] ** -0.5
+            s = jnp.where(mask[:, :, i * c:(i + 1) * c, :(i + 1) * c], s, jnp.finfo(s.dtype).min)
+            outs.append(jnp.einsum("bnts,bsnh->btnh", jax.nn.softmax(s, axis=-1), vi))
+        return jnp.concatenate(outs, axis=1)
+
+    return {"jax.nn.dot_product_attention(xla)": dpa, "einsum": einsum, f"causal_blocks({blocks})": causal_blocks}
+
+
+def _timed(fn: Callable[[], Any], reps: int) -> tuple[float, float]:
+    """(median wall seconds, median process CPU seconds) over ``reps`` calls after one untimed call."""
+    fn()
+    wall, cpu = [], []
+    for _ in range(reps):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def bench_attention(args: argparse.Namespace) -> dict[str, Any]:
+    """Forward and forward+backward of one layer's attention core at the gpt_25m shape (B, T, 8 heads of 64),
+    fp32: xlt's jax.nn.dot_product_attention call, the same math as einsums, a causal-block variant, and
+    torch's scaled_dot_product_attention(is_causal=True) with the same threads. Evidence for what limits
+    the xlt/torch ratio (see BENCHMARKS.md)."""
+    b, t, heads, hd, reps, blocks = args.batch, args.seq_len, args.heads, args.head_dim, args.reps, args.blocks
+    if args.smoke:
+        b, t, heads, hd, reps, blocks = 1, 64, 2, 16, 1, 2
+    if t % blocks:
+        raise ConfigError(f"--seq_len={t} must be a multiple of --blocks={blocks}")
+    kq, kk, kv = jax.random.split(jax.random.key(0), 3)
+    q, k, v = (jax.random.normal(key, (b, t, heads, hd), jnp.float32) for key in (kq, kk, kv))
+    mask = jnp.tril(jnp.ones((t, t), bool))[None, None]
+    results: dict[str, Any] = {}
+    reference = None
+    for name, fn in attention_variants(mask, blocks).items():
+        fwd = jax.jit(fn)
+        grad = jax.jit(jax.grad(lambda q, k, v, fn=fn: jnp.sum(jnp.square(fn(q, k, v))), argnums=(0, 1, 2)))
+        out = fwd(q, k, v)
+        reference = out if reference is None else reference
+        fw, fc = _timed(lambda: jax.block_until_ready(fwd(q, k, v)), reps)
+        bw, bc = _timed(lambda: jax.block_until_ready(grad(q, k, v)), reps)
+        results[name] = {"fwd_ms": 1e3 * fw, "fwd_bwd_ms": 1e3 * bw, "fwd_cpu_ms": 1e3 * fc, "fwd_bwd_cpu_ms": 1e3 * bc,
+                         "max_abs_diff": float(jnp.max(jnp.abs(out - reference)))}
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        torch.set_num_threads(args.threads or threads())
+        tq, tk, tv = (torch.from_numpy(np.asarray(a).transpose(0, 2, 1, 3).copy()).requires_grad_()
+                      for a in (q, k, v))
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+
+        def t_fwd():
+            with torch.no_grad():
+                return sdpa(tq, tk, tv, is_causal=True)
+
+        def t_bwd():
+            sdpa(tq, tk, tv, is_causal=True).square().sum().backward()
+
+        fw, fc = _timed(t_fwd, reps)
+        bw, bc = _timed(t_bwd, reps)
+        got = t_fwd().numpy().transpose(0, 2, 1, 3)
+        results["torch sdpa(is_causal)"] = {"fwd_ms": 1e3 * fw, "fwd_bwd_ms": 1e3 * bw, "fwd_cpu_ms": 1e3 * fc,
+                                            "fwd_bwd_cpu_ms": 1e3 * bc,
+                                            "max_abs_diff": float(np.max(np.abs(got - np.asarray(reference))))}
+    return {"benchmark": "attention", "batch": b, "seq_len": t, "heads": heads, "head_dim": hd, "reps": reps,
+            "threads": args.threads or threads(), "variants": results}
+
+
 # --- gpu: the ~1B decoder with a chunked cross-entropy ---------------------------------------------------------
 
 
@@ -710,8 +816,6 @@ def chunked_train_fn(cfg: ModelConfig, tx: Any, chunk_len: int, z_loss: float = 
         (value, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params, batch)
         grads = jax.tree.map(lambda g: g / total, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        import optax
-
         params = optax.apply_updates(state.params, updates)
         out = {"loss": value / total, "cross_entropy": metrics["cross_entropy"] / total,
                "accuracy": metrics["correct"] / total, "grad_norm": optax.global_norm(grads)}
@@ -790,29 +894,36 @@ def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
 
 # --- suite -----------------------------------------------------------------------------------------------------
 
-SUITE = (
-    ["train", "--gin_file=models/gpt_tiny.gin", "--batch=16", "--seq_len=512"],
-    ["train", "--gin_file=models/gpt_25m.gin", "--batch=8", "--seq_len=512"],
-    ["torch", "--gin_file=models/gpt_25m.gin", "--batch=8", "--seq_len=512"],
-    ["pipeline", "--batch=16", "--seq_len=512"],
+# XLA:CPU's YNNPACK dot fusions off (dots go to Eigen): the tuned CPU setting, see BENCHMARKS.md.
+TUNED_CPU_FLAGS = "--xla_cpu_experimental_ynn_fusion_type="
+SUITE: tuple[tuple[list[str], str], ...] = (  # (arguments, extra XLA flags)
+    (["train", "--gin_file=models/gpt_tiny.gin", "--batch=16", "--seq_len=512"], ""),
+    (["train", "--gin_file=models/gpt_25m.gin", "--batch=8", "--seq_len=512", "--profile=2"], ""),
+    (["train", "--gin_file=models/gpt_25m.gin", "--batch=8", "--seq_len=512"], TUNED_CPU_FLAGS),
+    (["torch", "--gin_file=models/gpt_25m.gin", "--batch=8", "--seq_len=512", "--profile=1"], ""),
+    (["torch", "--gin_file=models/gpt_25m.gin", "--batch=8", "--seq_len=512"], TUNED_CPU_FLAGS),
+    (["pipeline", "--batch=16", "--seq_len=512"], ""),
+    (["eval", "--gin_file=models/gpt_25m.gin"], ""),
+    (["attention", "--batch=8", "--seq_len=512"], ""),
 )
 
 
 def bench_suite(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each benchmark of the CPU suite in its own process (no thread pool or allocator carries over)."""
-    common = []
-    if args.out is not None:
-        common.append(f"--out={args.out}")
-    if args.xla_flags:
-        common.append(f"--xla_flags={args.xla_flags}")
     records = []
-    for argv in SUITE:
-        cmd = [sys.executable, str(Path(__file__).resolve()), *argv, *common] + (["--smoke"] if args.smoke else [])
-        print("+", shlex.join(cmd[1:]), flush=True)
+    for argv, flags in SUITE:
+        extra = [f"--out={args.out}"] if args.out is not None else []
+        flags = " ".join(f for f in (args.xla_flags, flags) if f)
+        if flags:
+            extra.append(f"--xla_flags={flags}")
+        if args.smoke:
+            extra.append("--smoke")
+        cmd = [sys.executable, str(Path(__file__).resolve()), *argv, *extra]
+        print("+ python tools/bench.py", shlex.join(cmd[2:]), flush=True)
         if args.dry_run:
-            records.append({"benchmark": "suite", "command": shlex.join(cmd[1:])})
+            records.append({"benchmark": "suite", "command": "python tools/bench.py " + shlex.join(cmd[2:])})
             continue
-        done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+        done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         print(done.stdout, end="", flush=True)
         records.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return records
@@ -848,7 +959,8 @@ def summary_rows(rec: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if kind == "train":
         rows += [("model", f"{rec['model']} ({rec['params']:,} params, {rec['dtype']})"),
-                 ("batch × seq_len", f"{rec['batch']} × {rec['seq_len']} ({'packed' if rec['packed'] else 'unpacked'})"),
+                 ("batch × seq_len", f"{rec['batch']} × {rec['seq_len']} "
+                                     f"({'packed' if rec['packed'] else 'unpacked'})"),
                  ("tokens/s (median step)", fmt(rec["tokens_per_s"])),
                  ("step time median / min", f"{rec['step_s_median']:.4f} s / {rec['step_s_min']:.4f} s "
                                             f"({rec['steps_timed']} timed after {rec['warmup']} warmup)"),
@@ -857,7 +969,8 @@ def summary_rows(rec: Mapping[str, Any]) -> list[tuple[str, str]]:
                   f"{fmt(rec['flops_per_token_attention'])})"),
                  ("XLA cost-analysis FLOPs/token", fmt(rec.get("xla_cost_flops_per_token"))),
                  ("achieved model FLOP/s", fmt(rec["model_flops_per_s"])),
-                 (f"measured peak ({rec.get('peak_measured_dtype')} matmul)", fmt(rec.get("peak_flops_per_s_measured"))),
+                 (f"measured peak ({rec.get('peak_measured_dtype')} matmul)",
+                  fmt(rec.get("peak_flops_per_s_measured"))),
                  ("MFU vs measured peak", pct(rec.get("mfu")))]
         if rec.get("mfu_spec") is not None:
             rows.append(("MFU vs spec peak", pct(rec["mfu_spec"])))
@@ -875,6 +988,8 @@ def summary_rows(rec: Mapping[str, Any]) -> list[tuple[str, str]]:
                                        f"{'met' if rec['target_met'] else 'NOT met'})"),
                  ("MFU xlt / torch (measured fp32 peak " + fmt(rec["peak_flops_per_s_measured"]) + ")",
                   f"{pct(rec['xlt_mfu'])} / {pct(rec['torch_mfu'])}"),
+                 ("process CPU seconds per step xlt / torch", f"{rec['xlt_cpu_s_per_step']:.2f} / "
+                                                              f"{rec['torch_cpu_s_per_step']:.2f}"),
                  ("timing", f"{rec['rounds']} interleaved rounds × {rec['steps_per_round']} steps each, medians")]
     elif kind == "pipeline":
         rows += [("mixture", f"{rec['mixture']} ({len(rec['languages'])} languages), {rec['vocabulary']} "
@@ -901,7 +1016,15 @@ def summary_rows(rec: Mapping[str, Any]) -> list[tuple[str, str]]:
                 continue
             rows.append((f"{name} cross-entropy", f"{fmt(r['tokens_per_s'])} tokens/s, MFU {pct(r.get('mfu'))} "
                                                   f"measured / {pct(r.get('mfu_spec'))} spec, peak memory "
-                                                  f"{gib(r['peak_memory_bytes'])}, compile {r['compile_s']:.1f} s"))
+                                                  f"{gib(r['peak_memory_bytes'])} ({r['peak_memory_source']}; XLA "
+                                                  f"estimate {gib(r.get('compiled_memory_bytes'))}), compile "
+                                                  f"{r['compile_s']:.1f} s"))
+    elif kind == "attention":
+        rows.append(("shape", f"q, k, v [{rec['batch']}, {rec['seq_len']}, {rec['heads']}, {rec['head_dim']}] fp32, "
+                              f"causal, {rec['threads']} threads, median of {rec['reps']}"))
+        for name, r in rec["variants"].items():
+            rows.append((name, f"fwd {r['fwd_ms']:.1f} ms, fwd+bwd {r['fwd_bwd_ms']:.1f} ms (CPU time "
+                               f"{r['fwd_bwd_cpu_ms']:.1f} ms), max |Δ| {r['max_abs_diff']:.1e}"))
     elif kind == "eval":
         rows += [("model", f"{rec['model']} ({rec['params']:,} params, random init)"),
                  ("scoring workload", f"{rec['prompts']} prompts × {rec['options_per_prompt']} options, prompt "
@@ -949,6 +1072,7 @@ def section(rec: Mapping[str, Any]) -> str:
              "torch": f"torch head-to-head · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}",
              "pipeline": f"pipeline · {rec.get('mixture')} · batch {rec.get('batch')} × {rec.get('seq_len')}",
              "eval": "eval · option scoring and cached generation",
+             "attention": f"attention core · batch {rec.get('batch')} × {rec.get('seq_len')}",
              "gpu": f"gpu · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}"}[rec["benchmark"]]
     versions_text = ", ".join(f"{k} {v}" for k, v in rec["versions"].items())
     lines = [f"### {title} — {rec['date']}", "", f"`{rec['command']}`", "",
@@ -1027,6 +1151,15 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--gen_tokens", type=int, default=64)
     e.add_argument("--reps", type=int, default=3, help="timed calls (median) after a compiling one")
 
+    a = sub.add_parser("attention", parents=[common], help="the attention core: xlt's call vs alternatives")
+    a.add_argument("--batch", type=int, default=8)
+    a.add_argument("--seq_len", type=int, default=512)
+    a.add_argument("--heads", type=int, default=8)
+    a.add_argument("--head_dim", type=int, default=64)
+    a.add_argument("--blocks", type=int, default=4, help="query blocks of the causal-block variant")
+    a.add_argument("--reps", type=int, default=5)
+    a.add_argument("--threads", type=int, default=0, help="torch threads (default: the cores of this process)")
+
     g = sub.add_parser("gpu", parents=[common, timing], help="~1B decoder, bf16, cuDNN attention, chunked CE")
     g.add_argument("--gin_file", default="models/gpt_1b.gin")
     g.add_argument("--batch", type=int, default=8)
@@ -1041,7 +1174,7 @@ def parser() -> argparse.ArgumentParser:
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "train": bench_train, "torch": bench_torch, "pipeline": bench_pipeline, "eval": bench_eval, "gpu": bench_gpu,
-    "suite": bench_suite,
+    "attention": bench_attention, "suite": bench_suite,
 }
 
 
