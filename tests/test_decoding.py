@@ -20,6 +20,8 @@ from xlt import decoding, partitioning
 from xlt.errors import ConfigError, DataError
 from xlt.models import ModelConfig, build_model
 
+from random_params import random_params
+
 # max_len = longest prompt + MAX_NEW: gpt's learned positions are used up to the last slot.
 BASE = dict(vocab_size=128, d_model=32, num_layers=2, d_ff=64, max_len=19)
 LAYOUT_KW = {
@@ -45,33 +47,7 @@ def setup(layout: str):
     """(cfg, model, params): parameters drawn on the host; logits O(1), greedy outputs varied."""
     cfg = make_cfg(layout)
     model = build_model(cfg)
-    shapes = {"decoder_input_tokens": jnp.zeros((1, 4), jnp.int32)}
-    if cfg.encoder_decoder:
-        shapes["encoder_input_tokens"] = shapes["decoder_input_tokens"]
-    abstract = nn.meta.unbox(jax.eval_shape(lambda r: model.init(r, shapes), jax.random.key(0))["params"])
-    rng = np.random.default_rng(LAYOUTS.index(layout))
-
-    def draw(path, leaf):
-        name = jax.tree_util.keystr(path, simple=True, separator="/")
-        shape = leaf.shape
-        if name.endswith("scale"):
-            x = 1.0 + 0.1 * rng.standard_normal(shape)
-        elif name.endswith("bias"):
-            x = 0.1 * rng.standard_normal(shape)
-        elif name.endswith("rel_embedding"):
-            x = 0.5 * rng.standard_normal(shape)
-        elif name.endswith("embedding"):
-            x = (0.5 if "position" in name else 0.3) * rng.standard_normal(shape)
-        else:
-            fan_in = shape[0] * shape[1] if name.endswith("out/kernel") else shape[0]
-            x = rng.standard_normal(shape) / np.sqrt(fan_in)
-            if name.endswith("query/kernel") and not cfg.scale_attention:
-                x = x / np.sqrt(cfg.head_dim)
-            if "lm_head" in name or name.endswith(("out/kernel", "wo/kernel")):
-                x = 3.0 * x  # blocks outweigh the embedding (no copying) and logits are O(1)
-        return jnp.asarray(x, jnp.float32)
-
-    return cfg, model, jax.tree_util.tree_map_with_path(draw, abstract)
+    return cfg, model, random_params(cfg, model, seed=LAYOUTS.index(layout))
 
 
 def stack_layers(tree):

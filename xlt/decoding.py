@@ -225,6 +225,22 @@ def apply_cached(model: nn.Module, params: Any, cache: Any, batch: dict[str, Arr
 # --- Sampling -------------------------------------------------------------------------------------------------
 
 
+def prefill(model: nn.Module, params: Any, tokens: Array, lengths: Array, slots: int, *,
+            prefix_lm: bool = False) -> tuple[Array, Any]:
+    """Write right-padded prompts [rows, width] into a fresh cache of ``slots`` positions in one call
+    (bidirectionally with ``prefix_lm``); returns the logits at each row's last prompt token [rows, V] and
+    the cache. Padding is not written."""
+    rows, width = tokens.shape
+    valid = jnp.arange(width)[None, :] < lengths[:, None]
+    cache = nn.meta.unbox(init_cache(model, rows, slots))
+    prompt = {"decoder_input_tokens": tokens, "decoder_positions": jnp.where(valid, jnp.arange(width), 0),
+              "decoder_segment_ids": valid.astype(jnp.int32)}
+    if prefix_lm:
+        prompt["decoder_causal_attention"] = valid.astype(jnp.int32)
+    logits, cache = apply_cached(model, params, cache, prompt)
+    return jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0], cache
+
+
 def sample_logits(logits: Array, rng: Array | None, *, greedy: bool, temperature: Array | float = 1.0,
                   top_k: int = 0, top_p: Array | float | None = None) -> Array:
     """Next token per row from [batch, vocab] logits: argmax, or a draw at ``temperature`` from the
@@ -334,13 +350,7 @@ def _generate_jit(model: nn.Module, params: Any, tokens: Array, lengths: Array, 
     slots = width + max_new
     last = lengths - 1  # position of each row's last prompt token
     if use_cache:
-        cache = nn.meta.unbox(init_cache(model, rows, slots))
-        prompt = {"decoder_input_tokens": tokens, "decoder_positions": jnp.where(valid, jnp.arange(width), 0),
-                  "decoder_segment_ids": valid.astype(jnp.int32)}
-        if prefix_lm:
-            prompt["decoder_causal_attention"] = valid.astype(jnp.int32)
-        logits, cache = apply_cached(model, params, cache, prompt)
-        first = jnp.take_along_axis(logits, last[:, None, None], axis=1)[:, 0]
+        first, cache = prefill(model, params, tokens, lengths, slots, prefix_lm=prefix_lm)
 
         def step(cache, tok, i):  # token i-1 sits at position len + i - 1
             b = {"decoder_input_tokens": tok[:, None], "decoder_positions": (last + i)[:, None]}

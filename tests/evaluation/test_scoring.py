@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +17,8 @@ from xlt import partitioning
 from xlt.errors import ConfigError, DataError
 from xlt.evaluation import scoring
 from xlt.models import ModelConfig, build_model
+
+from random_params import random_params
 
 BASE = dict(vocab_size=96, d_model=32, num_layers=2, d_ff=64, max_len=24)
 LAYOUT_KW = {
@@ -37,33 +38,7 @@ def setup(layout: str):
     """(cfg, model, params) with parameters drawn on the host: logits O(1), blocks outweigh embeddings."""
     cfg = ModelConfig(**BASE, **LAYOUT_KW[layout])
     model = build_model(cfg)
-    shapes = {"decoder_input_tokens": jnp.zeros((1, 4), jnp.int32)}
-    if cfg.encoder_decoder:
-        shapes["encoder_input_tokens"] = shapes["decoder_input_tokens"]
-    abstract = nn.meta.unbox(jax.eval_shape(lambda r: model.init(r, shapes), jax.random.key(0))["params"])
-    rng = np.random.default_rng(10 + list(LAYOUT_KW).index(layout))
-
-    def draw(path, leaf):
-        name = jax.tree_util.keystr(path, simple=True, separator="/")
-        shape = leaf.shape
-        if name.endswith("scale"):
-            x = 1.0 + 0.1 * rng.standard_normal(shape)
-        elif name.endswith("bias"):
-            x = 0.1 * rng.standard_normal(shape)
-        elif name.endswith("rel_embedding"):
-            x = 0.5 * rng.standard_normal(shape)
-        elif name.endswith("embedding"):
-            x = (0.5 if "position" in name else 0.3) * rng.standard_normal(shape)
-        else:
-            fan_in = shape[0] * shape[1] if name.endswith("out/kernel") else shape[0]
-            x = rng.standard_normal(shape) / np.sqrt(fan_in)
-            if name.endswith("query/kernel") and not cfg.scale_attention:
-                x = x / np.sqrt(cfg.head_dim)
-            if "lm_head" in name or name.endswith(("out/kernel", "wo/kernel")):
-                x = 3.0 * x
-        return jnp.asarray(x, jnp.float32)
-
-    return cfg, model, jax.tree_util.tree_map_with_path(draw, abstract)
+    return cfg, model, random_params(cfg, model, seed=10 + list(LAYOUT_KW).index(layout))
 
 
 def make_data(seed: int = 0, prompt_lens=PROMPT_LENS, counts=OPTION_COUNTS):

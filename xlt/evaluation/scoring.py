@@ -34,7 +34,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from xlt.decoding import (PAD_ID, apply_cached, as_token_lists, batch_shards, bucket, check_cache_divisible,
-                          check_tokens, init_cache, mesh_context, model_cfg, place_batch, place_params)
+                          check_tokens, mesh_context, model_cfg, place_batch, place_params, prefill)
 from xlt.errors import ConfigError
 from xlt.models.config import ModelConfig
 
@@ -112,13 +112,7 @@ def _score_shared(model: nn.Module, params: Any, prompts: Array, prompt_lens: Ar
                              cache_mode="shared", method="decode")
         return _option_logprobs(logits, flat, o_valid.reshape(flat.shape)).reshape(n, n_opts)
 
-    cache = nn.meta.unbox(init_cache(model, n, width))
-    prompt = {"decoder_input_tokens": prompts, "decoder_positions": jnp.where(p_valid, jnp.arange(width), 0),
-              "decoder_segment_ids": p_valid.astype(jnp.int32)}
-    if prefix_lm:
-        prompt["decoder_causal_attention"] = p_valid.astype(jnp.int32)
-    logits, cache = apply_cached(model, params, cache, prompt)
-    last = jnp.take_along_axis(logits, (prompt_lens - 1)[:, None, None], axis=1)[:, 0]  # [n, V]
+    last, cache = prefill(model, params, prompts, prompt_lens, width, prefix_lm=prefix_lm)  # last: [n, V]
     # The first option token is predicted by the prompt's last position ...
     first = jnp.take_along_axis(jax.nn.log_softmax(last.astype(jnp.float32), axis=-1), options[:, :, 0], axis=1)
     first = jnp.where(option_lens > 0, first, 0.0)

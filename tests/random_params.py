@@ -1,0 +1,40 @@
+"""Random model parameters drawn on the host for decoding and scoring tests: logits O(1) and varied greedy
+outputs, so cached and uncached paths cannot agree by accident (an init-scale model mostly repeats one
+token)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def random_params(cfg, model: nn.Module, seed: int):
+    shapes = {"decoder_input_tokens": jnp.zeros((1, 4), jnp.int32)}
+    if cfg.encoder_decoder:
+        shapes["encoder_input_tokens"] = shapes["decoder_input_tokens"]
+    abstract = nn.meta.unbox(jax.eval_shape(lambda r: model.init(r, shapes), jax.random.key(0))["params"])
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = jax.tree_util.keystr(path, simple=True, separator="/")
+        shape = leaf.shape
+        if name.endswith("scale"):
+            x = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif name.endswith("bias"):
+            x = 0.1 * rng.standard_normal(shape)
+        elif name.endswith("rel_embedding"):
+            x = 0.5 * rng.standard_normal(shape)
+        elif name.endswith("embedding"):
+            x = (0.5 if "position" in name else 0.3) * rng.standard_normal(shape)
+        else:
+            fan_in = shape[0] * shape[1] if name.endswith("out/kernel") else shape[0]
+            x = rng.standard_normal(shape) / np.sqrt(fan_in)
+            if name.endswith("query/kernel") and not cfg.scale_attention:
+                x = x / np.sqrt(cfg.head_dim)
+            if "lm_head" in name or name.endswith(("out/kernel", "wo/kernel")):
+                x = 3.0 * x  # blocks outweigh the embedding (no copying) and logits are O(1)
+        return jnp.asarray(x, jnp.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, abstract)
