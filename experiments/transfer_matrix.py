@@ -36,7 +36,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -48,6 +47,7 @@ import gin
 from xlt import cli
 from xlt.data import languages as language_table
 from xlt.errors import ConfigError
+from xlt.files import atomic_path, atomic_write_text
 from xlt.instruct import meta
 from xlt.instruct import templates as tpl
 
@@ -66,6 +66,7 @@ class MatrixConfig:
     results_dir: str
     model_gin: str
     base_checkpoint: str | None
+    base_dir_override: str | None
     base_gin_files: tuple[str, ...]
     base_bindings: tuple[str, ...]
     train_sets: tuple[str, ...]
@@ -89,7 +90,9 @@ class MatrixConfig:
 
     @property
     def base_dir(self) -> Path:
-        return Path(self.base_checkpoint) if self.base_checkpoint else self.root / "base"
+        if self.base_checkpoint:
+            return Path(self.base_checkpoint)
+        return Path(self.base_dir_override) if self.base_dir_override else self.root / "base"
 
     def tuned_dir(self, row: str) -> Path:
         return self.root / "tuned" / row
@@ -150,7 +153,8 @@ def _default_eval_tasks(test_languages: Sequence[str]) -> tuple[str, ...]:
 
 @gin.configurable
 def transfer_matrix(name: str = gin.REQUIRED, results_dir: str = "results", model_gin: str = "models/gpt_tiny.gin",
-                    base_checkpoint: str | None = None, base_gin_files: Sequence[str] = (),
+                    base_checkpoint: str | None = None, base_dir: str | None = None,
+                    base_gin_files: Sequence[str] = (),
                     base_bindings: Sequence[str] = (), train_sets: Sequence[str] = gin.REQUIRED,
                     test_languages: Sequence[str] = gin.REQUIRED, seeds: Sequence[int] = (0,),
                     train_steps: int = 100, batch_size: int = 8, tune_bindings: Sequence[str] = (),
@@ -162,7 +166,8 @@ def transfer_matrix(name: str = gin.REQUIRED, results_dir: str = "results", mode
     """Read and validate the experiment from gin; raises ConfigError/DataError before anything is written.
 
     base_checkpoint / base_gin_files: exactly one (an existing checkpoint, or a pretraining config whose
-    MODEL_DIR is set to results/<name>/base). ``*_bindings`` are ``'NAME = VALUE'`` gin bindings passed on.
+    MODEL_DIR is ``base_dir``, by default results/<name>/base). Experiments that pretrain the same base
+    share it by naming the same ``base_dir``: the first pretrains it, the others find it trained. ``*_bindings`` are ``'NAME = VALUE'`` gin bindings passed on.
     eval_tasks: held-out choice tasks to average (default: all that every test language has)."""
     if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
         raise ConfigError(f"transfer_matrix.name must be a plain directory name, got {name!r}")
@@ -178,6 +183,8 @@ def transfer_matrix(name: str = gin.REQUIRED, results_dir: str = "results", mode
         raise ConfigError("give exactly one of transfer_matrix.base_checkpoint and transfer_matrix.base_gin_files")
     if base_checkpoint and not Path(base_checkpoint).exists():
         raise ConfigError(f"base_checkpoint {base_checkpoint} does not exist")
+    if base_checkpoint and base_dir:
+        raise ConfigError("base_dir is where base_gin_files pretrain the base; with base_checkpoint leave it unset")
     for f in (model_gin, *base_gin_files):
         cli.resolve_gin_file(f, [str(cli.GIN_DIR)])
     for what, value in (("train_steps", train_steps), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -217,6 +224,7 @@ def transfer_matrix(name: str = gin.REQUIRED, results_dir: str = "results", mode
         for task in tasks:
             tpl.resolve_template_lang(mode, code, task, tlang)
     return MatrixConfig(name=name, results_dir=results_dir, model_gin=model_gin, base_checkpoint=base_checkpoint,
+                        base_dir_override=base_dir,
                         base_gin_files=tuple(base_gin_files), base_bindings=tuple(base_bindings), train_sets=sets,
                         test_languages=langs, seeds=tuple(seed_list), train_steps=train_steps, batch_size=batch_size,
                         tune_bindings=tuple(tune_bindings), template_mode=template_mode, template_lang=template_lang,
@@ -232,14 +240,6 @@ def _flags(bindings: Sequence[str]) -> list[str]:
         name, _, value = b.partition("=")
         out.append(f"--gin.{name.strip()}={value.strip()}")
     return out
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _clock(seconds: float) -> str:
@@ -280,8 +280,9 @@ def _cell_settings(cfg: MatrixConfig, row: str, lang: str) -> dict[str, Any]:
     """What a cell's result depends on besides the checkpoint's contents; a stored cell with other settings
     (e.g. after changing max_items_per_task) is evaluated again."""
     mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, (lang,))
-    if row == BASE_ROW:  # relative to results/<name> unless it lives elsewhere: the folder may be moved
-        checkpoint = cfg.base_checkpoint or "base"
+    if row == BASE_ROW:  # relative to results/<name> when it lives there: the folder may be moved
+        checkpoint = (os.path.relpath(cfg.base_dir, cfg.root) if cfg.base_dir.is_relative_to(cfg.root)
+                      else str(cfg.base_dir))
     else:
         checkpoint = str(cfg.tuned_dir(row).relative_to(cfg.root))
     return {"checkpoint": checkpoint, "tasks": list(cfg.eval_tasks), "template_mode": mode,
@@ -306,7 +307,7 @@ def _train(argv: list[str]) -> None:
 def _ensure_base(cfg: MatrixConfig, progress: Progress) -> None:
     if cfg.base_checkpoint:
         return
-    progress.say(f"pretraining the base into {cfg.base_dir} (resumes if interrupted)")
+    progress.say(f"pretraining the base into {cfg.base_dir} (a finished base is reused, an interrupted one resumed)")
     argv = [f"--gin_file={f}" for f in cfg.base_gin_files] + [f"--gin.MODEL_DIR='{cfg.base_dir}'"]
     _train(argv + _flags(cfg.base_bindings) + (["--gin.train.quiet=True"] if cfg.quiet_children else []))
 
@@ -336,7 +337,7 @@ def _evaluate(cfg: MatrixConfig, row: str, checkpoint: Path, lang: str, progress
              template_mode=mode, template_lang=tlang, max_items_per_task=cfg.max_items_per_task,
              batch_size=cfg.eval_batch_size, quiet=True, progress=lambda i, n, what: None)
     seconds = time.perf_counter() - started
-    _atomic_write(out / CELL_FILE, json.dumps({"row": row, "lang": lang, "settings": _cell_settings(cfg, row, lang),
+    atomic_write_text(out / CELL_FILE, json.dumps({"row": row, "lang": lang, "settings": _cell_settings(cfg, row, lang),
                                                "seconds": seconds}, indent=1) + "\n")
     progress.finished(seconds)
 
@@ -481,28 +482,28 @@ def _heatmap(matrix: dict[str, Any], key: str, path: Path) -> None:
     ax.set_title(f"{matrix['name']}: {'gain over base' if key == 'gain' else matrix['primary_metric']}")
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib figure to ``path`` atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_outputs(cfg: MatrixConfig, matrix: dict[str, Any]) -> None:
     cfg.root.mkdir(parents=True, exist_ok=True)
-    _atomic_write(cfg.root / "matrix.json", json.dumps(matrix, indent=1, ensure_ascii=False) + "\n")
-    _atomic_write(cfg.root / "matrix.md", matrix_markdown(matrix))
+    atomic_write_text(cfg.root / "matrix.json", json.dumps(matrix, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(cfg.root / "matrix.md", matrix_markdown(matrix))
     _heatmap(matrix, "mean", cfg.root / "matrix_score.png")
     _heatmap(matrix, "gain", cfg.root / "matrix_gain.png")
 
 
 def main(argv: list[str], *, hook: Hook | None = None) -> None:
-    files, bindings, search, rest = cli.parse_gin_args(argv)
-    if rest:
-        raise ConfigError(f"unknown arguments {rest}; use --gin_file=F and --gin.NAME=VALUE")
-    if not files:
-        raise ConfigError("no --gin_file given; e.g. --gin_file=experiments/transfer_demo.gin")
-    cli.load_gin(files, bindings, search)
+    cli.load_gin_argv(argv, "--gin_file=experiments/transfer_demo.gin")
     logging.getLogger("absl").setLevel(logging.ERROR)  # seqio's per-task cache advice, once per tuning run
     cfg = transfer_matrix()  # reads everything from gin now: the runs below load their own gin configs
     run(cfg, hook=hook)

@@ -17,6 +17,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from xlt.errors import CheckpointError
+from xlt.files import read_json_object
 
 # Keys of the data position that must match for a resumed run to see the batches it would have seen.
 DATA_IDENTITY = ("mixture_or_task_name", "seed", "batch_size", "feature_lengths")
@@ -235,16 +236,11 @@ def resolve_params_path(path: str | Path) -> tuple[str, Path]:
 
 
 def _read_json_meta(kind: str, where: Path) -> dict[str, Any]:
-    import json
-
     if kind == "params":
         file = where / META_FILE
         if not file.is_file():
             raise CheckpointError(f"params checkpoint {where} has no {META_FILE} (incomplete or not an xlt checkpoint)")
-        try:
-            meta = json.loads(file.read_text())
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"corrupt {file}: {_first_line(e)}") from e
+        meta = read_json_object(file, "checkpoint metadata")
         if meta.get("format") != PARAMS_FORMAT:
             raise CheckpointError(f"{file} is not an xlt params checkpoint (format={meta.get('format')!r})")
         if meta.get("version", 0) > PARAMS_FORMAT_VERSION:

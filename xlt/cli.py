@@ -91,6 +91,19 @@ def load_gin(files: Sequence[str], bindings: Sequence[str], search: Sequence[str
         raise ConfigError(f"bad gin config: {first}") from e
 
 
+def load_gin_argv(argv: Sequence[str], example: str, *, require_file: bool = True) -> list[str]:
+    """An entry point's argv: ``--gin_file`` / ``--gin.NAME=VALUE`` / ``--gin_search_path`` only, parsed into
+    gin; anything else, or no gin file (no file and no binding with ``require_file=False``), is a
+    ConfigError naming ``example``, a command line that would work. Returns the gin search path."""
+    files, bindings, search, rest = parse_gin_args(argv)
+    if rest:
+        raise ConfigError(f"unknown arguments {rest}; use --gin_file=F and --gin.NAME=VALUE")
+    if not files and (require_file or not bindings):
+        raise ConfigError(f"no --gin_file given; e.g. {example}")
+    load_gin(files, bindings, search)
+    return search
+
+
 def main(run: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> int:
     """Run an entry point; XltError and gin errors become ``xlt: error: <one line>`` and exit 2."""
     logging.basicConfig(level=os.environ.get("XLT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(message)s")

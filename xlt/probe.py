@@ -1,6 +1,6 @@
 """Probing a checkpoint from Python: scores, generations, hidden states and attention weights.
 
-``probe = load("runs/demo_pretrain")`` restores the parameters and the model config recorded in the
+``probe = load("results/transfer_demo/base")`` restores the parameters and the model config recorded in the
 checkpoint and picks the vocabulary (byte, or the sentencepiece model an HF import carries; pass
 ``vocabulary=`` otherwise). Every method takes and returns plain Python / numpy values.
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import signal
 import sys
 import threading
@@ -29,6 +28,7 @@ import numpy as np
 from xlt import checkpoints, cli, optimizers, partitioning, step as step_lib
 from xlt.data import mixtures, pipeline, tasks
 from xlt.errors import ConfigError
+from xlt.files import atomic_write_text
 from xlt.instruct import tasks as instruct_tasks
 from xlt.models import ModelConfig, build_model
 
@@ -58,12 +58,6 @@ class Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class MetricsLog:
     """metrics.jsonl and TensorBoard, written by process 0 only."""
 
@@ -76,7 +70,7 @@ class MetricsLog:
         if self.path.exists():  # drop lines past the restored step: they will be recomputed identically
             kept = [line for line in self.path.read_text().splitlines()
                     if line.strip() and json.loads(line)["step"] <= resume_step]
-            atomic_write(self.path, "".join(line + "\n" for line in kept))
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         import tensorflow as tf
         self._tf = tf
         self._tb = tf.summary.create_file_writer(str(model_dir / "tb"))
@@ -199,7 +193,7 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
 
     model_dir_path.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
-        atomic_write(model_dir_path / "config.gin", gin.config_str())
+        atomic_write_text(model_dir_path / "config.gin", gin.config_str())
     log = MetricsLog(model_dir_path, start)
     batches = pipeline.batches(mixture_or_task_name, converter, lengths, batch_size, seed, start_step=start,
                                pack=pack)
@@ -282,12 +276,7 @@ def register_data(sources: Sequence[str] = ("bible",)):
 
 
 def main(argv: list[str]) -> None:
-    files, bindings, search, rest = cli.parse_gin_args(argv)
-    if rest:
-        raise ConfigError(f"unknown arguments {rest}; use --gin_file=F and --gin.NAME=VALUE")
-    if not files:
-        raise ConfigError("no --gin_file given; e.g. --gin_file=runs/demo_pretrain.gin")
-    cli.load_gin(files, bindings, search)
+    cli.load_gin_argv(argv, "--gin_file=runs/demo_pretrain.gin")
     vocab = register_data()
     train(vocab_id=tasks.vocabulary_id(vocab))
 

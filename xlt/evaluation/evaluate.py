@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gin
-import numpy as np
 
 from xlt import checkpoints, cli, partitioning
 from xlt.data import languages as language_table
@@ -44,6 +41,7 @@ from xlt.decoding import EOS_ID, generate
 from xlt.errors import ConfigError
 from xlt.evaluation import langid, metrics, report as report_lib
 from xlt.evaluation.scoring import score_options
+from xlt.files import atomic_write_text
 from xlt.instruct import meta
 from xlt.instruct import tasks as instruct_tasks
 from xlt.models import build_model
@@ -53,14 +51,6 @@ GENERATION_METRICS = {
     "chrf": lambda preds, refs, lang: metrics.chrf(preds, refs) / 100.0,  # 0-1 like the others
     "rouge_l": lambda preds, refs, lang: metrics.rouge_l(preds, refs, lang),
 }
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _cap_items(examples: list[dict[str, Any]], max_items: int | None) -> list[dict[str, Any]]:
@@ -228,12 +218,7 @@ def evaluate(checkpoint: str = gin.REQUIRED, output_dir: str | None = None, lang
 
 
 def main(argv: list[str]) -> None:
-    files, bindings, search, rest = cli.parse_gin_args(argv)
-    if rest:
-        raise ConfigError(f"unknown arguments {rest}; use --gin_file=F and --gin.NAME=VALUE")
-    if not files and not bindings:
-        raise ConfigError("nothing to evaluate; e.g. --gin_file=runs/eval.gin --gin.CHECKPOINT=\"'runs/demo'\"")
-    cli.load_gin(files, bindings, search)
+    cli.load_gin_argv(argv, "--gin_file=runs/eval.gin --gin.CHECKPOINT=\"'runs/demo'\"", require_file=False)
     logging.getLogger("absl").setLevel(logging.ERROR)
     evaluate()
 

@@ -36,7 +36,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -45,6 +44,7 @@ from typing import Any
 
 from xlt.data import languages
 from xlt.errors import ConfigError, DataError
+from xlt.files import atomic_write_text
 
 STD_NOTE = (
     "task: mean and population std (ddof=0) over templates; cluster and language: mean of task means and "
@@ -227,18 +227,8 @@ class Report:
         if target.is_dir():
             raise ConfigError(f"report path {target} is a directory; give a file name such as {target / 'report.json'}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return atomic_write_text(target, json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
+                                 + "\n")
 
     def to_markdown(self, digits: int = 3) -> str:
         """One table per metric: rows "all", then each cluster and its tasks; columns language settings."""

@@ -43,6 +43,7 @@ import numpy as np
 
 from xlt import checkpoints
 from xlt.errors import CheckpointError, ConfigError
+from xlt.files import read_json_object
 from xlt.models import ModelConfig, build_model
 from xlt.models.config import round_up
 
@@ -102,18 +103,6 @@ def _to_numpy(t) -> np.ndarray:
     return t.numpy()
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise CheckpointError(f"{what} not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"corrupt {what} {path}: {str(e).splitlines()[0]}") from e
-    if not isinstance(data, dict):
-        raise CheckpointError(f"corrupt {what} {path}: not a JSON object")
-    return data
-
-
 class TensorSource:
     """Lazy, tensor-by-tensor access to the weights of a HF checkpoint directory."""
 
@@ -126,7 +115,7 @@ class TensorSource:
             raise CheckpointError(f"no weights in {self.directory}: expected one of {', '.join(WEIGHT_FILES)}")
         self.kind = "safetensors" if "safetensors" in found else "torch"
         if found.endswith(".index.json"):
-            index = read_json(self.directory / found, "weights index")
+            index = read_json_object(self.directory / found, "weights index")
             weight_map = index.get("weight_map")
             if not isinstance(weight_map, dict) or not weight_map:
                 raise CheckpointError(f"corrupt weights index {self.directory / found}: no weight_map")
@@ -668,7 +657,7 @@ def convert_from_hf(hf_dir: str | Path, *, dtype: str = "float32", pad_vocab_to_
         raise CheckpointError(f"Hugging Face checkpoint directory not found: {hf_dir}")
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype!r}; choose one of {list(DTYPES)}")
-    hf = read_json(hf_dir / "config.json", "config.json")
+    hf = read_json_object(hf_dir / "config.json", "config.json")
     family = family_of(hf)
     source = TensorSource(hf_dir)
     try:
