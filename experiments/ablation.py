@@ -174,7 +174,8 @@ def _side_by_side(summary: Mapping[str, Any], matrices: Mapping[str, Mapping[str
         ax.set_xlabel("test language")
         for i in range(grid.shape[0]):
             for j in range(grid.shape[1]):
-                ax.text(j, i, f"{grid[i, j]:+.2f}", ha="center", va="center", fontsize=7)
+                ax.text(j, i, f"{grid[i, j]:+.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(grid[i, j]) > 0.6 * bound else "black")
     axes[0][0].set_ylabel("train set")
     fig.suptitle(f"{summary['name']}: {summary['primary_metric']} gain over each variant's base")
     fig.colorbar(im, ax=axes[0].tolist())

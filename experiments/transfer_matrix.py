@@ -470,6 +470,7 @@ def _heatmap(matrix: dict[str, Any], key: str, path: Path) -> None:
         bound = max(float(np.abs(data).max()), 0.01)
         im = ax.imshow(data, cmap="RdBu", vmin=-bound, vmax=bound)
     else:
+        bound = 0.0
         im = ax.imshow(data, cmap="viridis")
     ax.set_xticks(range(len(langs)), langs)
     ax.set_yticks(range(len(rows)), [r["row"] for r in rows])
@@ -477,8 +478,9 @@ def _heatmap(matrix: dict[str, Any], key: str, path: Path) -> None:
     ax.set_ylabel("train set")
     for i in range(len(rows)):
         for j in range(len(langs)):
-            ax.text(j, i, f"{data[i, j]:+.2f}" if key == "gain" else f"{data[i, j]:.2f}", ha="center", va="center",
-                    fontsize=8, color="black" if key == "gain" else "white")
+            text = f"{data[i, j]:+.2f}" if key == "gain" else f"{data[i, j]:.2f}"
+            dark = abs(data[i, j]) > 0.6 * bound if key == "gain" else True
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_title(f"{matrix['name']}: {'gain over base' if key == 'gain' else matrix['primary_metric']}")
     fig.colorbar(im, ax=ax)
     fig.tight_layout()

@@ -420,15 +420,18 @@ def test_bfloat16(layout):
 
 def test_resolve_attention_impl(monkeypatch):
     assert jax.default_backend() == "cpu"
-    for dtype in ("float32", "bfloat16", "float16"):
+    assert L.resolve_attention_impl("auto", "float32") == "blocked"  # measured faster on CPU in fp32
+    for dtype in ("bfloat16", "float16"):
         assert L.resolve_attention_impl("auto", dtype) == "xla"
     assert L.resolve_attention_impl("cudnn", "float32") == "cudnn"
     assert L.resolve_attention_impl("xla", "bfloat16") == "xla"
+    assert L.resolve_attention_impl("xla", "float32") == "xla"
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert L.resolve_attention_impl("auto", "bfloat16") == "cudnn"
     assert L.resolve_attention_impl("auto", "float16") == "cudnn"
     assert L.resolve_attention_impl("auto", "float32") == "xla"
     assert L.resolve_attention_impl("xla", "bfloat16") == "xla"
+    assert L.resolve_attention_impl("blocked", "bfloat16") == "blocked"
 
 
 def reference_attention(q, k, v, mask, bias, scale):
@@ -492,6 +495,154 @@ def test_attention_module_matches_reference(layout):
     if cfg.use_bias:
         ref = ref + np.asarray(params["out"]["bias"])
     np.testing.assert_allclose(np.asarray(got), ref, atol=1e-5, rtol=1e-4)
+
+
+# blocked_attention against jax.nn.dot_product_attention(implementation='xla'): same outputs and gradients.
+# Each case: (q_len, kv_len, heads, kv_heads, q-side segment splits, kv-side splits, causal, prefix, bias, block_len).
+BLOCKED_CASES = {
+    "causal": (24, 24, 4, 4, None, None, True, False, False, 8),
+    "causal_packed": (24, 24, 4, 4, ((10, 14), (7, 12)), None, True, False, False, 8),
+    "causal_gqa_packed": (24, 24, 8, 2, ((10, 14), (24,)), None, True, False, False, 8),
+    "causal_ragged_blocks": (23, 23, 4, 2, ((9, 14), (5, 11)), None, True, False, False, 7),  # 23 = 3·7 + 2
+    "causal_relative_bias": (24, 24, 4, 4, ((10, 14), (24,)), None, True, False, True, 8),
+    "prefix_lm_packed": (24, 24, 4, 2, ((10, 14), (7, 12)), None, True, True, False, 8),
+    "encoder_bias_packed": (24, 24, 4, 4, ((10, 14), (7, 12)), None, False, False, True, 8),
+    "cross_packed": (16, 24, 8, 4, ((6, 10), (16,)), ((10, 14), (9, 15)), False, False, False, 8),
+    "one_block": (24, 24, 4, 4, ((10, 14), (7, 12)), None, True, False, False, 64),
+}
+
+
+def blocked_case(name):
+    t, s, heads, kv_heads, q_splits, kv_splits, causal, prefix, with_bias, block_len = BLOCKED_CASES[name]
+    rng = np.random.default_rng(7)
+    d = 6  # unlike any block or sequence length, so score shapes are told from context shapes below
+    q = jnp.asarray(rng.normal(size=(B, t, heads, d)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(B, s, kv_heads, d)), jnp.float32)
+    v = jnp.asarray(rng.normal(size=(B, s, kv_heads, d)), jnp.float32)
+    q_seg = jnp.asarray(pack(q_splits, t)[0]) if q_splits else jnp.ones((B, t), jnp.int32)
+    kv_seg = q_seg if s == t and kv_splits is None else jnp.asarray(pack(kv_splits, s)[0])
+    pre = None
+    if prefix:  # the first 4 tokens of each segment are the prefix-LM's bidirectional inputs
+        _, pos = pack(q_splits, t)
+        pre = jnp.asarray((pos < 4) & (np.asarray(q_seg) > 0), jnp.int32)
+    mask = L.SegmentMask(q_seg, kv_seg, pre, causal=causal)
+    bias = jnp.asarray(rng.normal(size=(1, heads, t, s)), jnp.float32) if with_bias else None
+    cot = jnp.asarray(rng.normal(size=(B, t, heads, d)), jnp.float32)
+    return (q, k, v, bias), mask, cot, block_len
+
+
+@pytest.mark.parametrize("scale", [None, 1.0])  # scaled (gpt, llama) and unscaled (t5) logits
+@pytest.mark.parametrize("name", list(BLOCKED_CASES))
+def test_blocked_attention_matches_xla(name, scale):
+    (q, k, v, bias), mask, cot, block_len = blocked_case(name)
+
+    def xla(q, k, v, bias):
+        b = None if bias is None else jnp.broadcast_to(bias, (q.shape[0],) + bias.shape[1:])
+        return jax.nn.dot_product_attention(q, k, v, bias=b, mask=mask.dense(), scale=scale, implementation="xla")
+
+    def blocked(q, k, v, bias):
+        return L.blocked_attention(q, k, v, mask, bias, scale, block_len=block_len)
+
+    (want, want_vjp), (got, got_vjp) = jax.vjp(xla, q, k, v, bias), jax.vjp(jax.jit(blocked), q, k, v, bias)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-6, rtol=1e-5)
+    want_g, got_g = want_vjp(cot), got_vjp(cot)
+    for g, w, what in zip(got_g, want_g, ("q", "k", "v", "bias")):
+        if w is not None:
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5, rtol=1e-5, err_msg=f"d{what}")
+    assert float(jnp.max(jnp.abs(want_g[0]))) > 1e-2  # the gradients are not trivially zero
+
+
+def score_shapes(fn, *args) -> list[tuple[int, ...]]:
+    """Output shapes of every dot_general in fn's forward and backward (a jaxpr walk)."""
+    shapes = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                shapes.append(tuple(eqn.outvars[0].aval.shape))
+            for param in eqn.params.values():  # nested jaxprs (pjit, custom_jvp, ...)
+                if hasattr(param, "jaxpr"):
+                    walk(param.jaxpr if hasattr(param.jaxpr, "eqns") else param.jaxpr.jaxpr)
+
+    walk(jax.make_jaxpr(jax.grad(lambda *a: jnp.sum(fn(*a) ** 2), argnums=(0, 1, 2)))(*args).jaxpr)
+    return shapes
+
+
+def test_blocked_attention_skips_the_masked_upper_triangle():
+    """Causal without a prefix: no score matrix covers keys after its query block (forward or backward), and
+    the score elements computed are the causal blocks only. A prefix-LM mask takes one full block."""
+    (q, k, v, _), mask, _, _ = blocked_case("causal_packed")  # t = 24, blocks of 8
+    t = q.shape[1]
+
+    def scores(m):
+        shapes = score_shapes(lambda q, k, v: L.blocked_attention(q, k, v, m, block_len=8), q, k, v)
+        return [sh for sh in shapes if q.shape[-1] not in sh[-2:]]  # [b, heads, q block, keys], not head_dim ones
+
+    causal = scores(mask)
+    assert {sh[-2:] for sh in causal} == {(8, 8), (8, 16), (8, 24)}
+    elements = sum(sh[-2] * sh[-1] for sh in set(causal))
+    assert elements == 8 * (8 + 16 + 24) < t * t
+    (_, _, _, _), prefix_mask, _, _ = blocked_case("prefix_lm_packed")
+    assert {sh[-2:] for sh in scores(prefix_mask)} == {(t, t)}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_blocked_attention_model_matches_xla(layout):
+    """Whole models, attention_impl 'blocked' (blocks of 8 positions, 4 per row; scanned layers with remat, so
+    the mask passes through nn.scan and nn.remat) vs 'xla' (looped), same parameters: the same logits and
+    loss gradients on packed rows (and, decoder-only, on a packed prefix-LM batch)."""
+    params = base_params(layout)
+    batch = {k: jnp.asarray(v) for k, v in packed_batch(make_cfg(layout)).items()}
+    batch["decoder_target_tokens"] = jnp.roll(batch["decoder_input_tokens"], -1, axis=1)
+    batch["decoder_loss_weights"] = (batch["decoder_segment_ids"] > 0).astype(jnp.float32)
+    batches = [batch]
+    if layout in DECODER_ONLY:
+        _, pos = pack(DEC_SPLITS)
+        batches.append({**batch, "decoder_causal_attention": jnp.asarray(pos < 5, jnp.int32)})
+    results = {}
+    for impl, scan in (("xla", False), ("blocked", True)):
+        model = build_model(make_cfg(layout, attention_impl=impl, attention_block_len=8, scan_layers=scan,
+                                     remat_policy="dots_no_batch" if scan else "none"))
+        f = jax.jit(jax.value_and_grad(lambda p, b, m=model: (mean_loss(m, p, b), m.apply({"params": p}, b)),
+                                       has_aux=True))
+        results[impl] = [f(stack_layers(params) if scan else params, b) for b in batches]
+    for ((want_loss, want_logits), want_g), ((got_loss, got_logits), got_g) in zip(results["xla"],
+                                                                                    results["blocked"]):
+        want_g = stack_layers(want_g)
+        assert jax.tree.structure(got_g) == jax.tree.structure(want_g)
+        np.testing.assert_allclose(np.asarray(got_logits), np.asarray(want_logits), atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(float(got_loss), float(want_loss), rtol=1e-6)
+        for (path, w), g in zip(jax.tree_util.tree_flatten_with_path(want_g)[0], jax.tree.leaves(got_g)):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-6, rtol=1e-4,
+                                       err_msg=jax.tree_util.keystr(path))
+
+
+def test_blocked_attention_bfloat16():
+    """bf16 inputs (fp32 logits and softmax, as jax's XLA path): same dtype out, close to the XLA path."""
+    (q, k, v, _), mask, _, _ = blocked_case("causal_gqa_packed")
+    q, k, v = (a.astype(jnp.bfloat16) for a in (q, k, v))
+    got = jax.jit(lambda q, k, v: L.blocked_attention(q, k, v, mask, block_len=8))(q, k, v)
+    want = jax.nn.dot_product_attention(q, k, v, mask=mask.dense(), implementation="xla")
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), atol=2e-2)
+    grads = jax.grad(lambda q: jnp.sum(L.blocked_attention(q, k, v, mask, block_len=8).astype(jnp.float32)))(q)
+    assert grads.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(grads.astype(jnp.float32))))
+
+
+def test_segment_mask_blocks_equal_dense():
+    seg = jnp.asarray([[1, 1, 1, 2, 2, 0, 0], [1, 1, 1, 1, 1, 1, 2]])
+    for causal in (True, False):
+        m = L.SegmentMask(seg, seg, causal=causal)
+        dense = np.asarray(m.dense())
+        np.testing.assert_array_equal(dense, np.asarray(L.attention_mask(seg, seg, causal=causal)))
+        for q0, q1, k1 in ((0, 3, 3), (3, 6, 6), (6, 7, 7), (2, 5, 7)):
+            np.testing.assert_array_equal(np.asarray(m.block(q0, q1, k1)), dense[:, :, q0:q1, :k1])
+    prefix = jnp.asarray([[1, 0, 0, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0]])
+    assert L.SegmentMask(seg, seg, causal=True).hides_future
+    assert not L.SegmentMask(seg, seg, prefix, causal=True).hides_future
+    assert not L.SegmentMask(seg, seg, causal=False).hides_future
+    np.testing.assert_array_equal(np.asarray(L.SegmentMask(seg, seg, prefix, causal=True).dense()),
+                                  np.asarray(L.attention_mask(seg, seg, causal=True, prefix=prefix)))
 
 
 def test_attention_mask_values():

@@ -12,8 +12,8 @@ Subcommands (``python tools/bench.py SUBCOMMAND --help`` for the options):
             and generation tokens/s with and without the KV cache (xlt.evaluation.scoring, xlt.decoding)
   gpu       the ~1B decoder (gin/models/gpt_1b.gin) at length 2048: bf16, cuDNN attention, scanned layers
             with a remat policy, and the chunked cross-entropy of xlt.losses against the plain one
-  attention the attention core alone: xlt's jax.nn.dot_product_attention call vs einsum and causal-block
-            versions of the same math and torch's SDPA (what limits the torch ratio)
+  attention the attention core alone: xlt's 'xla' (jax.nn.dot_product_attention) and 'blocked' implementations,
+            einsum and causal-block diagnostics and torch's SDPA, timed in alternating rounds
   suite     the CPU suite (``make bench``): train gpt_tiny and gpt_25m (default and tuned XLA flags), torch
             (both), pipeline, eval and attention, each in its own process
 
@@ -58,9 +58,8 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
-from xlt import cli, losses, optimizers, partitioning, step as step_lib  # noqa: E402
+from xlt import cli, optimizers, partitioning, step as step_lib  # noqa: E402
 from xlt.errors import ConfigError  # noqa: E402
 from xlt.models import ModelConfig, build_model  # noqa: E402
 
@@ -714,23 +713,36 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     return rec
 
 
-# --- attention: the attention core alone, xlt's call against alternatives -----------------------------------
+# --- attention: the attention core alone, xlt's implementations against alternatives ----------------------------
+
+XLA_ATTENTION = "xla: jax.nn.dot_product_attention"
+BLOCKED_ATTENTION = "blocked: xlt blocked_attention"
 
 
-def attention_variants(mask: jax.Array, blocks: int) -> dict[str, Callable]:
-    """q, k, v [B, T, N, H] -> [B, T, N, H], causal, softmax scale H**-0.5; all compute the same function."""
+def attention_variants(blocks: int, block_len: int) -> dict[str, Callable]:
+    """(q, k, v [B, T, N, H], segment ids [B, T]) -> [B, T, N, H]: causal (packed: within segments) attention,
+    softmax scale H**-0.5; all compute the same function. The first two are what xlt.models.layers.Attention
+    runs with attention_impl 'xla' and 'blocked' (the mask as the decoder builds it, inside the step)."""
+    from xlt.models.layers import SegmentMask, blocked_attention
 
-    def dpa(q, k, v):  # what xlt.models.layers.Attention calls on CPU (impl 'xla', boolean mask)
-        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla")
+    def dense(segments):
+        return SegmentMask(segments, segments, causal=True).dense()  # [B, 1, T, T]
 
-    def einsum(q, k, v):  # the same math as explicit einsums in xlt's [B, T, N, H] layout
+    def dpa(q, k, v, segments):
+        return jax.nn.dot_product_attention(q, k, v, mask=dense(segments), implementation="xla")
+
+    def blocked(q, k, v, segments):
+        return blocked_attention(q, k, v, SegmentMask(segments, segments, causal=True), block_len=block_len)
+
+    def einsum(q, k, v, segments):  # the same math as plain einsums in xlt's [B, T, N, H] layout
         s = jnp.einsum("btnh,bsnh->bnts", q, k) * q.shape[-1] ** -0.5
-        p = jax.nn.softmax(jnp.where(mask, s, jnp.finfo(s.dtype).min), axis=-1)
+        p = jax.nn.softmax(jnp.where(dense(segments), s, jnp.finfo(s.dtype).min), axis=-1)
         return jnp.einsum("bnts,bsnh->btnh", p, v)
 
-    def causal_blocks(q, k, v):  # query block i attends only to keys of blocks <= i (skips the upper triangle)
+    def causal_blocks(q, k, v, segments):  # query block i attends to key blocks <= i, [B, T, N, H] einsums
         t = q.shape[1]
         c = t // blocks
+        mask = dense(segments)
         outs = []
         for i in range(blocks):
             qi, ki, vi = q[:, i * c:(i + 1) * c], k[:, :(i + 1) * c], v[:, :(i + 1) * c]
@@ -739,49 +751,61 @@ def attention_variants(mask: jax.Array, blocks: int) -> dict[str, Callable]:
             outs.append(jnp.einsum("bnts,bsnh->btnh", jax.nn.softmax(s, axis=-1), vi))
         return jnp.concatenate(outs, axis=1)
 
-    return {"jax.nn.dot_product_attention(xla)": dpa, "einsum": einsum, f"causal_blocks({blocks})": causal_blocks}
+    return {XLA_ATTENTION: dpa, f"{BLOCKED_ATTENTION}(block_len={block_len})": blocked, "einsum": einsum,
+            f"causal_blocks({blocks})": causal_blocks}
 
 
-def _timed(fn: Callable[[], Any], reps: int) -> tuple[float, float]:
-    """(median wall seconds, median process CPU seconds) over ``reps`` calls after one untimed call."""
-    fn()
-    wall, cpu = [], []
-    for _ in range(reps):
-        w, c = time.perf_counter(), time.process_time()
+def _alternating(fns: Mapping[str, Callable[[], Any]], reps: int) -> dict[str, dict[str, list[float]]]:
+    """Wall and process CPU seconds of each callable, ``reps`` rounds in which every callable runs once in
+    turn (so all see the same machine load), after one untimed call of each."""
+    for fn in fns.values():
         fn()
-        wall.append(time.perf_counter() - w)
-        cpu.append(time.process_time() - c)
-    return statistics.median(wall), statistics.median(cpu)
+    out = {name: {"wall": [], "cpu": []} for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            out[name]["wall"].append(time.perf_counter() - w)
+            out[name]["cpu"].append(time.process_time() - c)
+    return out
 
 
 def bench_attention(args: argparse.Namespace) -> dict[str, Any]:
     """Forward and forward+backward of one layer's attention core at the gpt_25m shape (B, T, 8 heads of 64),
-    fp32: xlt's jax.nn.dot_product_attention call, the same math as einsums, a causal-block variant, and
-    torch's scaled_dot_product_attention(is_causal=True) with the same threads. Evidence for what limits
-    the xlt/torch ratio (see BENCHMARKS.md)."""
+    fp32, causal: xlt's 'xla' path (jax.nn.dot_product_attention) and its 'blocked' path
+    (xlt.models.layers.blocked_attention), two einsum diagnostics, and (unpacked only) torch's
+    scaled_dot_product_attention(is_causal=True) with the same threads. The variants are timed in alternating
+    rounds (every variant once per round), medians over ``--reps`` rounds; ``--packed`` uses the segment ids
+    of the train benchmark's synthetic packed rows."""
     b, t, heads, hd, reps, blocks = args.batch, args.seq_len, args.heads, args.head_dim, args.reps, args.blocks
+    block_len = args.block_len
     if args.smoke:
-        b, t, heads, hd, reps, blocks = 1, 64, 2, 16, 1, 2
+        b, t, heads, hd, reps, blocks, block_len = 1, 64, 2, 16, 1, 2, 24
     if t % blocks:
         raise ConfigError(f"--seq_len={t} must be a multiple of --blocks={blocks}")
     kq, kk, kv = jax.random.split(jax.random.key(0), 3)
     q, k, v = (jax.random.normal(key, (b, t, heads, hd), jnp.float32) for key in (kq, kk, kv))
-    mask = jnp.tril(jnp.ones((t, t), bool))[None, None]
+    if args.packed:
+        segments = jnp.asarray(synthetic_batch(batch_shapes(b, t, True), 256)["decoder_segment_ids"])
+    else:
+        segments = jnp.ones((b, t), jnp.int32)
     results: dict[str, Any] = {}
     reference = None
-    for name, fn in attention_variants(mask, blocks).items():
+    timed: dict[str, Callable[[], Any]] = {}
+    for name, fn in attention_variants(blocks, block_len).items():
         fwd = jax.jit(fn)
-        grad = jax.jit(jax.grad(lambda q, k, v, fn=fn: jnp.sum(jnp.square(fn(q, k, v))), argnums=(0, 1, 2)))
-        out = fwd(q, k, v)
+        grad = jax.jit(jax.grad(lambda q, k, v, s, fn=fn: jnp.sum(jnp.square(fn(q, k, v, s))), argnums=(0, 1, 2)))
+        out = fwd(q, k, v, segments)
         reference = out if reference is None else reference
-        fw, fc = _timed(lambda: jax.block_until_ready(fwd(q, k, v)), reps)
-        bw, bc = _timed(lambda: jax.block_until_ready(grad(q, k, v)), reps)
-        results[name] = {"fwd_ms": 1e3 * fw, "fwd_bwd_ms": 1e3 * bw, "fwd_cpu_ms": 1e3 * fc, "fwd_bwd_cpu_ms": 1e3 * bc,
-                         "max_abs_diff": float(jnp.max(jnp.abs(out - reference)))}
-    try:
-        import torch
-    except ImportError:
-        torch = None
+        results[name] = {"max_abs_diff": float(jnp.max(jnp.abs(out - reference)))}
+        timed[f"{name}|fwd"] = lambda fwd=fwd: jax.block_until_ready(fwd(q, k, v, segments))
+        timed[f"{name}|fwd_bwd"] = lambda grad=grad: jax.block_until_ready(grad(q, k, v, segments))
+    torch = None
+    if not args.packed:
+        try:
+            import torch
+        except ImportError:
+            torch = None
     if torch is not None:
         torch.set_num_threads(args.threads or threads())
         tq, tk, tv = (torch.from_numpy(np.asarray(a).transpose(0, 2, 1, 3).copy()).requires_grad_()
@@ -795,94 +819,38 @@ def bench_attention(args: argparse.Namespace) -> dict[str, Any]:
         def t_bwd():
             sdpa(tq, tk, tv, is_causal=True).square().sum().backward()
 
-        fw, fc = _timed(t_fwd, reps)
-        bw, bc = _timed(t_bwd, reps)
         got = t_fwd().numpy().transpose(0, 2, 1, 3)
-        results["torch sdpa(is_causal)"] = {"fwd_ms": 1e3 * fw, "fwd_bwd_ms": 1e3 * bw, "fwd_cpu_ms": 1e3 * fc,
-                                            "fwd_bwd_cpu_ms": 1e3 * bc,
-                                            "max_abs_diff": float(np.max(np.abs(got - np.asarray(reference))))}
-    return {"benchmark": "attention", "batch": b, "seq_len": t, "heads": heads, "head_dim": hd, "reps": reps,
-            "threads": args.threads or threads(), "variants": results}
+        name = "torch sdpa(is_causal)"
+        results[name] = {"max_abs_diff": float(np.max(np.abs(got - np.asarray(reference))))}
+        timed[f"{name}|fwd"], timed[f"{name}|fwd_bwd"] = t_fwd, t_bwd
+    samples = _alternating(timed, reps)
+    for key, sample in samples.items():
+        name, what = key.split("|")
+        results[name].update({f"{what}_ms": 1e3 * statistics.median(sample["wall"]),
+                              f"{what}_cpu_ms": 1e3 * statistics.median(sample["cpu"]),
+                              f"{what}_ms_all": [1e3 * x for x in sample["wall"]]})
+    rec = {"benchmark": "attention", "batch": b, "seq_len": t, "heads": heads, "head_dim": hd, "reps": reps,
+           "packed": bool(args.packed), "block_len": block_len, "threads": args.threads or threads(),
+           "variants": results}
+    names = list(results)
+    xla, blocked = results[names[0]], results[names[1]]
+    rec["blocked_speedup_fwd_bwd"] = xla["fwd_bwd_ms"] / blocked["fwd_bwd_ms"]
+    rec["blocked_speedup_fwd_bwd_cpu"] = xla["fwd_bwd_cpu_ms"] / blocked["fwd_bwd_cpu_ms"]
+    return rec
 
 
 # --- gpu: the ~1B decoder with a chunked cross-entropy ---------------------------------------------------------
 
 
-def hidden_states(model: nn.Module, cfg: ModelConfig, params: Any, batch: Mapping[str, jax.Array]) -> jax.Array:
-    """The decoder's final hidden states [batch, length, d_model]: the LM head (tied ``attend`` or the
-    ``lm_head`` Dense) is intercepted and returns its input. (The model has no hidden-state output yet; see
-    BENCHMARKS.md for the recommended change.)"""
-
-    def interceptor(next_fun, fn_args, fn_kwargs, context):
-        if cfg.tie_embeddings and context.method_name == "attend":
-            return fn_args[0]
-        if not cfg.tie_embeddings and context.module.name == "lm_head" and context.method_name == "__call__":
-            return fn_args[0]
-        return next_fun(*fn_args, **fn_kwargs)
-
-    with nn.intercept_methods(interceptor):
-        return model.apply({"params": params}, batch)
-
-
-def chunked_train_fn(cfg: ModelConfig, tx: Any, chunk_len: int, z_loss: float = 0.0) -> Callable:
-    """xlt.step.build's train step with the loss from hidden states through losses.chunked_cross_entropy."""
-    model = build_model(cfg.replace(unpadded_vocab_size=None))  # the loss masks padded vocabulary rows itself
-
-    def loss(params, batch):
-        hidden = hidden_states(model, cfg, params, batch)
-        if cfg.tie_embeddings:
-            kernel, layout = params["token_embedder"]["embedding"], "vd"
-        else:
-            kernel, layout = params["lm_head"]["kernel"], "dv"
-        return losses.chunked_cross_entropy(
-            hidden, kernel.astype(cfg.dtype), batch["decoder_target_tokens"], batch.get("decoder_loss_weights"),
-            chunk_len=chunk_len, kernel_layout=layout, z_loss=z_loss, unpadded_vocab_size=cfg.unpadded_vocab_size)
-
-    def train(state: step_lib.TrainState, batch):
-        weights = batch["decoder_loss_weights"].astype(jnp.float32)
-        total = jnp.maximum(jnp.sum(weights), 1.0)
-        (value, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params, batch)
-        grads = jax.tree.map(lambda g: g / total, grads)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        out = {"loss": value / total, "cross_entropy": metrics["cross_entropy"] / total,
-               "accuracy": metrics["correct"] / total, "grad_norm": optax.global_norm(grads)}
-        return step_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), out
-
-    return train
-
-
 def measure_gpu_loss(cfg: ModelConfig, loss: str, batch: int, seq_len: int, *, steps: int, warmup: int,
                      chunk_len: int, peak: Mapping[str, Any]) -> dict[str, Any]:
-    """One loss variant: 'plain' is xlt.step.build as the trainer runs it; 'chunked' the same step with
-    the chunked cross-entropy. A failure (e.g. out of memory) is recorded, not raised."""
+    """One loss variant of xlt.step.build's train step: 'plain' (the model's logits, xlt.losses.cross_entropy)
+    or 'chunked' (``ModelConfig.loss_chunk_len=chunk_len``: the model's hidden states and LM-head kernel,
+    xlt.losses.chunked_cross_entropy). A failure (e.g. out of memory) is recorded, not raised."""
     try:
-        if loss == "plain":
-            return measure_train(cfg, batch, seq_len, steps=steps, warmup=warmup, pack=True, peak=peak).record
-        mesh = partitioning.make_mesh((-1, 1, 1), devices=jax.devices()[:1])
-        shapes = batch_shapes(batch, seq_len, True)
-        tx = adamw()
-        fns = step_lib.build(build_model(cfg), tx, mesh, shapes)
-        train = jax.jit(chunked_train_fn(cfg, tx, chunk_len), donate_argnums=(0,),
-                        in_shardings=(fns.state_shardings, fns.batch_shardings),
-                        out_shardings=(fns.state_shardings, partitioning.replicated(mesh)))
-        arrays = partitioning.global_batch(synthetic_batch(shapes, cfg.vocab_size), mesh)
-        state = fns.init(jax.random.key(0))
-        compiled, compile_s = compile_step(train, mesh, state, arrays)
-        state, _ = run_steps(compiled, state, arrays, warmup)
-        state, times = run_steps(compiled, state, arrays, steps)
-        tokens = batch * seq_len
-        step_s = statistics.median(times)
-        fpt = cfg.flops_per_token(seq_len)["total"]
-        rec = {"batch": batch, "seq_len": seq_len, "tokens_per_step": tokens, "step_s_median": step_s,
-               "step_s_all": times, "tokens_per_s": tokens / step_s, "flops_per_token": fpt,
-               "model_flops_per_s": tokens / step_s * fpt, "compile_s": compile_s, "chunk_len": chunk_len,
-               "mfu": tokens / step_s * fpt / peak["measured"]["flops_per_s"],
-               "peak_flops_per_s_measured": peak["measured"]["flops_per_s"]}
-        if peak.get("spec_bf16_flops_per_s"):
-            rec["mfu_spec"] = rec["model_flops_per_s"] / peak["spec_bf16_flops_per_s"]
-        rec.update(memory_record(compiled))
-        return rec
+        variant = cfg.replace(loss_chunk_len=chunk_len if loss == "chunked" else None)
+        rec = measure_train(variant, batch, seq_len, steps=steps, warmup=warmup, pack=True, peak=peak).record
+        return {**rec, "chunk_len": variant.loss_chunk_len}
     except Exception as e:  # noqa: BLE001 - an OOM on one variant must not hide the other's numbers
         if isinstance(e, (ConfigError, FloatingPointError)):
             raise
@@ -893,7 +861,8 @@ def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
     from xlt.models.layers import resolve_attention_impl
 
     cfg = load_model_config(args.gin_file, args.gin)
-    batch, seq_len, steps, warmup, chunk_len = args.batch, args.seq_len, args.steps, args.warmup, args.chunk_len
+    batch, seq_len, steps, warmup = args.batch, args.seq_len, args.steps, args.warmup
+    chunk_len = args.chunk_len or cfg.loss_chunk_len or 256
     if args.smoke:
         cfg, batch, seq_len, steps, warmup, chunk_len = tiny(cfg, vocab=1024), 2, 64, 2, 1, 16
     elif jax.default_backend() != "gpu":
@@ -1049,10 +1018,14 @@ def summary_rows(rec: Mapping[str, Any]) -> list[tuple[str, str]]:
                                                   f"{r['compile_s']:.1f} s"))
     elif kind == "attention":
         rows.append(("shape", f"q, k, v [{rec['batch']}, {rec['seq_len']}, {rec['heads']}, {rec['head_dim']}] fp32, "
-                              f"causal, {rec['threads']} threads, median of {rec['reps']}"))
+                              f"causal{', packed' if rec.get('packed') else ''}, {rec['threads']} threads, median "
+                              f"of {rec['reps']} alternating rounds"))
         for name, r in rec["variants"].items():
             rows.append((name, f"fwd {r['fwd_ms']:.1f} ms, fwd+bwd {r['fwd_bwd_ms']:.1f} ms (CPU time "
                                f"{r['fwd_bwd_cpu_ms']:.1f} ms), max |Δ| {r['max_abs_diff']:.1e}"))
+        if "blocked_speedup_fwd_bwd" in rec:
+            rows.append(("blocked vs xla, fwd+bwd", f"{rec['blocked_speedup_fwd_bwd']:.2f}× wall, "
+                                                    f"{rec['blocked_speedup_fwd_bwd_cpu']:.2f}× CPU time"))
     elif kind == "eval":
         rows += [("model", f"{rec['model']} ({rec['params']:,} params, random init)"),
                  ("scoring workload", f"{rec['prompts']} prompts × {rec['options_per_prompt']} options, prompt "
@@ -1185,7 +1158,10 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--seq_len", type=int, default=512)
     a.add_argument("--heads", type=int, default=8)
     a.add_argument("--head_dim", type=int, default=64)
-    a.add_argument("--blocks", type=int, default=4, help="query blocks of the causal-block variant")
+    a.add_argument("--blocks", type=int, default=4, help="query blocks of the causal_blocks diagnostic variant")
+    a.add_argument("--block_len", type=int, default=ModelConfig.attention_block_len,
+                   help="query positions per block of xlt's blocked attention")
+    a.add_argument("--packed", action="store_true", help="segment ids of packed rows (no torch variant)")
     a.add_argument("--reps", type=int, default=5)
     a.add_argument("--threads", type=int, default=0, help="torch threads (default: the cores of this process)")
 
@@ -1194,7 +1170,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int, default=8)
     g.add_argument("--seq_len", type=int, default=2048)
     g.add_argument("--loss", choices=("chunked", "plain", "both"), default="both")
-    g.add_argument("--chunk_len", type=int, default=256, help="positions per cross-entropy chunk")
+    g.add_argument("--chunk_len", type=int, default=0,
+                   help="positions per cross-entropy chunk (default: the config's loss_chunk_len, else 256)")
 
     s = sub.add_parser("suite", parents=[common], help="the CPU suite, each benchmark in its own process")
     s.add_argument("--dry_run", action="store_true", help="print the commands only")

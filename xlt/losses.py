@@ -1,7 +1,8 @@
 """Token cross-entropy, plain and chunked over the sequence for large vocabularies.
 
-Both return what ``xlt.step.loss_fn`` returns: sums over weighted target tokens, not normalised,
-``(cross_entropy + z_loss, {"cross_entropy", "z_loss", "correct"})``.
+Both return what ``xlt.step.loss_fn`` returns (it calls one or the other, by ``ModelConfig.loss_chunk_len``):
+sums over weighted target tokens, not normalised, ``(cross_entropy + z_loss, {"cross_entropy", "z_loss",
+"correct"})``.
 
 ``cross_entropy(logits, ...)`` takes the [batch, length, vocab] logits. With PolyLM's 256k vocabulary
 those logits (and their fp32 copy and gradient) are the largest activations of a training step: at
@@ -31,11 +32,15 @@ Array = jax.Array
 KERNEL_LAYOUTS = ("vd", "dv")  # tied embedding table [vocab, d_model]; untied lm_head kernel [d_model, vocab]
 
 
-def _weights(targets: Array, weights: Array | None) -> Array:
+def token_weights(targets: Array, weights: Array | None) -> Array:
+    """The fp32 loss weight of each target token: ``weights`` if given, else 1 where ``targets > 0``."""
     return (targets > 0).astype(jnp.float32) if weights is None else weights.astype(jnp.float32)
 
 
-def _mask_vocab(logits: Array, unpadded_vocab_size: int | None) -> Array:
+def mask_vocab(logits: Array, unpadded_vocab_size: int | None) -> Array:
+    """Logits of vocabulary padding rows (ids >= ``unpadded_vocab_size``) set to the dtype's minimum, so they
+    never win an argmax or take probability mass; a no-op when ``unpadded_vocab_size`` is None or the full
+    vocabulary."""
     if unpadded_vocab_size is None or unpadded_vocab_size >= logits.shape[-1]:
         return logits
     valid = jnp.arange(logits.shape[-1]) < unpadded_vocab_size
@@ -45,8 +50,8 @@ def _mask_vocab(logits: Array, unpadded_vocab_size: int | None) -> Array:
 def cross_entropy(logits: Array, targets: Array, weights: Array | None = None, *, z_loss: float = 0.0,
                   unpadded_vocab_size: int | None = None) -> tuple[Array, dict[str, Array]]:
     """Plain loss from [..., vocab] logits (computed in fp32); ``weights`` default to ``targets > 0``."""
-    logits = _mask_vocab(logits.astype(jnp.float32), unpadded_vocab_size)
-    w = _weights(targets, weights)
+    logits = mask_vocab(logits.astype(jnp.float32), unpadded_vocab_size)
+    w = token_weights(targets, weights)
     log_z = jax.nn.logsumexp(logits, axis=-1)
     target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     ce = (log_z - target_logit) * w
@@ -72,7 +77,7 @@ def _chunk_pass(x: Array, kernel: Array, t: Array, w: Array, *, z_loss: float, l
     def body(dk, xs):
         xc, tc, wc = xs
         logits = jnp.einsum(spec_logits, xc, kernel, preferred_element_type=jnp.float32)
-        logits = _mask_vocab(logits, unpadded_vocab_size)
+        logits = mask_vocab(logits, unpadded_vocab_size)
         log_z = jax.nn.logsumexp(logits, axis=-1)
         target_logit = jnp.take_along_axis(logits, tc[..., None], axis=-1)[..., 0]
         ce = jnp.sum((log_z - target_logit) * wc)
@@ -138,7 +143,7 @@ def chunked_cross_entropy(hidden: Array, kernel: Array, targets: Array, weights:
     if chunk_len <= 0:
         raise ConfigError(f"chunk_len must be > 0, got {chunk_len}")
     b, length, d = hidden.shape
-    w = _weights(targets, weights)
+    w = token_weights(targets, weights)
     chunk_len = min(chunk_len, length)
     pad = -length % chunk_len
     if pad:

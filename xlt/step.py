@@ -1,5 +1,8 @@
 """Train state, loss and the sharded, jitted train step.
 
+The loss is ``xlt.losses``' cross-entropy: from the model's logits, or chunked from its final hidden states
+when ``ModelConfig.loss_chunk_len`` is set (see ``loss_fn``).
+
 The step is ``jax.jit`` with explicit in/out NamedShardings derived from the parameters' logical axis
 names and the one rules table; the state is donated. Gradient accumulation splits the global batch
 into microbatches scanned in sequence; the loss is normalised by the token weight of the whole batch,
@@ -20,8 +23,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from xlt import partitioning
+from xlt import losses, partitioning
 from xlt.errors import ConfigError
+from xlt.models.layers import LMHead
 
 Batch = Mapping[str, jax.Array]
 
@@ -34,20 +38,24 @@ class TrainState:
 
 
 def loss_fn(model: nn.Module, params, batch: Batch, dropout_rng=None, z_loss: float = 0.0):
-    """Sums over weighted target tokens: (cross-entropy + z-loss, metrics sums). Not normalised."""
+    """Sums over weighted target tokens: (cross-entropy + z-loss, metrics sums). Not normalised.
+
+    With ``model.cfg.loss_chunk_len`` set, the model returns its final hidden states and LM-head kernel
+    (``output="hidden"``) and ``xlt.losses.chunked_cross_entropy`` computes the loss that many positions at a
+    time, never building the [batch, length, vocab] logits; otherwise the model returns the logits and
+    ``xlt.losses.cross_entropy`` takes them. Both give the same loss, metrics and gradients."""
     rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
-    logits = model.apply({"params": params}, batch, deterministic=dropout_rng is None, rngs=rngs)
-    logits = logits.astype(jnp.float32)
-    targets = batch["decoder_target_tokens"]
-    weights = batch.get("decoder_loss_weights")
-    weights = (targets > 0).astype(jnp.float32) if weights is None else weights.astype(jnp.float32)
-    log_z = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    ce = (log_z - target_logit) * weights
-    zl = z_loss * jnp.square(log_z) * weights
-    correct = (jnp.argmax(logits, axis=-1) == targets) * weights
-    return jnp.sum(ce) + jnp.sum(zl), {"cross_entropy": jnp.sum(ce), "z_loss": jnp.sum(zl),
-                                       "correct": jnp.sum(correct)}
+    variables, deterministic = {"params": params}, dropout_rng is None
+    targets, weights = batch["decoder_target_tokens"], batch.get("decoder_loss_weights")
+    cfg = getattr(model, "cfg", None)
+    chunk_len = getattr(cfg, "loss_chunk_len", None)
+    if chunk_len:
+        hidden, kernel = model.apply(variables, batch, deterministic=deterministic, rngs=rngs, output="hidden")
+        return losses.chunked_cross_entropy(hidden, kernel, targets, weights, chunk_len=chunk_len,
+                                            kernel_layout=LMHead.kernel_layout(cfg), z_loss=z_loss,
+                                            unpadded_vocab_size=cfg.unpadded_vocab_size)
+    logits = model.apply(variables, batch, deterministic=deterministic, rngs=rngs)
+    return losses.cross_entropy(logits, targets, weights, z_loss=z_loss)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +105,8 @@ def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
     def train(state: TrainState, batch: Batch):
-        weights = batch.get("decoder_loss_weights")
-        if weights is None:
-            weights = (batch["decoder_target_tokens"] > 0)
-        total_weight = jnp.maximum(jnp.sum(weights.astype(jnp.float32)), 1.0)
+        weights = losses.token_weights(batch["decoder_target_tokens"], batch.get("decoder_loss_weights"))
+        total_weight = jnp.maximum(jnp.sum(weights), 1.0)
         dropout_rng = jax.random.fold_in(jax.random.key(seed + 1), state.step) if dropout else None
 
         def micro_grads(i, mb):

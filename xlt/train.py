@@ -10,6 +10,7 @@ under MODEL_DIR/tb, and MODEL_DIR/checkpoints/<step>.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ from typing import Any
 import gin
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from xlt import checkpoints, cli, optimizers, partitioning, step as step_lib
 from xlt.data import mixtures, pipeline, tasks
@@ -136,6 +138,43 @@ def format_eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+@dataclasses.dataclass(frozen=True)
+class StepSetup:
+    """What a run builds before its first step: the model, the batch layout, the mesh and the sharded step."""
+
+    cfg: ModelConfig
+    converter: str
+    lengths: dict[str, int]
+    shapes: dict[str, tuple[int, ...]]
+    mesh: Mesh
+    fns: step_lib.StepFns
+
+
+def build_step_setup(*, train_steps: int, batch_size: int, seq_len: int, input_len: int | None,
+                     mixture_or_task_name: str, seed: int, mesh_shape: Sequence[int], model: ModelConfig | None,
+                     feature_converter: str, pack: bool, grad_accum_steps: int, z_loss: float,
+                     devices: Sequence[jax.Device] | None = None) -> StepSetup:
+    """Validate a run's shapes and build its sharded step (``train``'s arguments of the same names; ``devices``
+    default to all). ``tools/aot_memory.py`` compiles this step ahead of time for other device counts."""
+    if train_steps <= 0:
+        raise ConfigError(f"TRAIN_STEPS must be > 0, got {train_steps}")
+    if batch_size <= 0 or seq_len <= 0:
+        raise ConfigError("BATCH_SIZE and SEQ_LEN must be > 0")
+    cfg = model or ModelConfig()
+    pipeline.check_registered(mixture_or_task_name)
+    converter = choose_converter(cfg, mixture_or_task_name, feature_converter)
+    lengths = pipeline.task_feature_lengths(converter, seq_len, input_len)
+    shapes = batch_shapes(converter, lengths, batch_size, pack)
+    if not cfg.encoder_decoder and cfg.position == "learned" and seq_len > cfg.max_len:
+        raise ConfigError(f"SEQ_LEN={seq_len} exceeds the learned position table (ModelConfig.max_len={cfg.max_len})")
+    mesh = partitioning.make_mesh(mesh_shape, devices=devices)
+    schedule = optimizers.learning_rate_schedule(total_steps=train_steps)
+    fns = step_lib.build(build_model(cfg), optimizers.make_optimizer(schedule), mesh, shapes,
+                         grad_accum_steps=grad_accum_steps, z_loss=z_loss, seed=seed, dropout=cfg.dropout_rate > 0,
+                         schedule=schedule)
+    return StepSetup(cfg, converter, lengths, shapes, mesh, fns)
+
+
 @gin.configurable(denylist=["vocab_id"])
 def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_size: int = 8, seq_len: int = 128,
           input_len: int | None = None, mixture_or_task_name: str = gin.REQUIRED, seed: int = 0,
@@ -144,25 +183,14 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
           pack: bool = True, grad_accum_steps: int = 1, z_loss: float = 0.0, async_checkpoints: bool = True,
           vocab_id: str = "", quiet: bool = False, init_checkpoint: str | None = None) -> list[dict[str, Any]]:
     """Train (or resume) a model; returns the logged metric records of this invocation."""
-    if train_steps <= 0:
-        raise ConfigError(f"TRAIN_STEPS must be > 0, got {train_steps}")
-    if checkpoint_every <= 0 or log_every <= 0 or batch_size <= 0 or seq_len <= 0:
-        raise ConfigError("CHECKPOINT_EVERY, log_every, BATCH_SIZE and SEQ_LEN must all be > 0")
-    cfg = model or ModelConfig()
-    pipeline.check_registered(mixture_or_task_name)
-    converter = choose_converter(cfg, mixture_or_task_name, feature_converter)
-    lengths = pipeline.task_feature_lengths(converter, seq_len, input_len)
-    shapes = batch_shapes(converter, lengths, batch_size, pack)
-    if not cfg.encoder_decoder and cfg.position == "learned" and seq_len > cfg.max_len:
-        raise ConfigError(f"SEQ_LEN={seq_len} exceeds the learned position table (ModelConfig.max_len={cfg.max_len})")
-
+    if checkpoint_every <= 0 or log_every <= 0:
+        raise ConfigError("CHECKPOINT_EVERY and log_every must be > 0")
     partitioning.initialize_distributed()
-    mesh = partitioning.make_mesh(mesh_shape)
-    schedule = optimizers.learning_rate_schedule(total_steps=train_steps)
-    tx = optimizers.make_optimizer(schedule)
-    model_ = build_model(cfg)
-    fns = step_lib.build(model_, tx, mesh, shapes, grad_accum_steps=grad_accum_steps, z_loss=z_loss, seed=seed,
-                         dropout=cfg.dropout_rate > 0, schedule=schedule)
+    setup = build_step_setup(train_steps=train_steps, batch_size=batch_size, seq_len=seq_len, input_len=input_len,
+                             mixture_or_task_name=mixture_or_task_name, seed=seed, mesh_shape=mesh_shape,
+                             model=model, feature_converter=feature_converter, pack=pack,
+                             grad_accum_steps=grad_accum_steps, z_loss=z_loss)
+    cfg, converter, lengths, shapes, fns = setup.cfg, setup.converter, setup.lengths, setup.shapes, setup.fns
 
     model_dir_path = Path(model_dir).absolute()
     ckpt = checkpoints.Checkpointer(model_dir_path / "checkpoints", keep_checkpoints, async_checkpoints)
@@ -213,7 +241,7 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
         while step < train_steps:
             host_batch = next(batches)
             window_tokens += pipeline.task_token_counts(host_batch.pop(pipeline.TARGET_TASK), len(labels))
-            state, metrics = fns.train(state, partitioning.global_batch(host_batch, mesh))
+            state, metrics = fns.train(state, partitioning.global_batch(host_batch, setup.mesh))
             step += 1
             window_steps += 1
             if first_step_seconds is None:  # compilation happens here; keep it out of throughput

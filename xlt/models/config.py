@@ -39,7 +39,10 @@ LAYOUTS: dict[str, dict[str, Any]] = {
 NORMS = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 POSITIONS = ("learned", "rope", "relative", "none")
-ATTENTION_IMPLS = ("auto", "xla", "cudnn")
+# 'xla': jax.nn.dot_product_attention's XLA path; 'blocked': xlt.models.layers.blocked_attention (einsums,
+# causal query blocks that skip the all-masked key blocks); 'cudnn': the fused GPU kernel; 'auto': see
+# xlt.models.layers.resolve_attention_impl.
+ATTENTION_IMPLS = ("auto", "xla", "blocked", "cudnn")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -79,12 +82,19 @@ class ModelConfig:
     scan_layers: bool = False
     remat_policy: str = "none"
     attention_impl: str = "auto"
+    attention_block_len: int = 128  # query positions per causal block of attention_impl 'blocked'
     # Checkpoint interop (xlt.interop.hf). vocab_size may be padded to a multiple for sharding: ids at or
     # above unpadded_vocab_size (the tokenizer's size) are padding rows whose logits are masked out.
     unpadded_vocab_size: int | None = None
     # Original T5 (HF ``scale_decoder_outputs``): the final decoder state is scaled by d_model**-0.5 before
     # the LM head. Encoder-decoder layouts only; T5 v1.1 and mT5 leave it off.
     scale_decoder_output: bool = False
+    # Train-step loss (xlt.step.loss_fn). None: the model's [batch, length, vocab] logits and
+    # xlt.losses.cross_entropy. An int: the model hands the step its final hidden states and LM-head kernel
+    # (``output="hidden"``) and xlt.losses.chunked_cross_entropy computes the loss and its gradients this many
+    # positions at a time, so the full logits (and their fp32 copy and gradient) are never built. The loss
+    # and gradients are the same either way; it saves memory where the vocabulary is large (PolyLM's 256k).
+    loss_chunk_len: int | None = None
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -102,7 +112,8 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Fail with one clear line before anything is compiled."""
-        positive = ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "head_dim", "d_ff", "max_len")
+        positive = ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "head_dim", "d_ff", "max_len",
+                    "attention_block_len")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"ModelConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -128,6 +139,9 @@ class ModelConfig:
                               f"[1, vocab_size={self.vocab_size}]")
         if self.scale_decoder_output and not self.encoder_decoder:
             raise ConfigError("ModelConfig.scale_decoder_output is for encoder-decoder layouts (original T5) only")
+        if self.loss_chunk_len is not None and self.loss_chunk_len <= 0:
+            raise ConfigError(f"ModelConfig.loss_chunk_len must be > 0 (or None for the unchunked loss), got "
+                              f"{self.loss_chunk_len}")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ConfigError(f"ModelConfig.dropout_rate must be in [0, 1), got {self.dropout_rate}")
 

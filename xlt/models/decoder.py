@@ -9,6 +9,10 @@ bidirectional inputs.
 written; ``decoder_causal_attention`` makes the chunk's prefix bidirectional, so prefill a prefix-LM
 prompt in one call) and "shared" scores groups of rows, causally, against a prompt cache without
 writing it. The parameters are the same in every mode.
+
+``output="logits"`` (the default) returns the [batch, length, vocab] logits; ``output="hidden"`` returns
+``(hidden, kernel)``, the final hidden states (after the final norm and its dropout) and the LM-head kernel,
+for ``xlt.losses.chunked_cross_entropy`` (see ``xlt.models.layers.LMHead``).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ import jax.numpy as jnp
 
 from xlt.models.blocks import Stack
 from xlt.models.config import ModelConfig
-from xlt.models.layers import (Dense, Embed, attention_mask, cache_context, cached_positions, constrain,
-                               make_norm, mask_padded_vocab, relative_bias)
+from xlt.models.layers import (Embed, LMHead, SegmentMask, cache_context, cached_positions, constrain, make_norm,
+                               relative_bias)
 
 Array = jax.Array
 
@@ -41,7 +45,7 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, batch: Mapping[str, Array], deterministic: bool = True,
-                 cache_mode: str | None = None) -> Array:
+                 cache_mode: str | None = None, output: str = "logits") -> Array | tuple[Array, Array]:
         cfg = self.cfg
         tokens = batch["decoder_input_tokens"]
         if cache_mode is None:
@@ -58,7 +62,7 @@ class Decoder(nn.Module):
         x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
         x = constrain(x, ("batch", "length", "embed"))
         if cache_mode is None:
-            mask = attention_mask(segments, segments, causal=True, prefix=batch.get("decoder_causal_attention"))
+            mask = SegmentMask(segments, segments, batch.get("decoder_causal_attention"), causal=True)
             bias = relative_bias(cfg, bidirectional=False, length=tokens.shape[1])
             cache_index = None
         else:
@@ -68,10 +72,4 @@ class Decoder(nn.Module):
                   name="decoder")(x, mask, bias, positions, cache_index=cache_index)
         x = make_norm(cfg, "final_norm")(x)
         x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
-        if cfg.tie_embeddings:
-            logits = embedder.attend(x)
-        else:
-            logits = Dense((cfg.vocab_size,), ("embed", "vocab"), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                           name="lm_head")(x)
-        logits = mask_padded_vocab(logits, cfg)
-        return constrain(logits, ("batch", "length", "vocab"))
+        return LMHead(cfg, embedder if cfg.tie_embeddings else None, name="lm_head")(x, output)

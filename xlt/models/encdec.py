@@ -10,6 +10,10 @@ keys and values are projected from ``encoded`` on the call that passes it (the f
 cache afterwards, when ``encoded`` may be None; ``encoder_input_tokens`` or ``encoder_segment_ids``
 still give the encoder padding mask. "shared": groups of decoder rows (the options of one prompt) attend
 to one encoded row each, projected once per group; their own tokens take the uncached self-attention.
+
+``output="hidden"`` (of ``__call__`` and ``decode``) returns ``(hidden, kernel)`` instead of the logits: the
+final decoder states (after the final norm, its dropout and, with ``scale_decoder_output``, the d_model**-0.5
+scaling) and the LM-head kernel, for ``xlt.losses.chunked_cross_entropy`` (see ``xlt.models.layers.LMHead``).
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import jax.numpy as jnp
 from xlt.models.blocks import Stack
 from xlt.models.config import ModelConfig
 from xlt.models.decoder import segments_and_positions
-from xlt.models.layers import (Dense, Embed, attention_mask, cache_context, cached_positions, check_groups,
-                               constrain, make_norm, mask_padded_vocab, relative_bias)
+from xlt.models.layers import (Embed, LMHead, SegmentMask, cache_context, cached_positions, check_groups, constrain,
+                               make_norm, relative_bias)
 
 Array = jax.Array
 
@@ -47,7 +51,7 @@ class Encoder(nn.Module):
         x = nn.Dropout(cfg.dropout_rate)(self.embedder(tokens), deterministic=deterministic)
         x = constrain(x, ("batch", "length", "embed"))
         bias = relative_bias(cfg, True, tokens.shape[1])
-        mask = attention_mask(segments, segments, causal=False)
+        mask = SegmentMask(segments, segments, causal=False)
         x = Stack(cfg, cfg.num_encoder_layers, causal=False, deterministic=deterministic, name="stack")(
             x, mask, bias, positions)
         return nn.Dropout(cfg.dropout_rate)(make_norm(cfg, "final_norm")(x), deterministic=deterministic)
@@ -59,7 +63,7 @@ class CrossDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, encoded: Array | None, batch: Mapping[str, Array], deterministic: bool = True,
-                 cache_mode: str | None = None) -> Array:
+                 cache_mode: str | None = None, output: str = "logits") -> Array | tuple[Array, Array]:
         cfg = self.cfg
         tokens = batch["decoder_input_tokens"]
         if cache_mode == "extend":
@@ -77,25 +81,19 @@ class CrossDecoder(nn.Module):
                                           (tokens.shape[0], 1, tokens.shape[1], enc_valid.shape[1]))
         else:
             bias = relative_bias(cfg, False, tokens.shape[1])
-            mask = attention_mask(segments, segments, causal=True)
+            mask = SegmentMask(segments, segments, causal=True)
             enc_segments = encoder_segments(batch)
             if cache_mode is not None:  # "shared": decoder rows in groups over the encoder rows
                 check_groups(tokens.shape[0], enc_segments.shape[0], "encoded input")
                 enc_segments = jnp.repeat(enc_segments, tokens.shape[0] // enc_segments.shape[0], axis=0)
             # Unpacked decoder rows are segment 1 and see every non-padding encoder token.
-            cross_mask = attention_mask(segments, enc_segments, causal=False)
+            cross_mask = SegmentMask(segments, enc_segments, causal=False)
         x = Stack(cfg, cfg.num_layers, causal=True, cross=True, deterministic=deterministic, cache_mode=cache_mode,
                   name="stack")(x, mask, bias, positions, encoded, cross_mask, cache_index=cache_index)
         x = nn.Dropout(cfg.dropout_rate)(make_norm(cfg, "final_norm")(x), deterministic=deterministic)
         if cfg.scale_decoder_output:  # original T5
             x = x * cfg.d_model ** -0.5
-        if cfg.tie_embeddings:
-            logits = self.embedder.attend(x)
-        else:
-            logits = Dense((cfg.vocab_size,), ("embed", "vocab"), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                           name="lm_head")(x)
-        logits = mask_padded_vocab(logits, cfg)
-        return constrain(logits, ("batch", "length", "vocab"))
+        return LMHead(cfg, self.embedder if cfg.tie_embeddings else None, name="lm_head")(x, output)
 
 
 class EncoderDecoder(nn.Module):
@@ -111,8 +109,9 @@ class EncoderDecoder(nn.Module):
         return self.encoder(batch, deterministic)
 
     def decode(self, encoded: Array | None, batch: Mapping[str, Array], deterministic: bool = True,
-               cache_mode: str | None = None) -> Array:
-        return self.decoder(encoded, batch, deterministic, cache_mode=cache_mode)
+               cache_mode: str | None = None, output: str = "logits") -> Array | tuple[Array, Array]:
+        return self.decoder(encoded, batch, deterministic, cache_mode=cache_mode, output=output)
 
-    def __call__(self, batch: Mapping[str, Array], deterministic: bool = True) -> Array:
-        return self.decode(self.encode(batch, deterministic), batch, deterministic)
+    def __call__(self, batch: Mapping[str, Array], deterministic: bool = True,
+                 output: str = "logits") -> Array | tuple[Array, Array]:
+        return self.decode(self.encode(batch, deterministic), batch, deterministic, output=output)
