@@ -329,7 +329,7 @@ class Probe:
 
 def attention_weights(cfg: ModelConfig, q: jax.Array, k: jax.Array, segments: jax.Array, bias: jax.Array | None,
                       causal: bool) -> jax.Array:
-    """Softmax weights [b, heads, q, k] as ``Attention`` computes them (``jax.nn.dot_product_attention``):
+    """Softmax weights [b, heads, q, k] as every ``Attention`` implementation computes them (xla, blocked, cuDNN):
     rotary positions 0..T-1, grouped-query heads (query head h reads kv head h // (heads / kv_heads)),
     scale 1/sqrt(head_dim) unless unscaled (T5), relative bias, then the segment/causal mask."""
     b, t = segments.shape
