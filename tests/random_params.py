@@ -1,6 +1,6 @@
-"""Random model parameters drawn on the host for decoding and scoring tests: logits O(1) and varied greedy
-outputs, so cached and uncached paths cannot agree by accident (an init-scale model mostly repeats one
-token)."""
+"""Test parameters: random ones drawn on the host (logits O(1) and varied greedy outputs, so cached and
+uncached paths, or sharded and single-device steps, cannot agree by accident: an init-scale model mostly
+repeats one token), and looped parameters restacked for scanned layers."""
 
 from __future__ import annotations
 
@@ -38,3 +38,14 @@ def random_params(cfg, model: nn.Module, seed: int):
         return jnp.asarray(x, jnp.float32)
 
     return jax.tree_util.tree_map_with_path(draw, abstract)
+
+
+def stack_layers(tree):
+    """Looped params (layers_0, layers_1, ...) -> scanned params (layers, stacked on axis 0)."""
+    if not isinstance(tree, dict):
+        return tree
+    out = {k: stack_layers(v) for k, v in tree.items() if not k.startswith("layers_")}
+    n = sum(k.startswith("layers_") for k in tree)
+    if n:
+        out["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *[tree[f"layers_{i}"] for i in range(n)])
+    return out

@@ -20,7 +20,7 @@ from xlt import decoding, partitioning
 from xlt.errors import ConfigError, DataError
 from xlt.models import ModelConfig, build_model
 
-from random_params import random_params
+from random_params import random_params, stack_layers
 
 # max_len = longest prompt + MAX_NEW: gpt's learned positions are used up to the last slot.
 BASE = dict(vocab_size=128, d_model=32, num_layers=2, d_ff=64, max_len=19)
@@ -48,17 +48,6 @@ def setup(layout: str):
     cfg = make_cfg(layout)
     model = build_model(cfg)
     return cfg, model, random_params(cfg, model, seed=LAYOUTS.index(layout))
-
-
-def stack_layers(tree):
-    """Looped params (layers_0, layers_1, ...) -> scanned params (layers, stacked on axis 0)."""
-    if not isinstance(tree, dict):
-        return tree
-    out = {k: stack_layers(v) for k, v in tree.items() if not k.startswith("layers_")}
-    n = sum(k.startswith("layers_") for k in tree)
-    if n:
-        out["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *[tree[f"layers_{i}"] for i in range(n)])
-    return out
 
 
 def prompts(seed: int = 0, lens=PROMPT_LENS) -> list[list[int]]:

@@ -18,6 +18,8 @@ from xlt.models import ModelConfig, build_model
 from xlt.models import layers as L
 from xlt import step
 
+from random_params import stack_layers
+
 T = 32  # sequence length of every test batch
 B = 2  # rows per test batch
 
@@ -186,17 +188,6 @@ def test_learned_positions_rejected_for_encoder_decoder():
 
 
 # --- 2. scanned + remat == looped ---------------------------------------------------------------------
-
-
-def stack_layers(tree):
-    """Looped params (layers_0, layers_1, ...) -> scanned params (layers, stacked on axis 0)."""
-    if not isinstance(tree, dict):
-        return tree
-    out = {k: stack_layers(v) for k, v in tree.items() if not k.startswith("layers_")}
-    n = sum(k.startswith("layers_") for k in tree)
-    if n:
-        out["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *[tree[f"layers_{i}"] for i in range(n)])
-    return out
 
 
 def mean_loss(model, params, batch):

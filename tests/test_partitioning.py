@@ -86,7 +86,8 @@ def to_host(tree):
 @functools.cache
 def host_params(layout: str):
     """Random parameters drawn on the host (no compiled init: the step, not the initialiser, is under
-    test here). Norm scales, biases and position tables are perturbed so every leaf matters."""
+    test here). Norm scales, biases and position tables are perturbed so every leaf matters. Scaled like an
+    initialisation (loss ~ log V), unlike tests/random_params.py's draw, whose peaked logits serve decoding."""
     cfg = make_cfg(layout)
     model = build_model(cfg)
     inputs = {k: jnp.zeros((1, T), jnp.int32) for k in make_batch(cfg)
