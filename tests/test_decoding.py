@@ -339,7 +339,7 @@ def test_cache_logical_axes_and_sharding(layout, scan, devices):
     specs = decoding.cache_specs(model, 4, 24, enc_len)
     shapes = nn.meta.unbox(jax.eval_shape(lambda: decoding.init_cache(model, 4, 24, enc_len)))
     flat = jax.tree_util.tree_flatten_with_path(specs, is_leaf=lambda x: isinstance(x, P))[0]
-    kv_axes = (("layers",) if scan else ()) + ("batch", "length", "heads", "kv")
+    kv_axes = (("layers",) if scan else ()) + ("batch", "length", "kv_heads", "kv")
     n_kv = 0
     for (path, spec), leaf in zip(flat, jax.tree.leaves(shapes)):
         name = jax.tree_util.keystr(path)

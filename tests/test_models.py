@@ -31,7 +31,7 @@ LAYOUT_KW = {
 }
 LAYOUTS = tuple(LAYOUT_KW)
 DECODER_ONLY = ("gpt", "llama")
-LOGICAL_AXES = {"batch", "length", "embed", "mlp", "heads", "kv", "vocab", "layers", "relpos_buckets"}
+LOGICAL_AXES = {"batch", "length", "embed", "mlp", "heads", "kv_heads", "kv", "vocab", "layers", "relpos_buckets"}
 
 # Two segments per row (lengths differ per row, and the encoder splits differently from the decoder).
 DEC_SPLITS = ((12, 20), (20, 12))

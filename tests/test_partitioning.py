@@ -348,7 +348,7 @@ def lowered_text(layout: str) -> str:
     fns = step.build(build_model(cfg), optax.sgd(LR), mesh, batch_shapes(batch))
     abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=fns.batch_shardings[k])
                       for k, v in batch.items()}
-    with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.axis_rules()):
         return fns.train.jitted.lower(fns.abstract_state, abstract_batch).as_text()
 
 

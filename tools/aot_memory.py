@@ -174,7 +174,7 @@ def build_step(args: Mapping[str, Any], devices: Sequence[jax.Device]) -> dict[s
 def compile_step(built: Mapping[str, Any]) -> tuple[Any, float, float]:
     """(compiled step, lower seconds, compile seconds), under the mesh and logical rules the step runs in."""
     fns = built["fns"]
-    with jax.set_mesh(built["mesh"]), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
+    with jax.set_mesh(built["mesh"]), nn.logical_axis_rules(partitioning.axis_rules()):
         t0 = time.perf_counter()
         lowered = fns.train.jitted.lower(fns.abstract_state, built["batch"])
         t1 = time.perf_counter()

@@ -203,7 +203,7 @@ def spec_peak() -> tuple[float | None, str | None]:
 def mesh_context(mesh):
     stack = contextlib.ExitStack()
     stack.enter_context(jax.set_mesh(mesh))
-    stack.enter_context(nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES))
+    stack.enter_context(nn.logical_axis_rules(partitioning.axis_rules()))
     return stack
 
 

@@ -23,7 +23,7 @@ Design
   batch size or on the rows added to fill a mesh.
 * On a mesh, parameters are placed by their logical axes, batch rows are padded to a multiple of the
   batch shards, and the cache is constrained by its logical axes, all through
-  ``xlt.partitioning.LOGICAL_AXIS_RULES`` (as ``xlt.step`` does for training).
+  ``xlt.partitioning.axis_rules()`` (as ``xlt.step`` does for training).
 
 Conventions (seqio): 0 is padding, 1 is EOS. Output rows hold the generated tokens up to and including
 EOS, then 0; ``lengths`` counts them (EOS included).
@@ -129,7 +129,7 @@ def mesh_context(mesh: Mesh | None) -> Iterator[None]:
     if mesh is None:
         yield
         return
-    with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.axis_rules()):
         yield
 
 
@@ -151,7 +151,7 @@ def param_shardings(model: nn.Module, mesh: Mesh) -> Any:
     """NamedShardings of the model's parameters from their logical axes (checked for divisibility)."""
     with mesh_context(mesh):
         boxed = jax.eval_shape(lambda r: model.init(r, _init_batch(model.cfg)), jax.random.key(0))["params"]
-    shardings = partitioning.logical_sharding(nn.get_partition_spec(boxed), mesh)
+    shardings = partitioning.logical_sharding(nn.get_partition_spec(boxed), mesh, shapes=abstract_unbox(boxed))
     partitioning.check_divisible(abstract_unbox(boxed), shardings, "parameter")
     return shardings
 
@@ -207,7 +207,7 @@ def check_cache_divisible(model: nn.Module, mesh: Mesh, batch_size: int, length:
                           encoded_length: int | None = None) -> None:
     specs = cache_specs(model, batch_size, length, encoded_length)
     shapes = abstract_unbox(jax.eval_shape(lambda: init_cache(model, batch_size, length, encoded_length)))
-    partitioning.check_divisible(shapes, partitioning.logical_sharding(specs, mesh), "cache")
+    partitioning.check_divisible(shapes, partitioning.logical_sharding(specs, mesh, shapes=shapes), "cache")
 
 
 def apply_cached(model: nn.Module, params: Any, cache: Any, batch: dict[str, Array], mode: str = "extend",

@@ -90,11 +90,11 @@ def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
         params = model.init(rng, _dummy_batch({k: (1,) + s[1:] for k, s in model_inputs.items()}))["params"]
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
-    with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.axis_rules()):
         boxed = jax.eval_shape(boxed_init, jax.random.key(seed))
     specs = nn.get_partition_spec(boxed)
-    state_shardings = partitioning.logical_sharding(specs, mesh)
     abstract = nn.meta.unbox(boxed)
+    state_shardings = partitioning.logical_sharding(specs, mesh, shapes=abstract)
     partitioning.check_divisible(abstract.params, state_shardings.params, "parameter")
     batch_shardings = {k: partitioning.batch_sharding(mesh, len(s)) for k, s in batch_shapes.items()}
 
@@ -145,7 +145,7 @@ def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
 
     def with_context(fn):
         def wrapped(*args):
-            with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
+            with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.axis_rules()):
                 return fn(*args)
         wrapped.jitted = fn
         return wrapped

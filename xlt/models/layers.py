@@ -1,9 +1,11 @@
 """Transformer building blocks shared by every layout.
 
 Each parameter is created with its logical axis names (``nn.with_logical_partitioning``) and key
-activations are constrained with ``constrain``; where they land on a mesh is decided only by
-``xlt.partitioning.LOGICAL_AXIS_RULES``. Cached decoding keeps keys and values in flax's "cache"
-collection, with logical names too (see "KV cache" below).
+activations are constrained with ``constrain``; where they land on a mesh is decided only by the run's
+rules, ``xlt.partitioning.axis_rules()``. Query heads are ``heads``; key/value heads (fewer under
+grouped-query attention) are ``kv_heads``, replicated by ``xlt.partitioning`` wherever they do not divide
+over their mesh axis. Cached decoding keeps keys and values in flax's "cache" collection, with logical
+names too (see "KV cache" below).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from xlt import losses
+from xlt import losses, partitioning
 from xlt.errors import ConfigError
 from xlt.models.config import ModelConfig
 
@@ -27,8 +29,9 @@ embed_init = nn.initializers.normal(stddev=0.02)
 
 
 def constrain(x: Array, axes: Sequence[str | None]) -> Array:
-    """Pin an activation's layout by logical axis names (a no-op outside a mesh context)."""
-    return nn.with_logical_constraint(x, tuple(axes))
+    """Pin an activation's layout by logical axis names (a no-op outside a mesh context); ragged ``kv_heads``
+    are replicated (``xlt.partitioning.constrain``)."""
+    return partitioning.constrain(x, axes)
 
 
 def dtype_of(name: str):
@@ -53,11 +56,11 @@ class Dense(nn.Module):
         init = nn.initializers.variance_scaling(  # fan-in over every contracted axis
             self.init_scale, "fan_in", "truncated_normal", in_axis=tuple(range(n_in)),
             out_axis=tuple(range(n_in, n_in + len(self.features))))
-        kernel = self.param("kernel", nn.with_logical_partitioning(init, self.axes),
+        kernel = self.param("kernel", partitioning.with_logical_partitioning(init, self.axes),
                             tuple(in_shape) + tuple(self.features), dtype_of(self.param_dtype))
         y = jnp.tensordot(x.astype(self.dtype), kernel.astype(self.dtype), axes=self.contract)
         if self.use_bias:
-            bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, self.axes[n_in:]),
+            bias = self.param("bias", partitioning.with_logical_partitioning(nn.initializers.zeros, self.axes[n_in:]),
                               tuple(self.features), dtype_of(self.param_dtype))
             y = y + bias.astype(self.dtype)
         return y
@@ -370,7 +373,7 @@ def resolve_attention_impl(impl: str, dtype: str) -> str:
 # --- KV cache -------------------------------------------------------------------------------------
 #
 # The cache lives in flax's "cache" collection. Per attention layer it holds ``cached_key`` and
-# ``cached_value`` [batch, slots, kv_heads, head_dim] (logical axes batch, length, heads, kv); per decoder
+# ``cached_value`` [batch, slots, kv_heads, head_dim] (logical axes batch, length, kv_heads, kv); per decoder
 # stack one ``slot_positions`` [batch, slots] holds the position of the token in each slot, -1 while empty.
 # Its length is fixed when it is created (by ``model.init(..., cache_mode="extend")`` on a batch of that
 # length), so a decode loop compiles once.
@@ -387,7 +390,9 @@ def resolve_attention_impl(impl: str, dtype: str) -> str:
 #             it without copying it per row: option scoring computes a prompt once for all its options.
 
 CACHE_MODES = ("extend", "shared")
-CACHE_AXES = ("batch", "length", "heads", "kv")
+QUERY_AXES = ("batch", "length", "heads", "kv")  # queries and the attention output
+KV_AXES = ("batch", "length", "kv_heads", "kv")  # projected keys and values, and the KV cache
+CACHE_AXES = KV_AXES
 SLOT_AXES = ("batch", "length")
 
 
@@ -510,12 +515,12 @@ class Attention(nn.Module):
         if self.cache_mode is not None:
             out = self._cached(dense, q, kv, mask, bias, q_positions, kv_positions, cache_index)
             return self._output(dense, out, deterministic)
-        k = dense((cfg.num_kv_heads, cfg.head_dim), ("embed", "heads", "kv"), name="key")(kv)
-        v = dense((cfg.num_kv_heads, cfg.head_dim), ("embed", "heads", "kv"), name="value")(kv)
+        k = dense((cfg.num_kv_heads, cfg.head_dim), ("embed", "kv_heads", "kv"), name="key")(kv)
+        v = dense((cfg.num_kv_heads, cfg.head_dim), ("embed", "kv_heads", "kv"), name="value")(kv)
         if self.rope:
             q = apply_rope(q, q_positions, cfg.rope_theta)
             k = apply_rope(k, kv_positions, cfg.rope_theta)
-        q, k, v = (constrain(t, ("batch", "length", "heads", "kv")) for t in (q, k, v))
+        q, k, v = constrain(q, QUERY_AXES), constrain(k, KV_AXES), constrain(v, KV_AXES)
         impl = resolve_attention_impl(cfg.attention_impl, cfg.dtype)
         scale = None if cfg.scale_attention else 1.0
         if impl == "blocked":
@@ -540,12 +545,12 @@ class Attention(nn.Module):
         kv_shape = (cfg.num_kv_heads, cfg.head_dim)
 
         def project(inputs):
-            k = dense(kv_shape, ("embed", "heads", "kv"), name="key")(inputs)
-            v = dense(kv_shape, ("embed", "heads", "kv"), name="value")(inputs)
+            k = dense(kv_shape, ("embed", "kv_heads", "kv"), name="key")(inputs)
+            v = dense(kv_shape, ("embed", "kv_heads", "kv"), name="value")(inputs)
             return k, v
 
         def cache_vars(shape, dtype):
-            init = nn.with_logical_partitioning(jnp.zeros, CACHE_AXES)
+            init = partitioning.with_logical_partitioning(jnp.zeros, KV_AXES)
             return (self.variable("cache", "cached_key", init, shape, dtype),
                     self.variable("cache", "cached_value", init, shape, dtype))
 
@@ -553,13 +558,13 @@ class Attention(nn.Module):
             if mode == "shared":  # options grouped over their prompt's encoding: project it once
                 k, v = project(kv)
                 check_groups(q.shape[0], k.shape[0], "encoded input")
-                q, k, v = (constrain(t, CACHE_AXES) for t in (q, k, v))
+                q, k, v = constrain(q, QUERY_AXES), constrain(k, KV_AXES), constrain(v, KV_AXES)
                 return grouped_cross_attention(q, k, v, mask, scale)
             if kv is not None:  # the call that brings the encoded input fills the cross cache
                 k, v = project(kv)
                 ck, cv = cache_vars(k.shape, k.dtype)
                 if not self.is_initializing():
-                    ck.value, cv.value = constrain(k, CACHE_AXES), constrain(v, CACHE_AXES)
+                    ck.value, cv.value = constrain(k, KV_AXES), constrain(v, KV_AXES)
             elif not self.has_variable("cache", "cached_key"):
                 raise ConfigError("cross-attention cache is empty: pass the encoded input on the first "
                                   "cache_mode='extend' call")
@@ -572,7 +577,7 @@ class Attention(nn.Module):
         if self.rope:
             q = apply_rope(q, q_positions, cfg.rope_theta)
             k = apply_rope(k, kv_positions, cfg.rope_theta)
-        q, k, v = (constrain(t, CACHE_AXES) for t in (q, k, v))
+        q, k, v = constrain(q, QUERY_AXES), constrain(k, KV_AXES), constrain(v, KV_AXES)
         if mode == "shared":
             if not self.has_variable("cache", "cached_key"):
                 raise ConfigError("cache_mode='shared' needs a cache filled by cache_mode='extend'")
@@ -582,8 +587,8 @@ class Attention(nn.Module):
                                            1.0 / math.sqrt(cfg.head_dim) if scale is None else scale)
         ck, cv = cache_vars(k.shape, k.dtype)
         if not self.is_initializing():
-            ck.value = constrain(write_slots(ck.value, k, cache_index), CACHE_AXES)
-            cv.value = constrain(write_slots(cv.value, v, cache_index), CACHE_AXES)
+            ck.value = constrain(write_slots(ck.value, k, cache_index), KV_AXES)
+            cv.value = constrain(write_slots(cv.value, v, cache_index), KV_AXES)
         if bias is not None:
             bias = jnp.broadcast_to(bias, (q.shape[0],) + bias.shape[1:])
         return jax.nn.dot_product_attention(q, ck.value, cv.value, bias=bias, mask=mask, scale=scale,
@@ -591,7 +596,7 @@ class Attention(nn.Module):
 
     def _output(self, dense, out: Array, deterministic: bool) -> Array:
         cfg = self.cfg
-        out = constrain(out, ("batch", "length", "heads", "kv"))
+        out = constrain(out, QUERY_AXES)
         out = nn.Dropout(cfg.dropout_rate)(out, deterministic=deterministic)
         return dense((cfg.d_model,), ("heads", "kv", "embed"), contract=2, name="out")(out)
 
