@@ -1,12 +1,14 @@
-"""Partitioning tests: a sharded train step computes what the single-device step computes, gradient
-accumulation changes nothing, bad meshes fail with one clear error, the rules table places axes as
-documented, and the logical constraints really reach the compiled program."""
+"""Partitioning tests: a sharded train step computes what the single-device step computes (also for
+grouped-query attention with fewer KV heads than the tensor axis, and under a run's own rules), gradient
+accumulation changes nothing, bad meshes and bad rules fail with one clear error, the rules table places axes
+as documented, and the logical constraints really reach the compiled program."""
 
 from __future__ import annotations
 
 import functools
 
 import flax.linen as nn
+import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,8 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from xlt import partitioning, step
+from random_params import random_params
+from xlt import decoding, partitioning, step
 from xlt.errors import ConfigError
 from xlt.models import ModelConfig, build_model
 from xlt.models import blocks, decoder, encdec, layers
@@ -28,10 +31,18 @@ LAYOUT_KW = {
     "t5": dict(layout="t5", head_dim=16),
 }
 MESHES = [(8, 1, 1), (2, 2, 2), (1, 2, 4)]
+# Grouped-query attention with fewer KV heads than the tensor axis of the (1, 2, 4) and (2, 1, 4) meshes:
+# the KV projections are replicated over ``tensor`` (their logical axis ``kv_heads`` does not divide).
+GQA_KW = {
+    "llama_kv1": dict(layout="llama", num_heads=8, num_kv_heads=1),
+    "llama_kv2": dict(layout="llama", num_heads=8, num_kv_heads=2),
+}
+ALL_KW = {**LAYOUT_KW, **GQA_KW}
+GQA_MESHES = [(1, 2, 4), (2, 1, 4)]
 
 
 def make_cfg(layout: str, **overrides) -> ModelConfig:
-    return ModelConfig(**{**BASE, **LAYOUT_KW[layout], **overrides})
+    return ModelConfig(**{**BASE, **ALL_KW[layout], **overrides})
 
 
 def packed_rows(rng, lengths_per_row):
@@ -73,9 +84,13 @@ def batch_shapes(batch):
     return {k: v.shape for k, v in batch.items()}
 
 
-def mlp_kernel(params):
+def first_layer(params):
     stack = params["decoder"]["stack"] if "stack" in params["decoder"] else params["decoder"]
-    mlp = stack["layers_0"]["mlp"]
+    return stack["layers_0"]
+
+
+def mlp_kernel(params):
+    mlp = first_layer(params)["mlp"]
     return mlp["wi_0" if "wi_0" in mlp else "wi"]["kernel"]
 
 
@@ -93,7 +108,7 @@ def host_params(layout: str):
     inputs = {k: jnp.zeros((1, T), jnp.int32) for k in make_batch(cfg)
               if not k.startswith(("decoder_target", "decoder_loss"))}
     abstract = nn.meta.unbox(jax.eval_shape(lambda r: model.init(r, inputs), jax.random.key(0))["params"])
-    rng = np.random.default_rng(list(LAYOUT_KW).index(layout))
+    rng = np.random.default_rng(list(ALL_KW).index(layout))
 
     def draw(path, leaf):
         name = jax.tree_util.keystr(path, simple=True, separator="/")
@@ -146,8 +161,10 @@ def run_step(layout: str, mesh_shape, *, grad_accum_steps: int = 1):
     state = step.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
     state = jax.device_put(state, fns.state_shardings)
     state, metrics = fns.train(state, partitioning.global_batch(batch, mesh))
+    attention = first_layer(state.params)["self_attention"]
     return dict(init=params, params=to_host(state.params), grads=to_host(state.opt_state["grads"]),
                 metrics=step.to_host(metrics),
+                attention_specs={k: attention[k]["kernel"].sharding.spec for k in ("query", "key", "value")},
                 kernel_sharding=mlp_kernel(state.params).sharding, kernel_shards=[
                     s.data.shape for s in mlp_kernel(state.params).addressable_shards],
                 step=int(state.step), fns=fns, cfg=cfg, batch=batch)
@@ -194,8 +211,11 @@ def test_sharded_step_matches_single_device(layout, mesh_shape):
     assert ref["kernel_sharding"].is_fully_replicated
     assert got["fns"].batch_shardings["decoder_input_tokens"].spec == P(("data", "fsdp"), None)
     assert got["step"] == ref["step"] == 1
+    assert_matches_reference(got, ref)
 
-    # Loss, metrics, gradient norm and the SGD update (-LR * grad) match the single-device step.
+
+def assert_matches_reference(got, ref):
+    """Loss, metrics, gradient norm and the SGD update (-LR * grad) match the single-device step."""
     m, rm = got["metrics"], ref["metrics"]
     assert m["tokens"] == rm["tokens"] == float(ref["batch"]["decoder_loss_weights"].sum())
     assert 3.0 < rm["loss"] < 10.0  # ~ log(384) at initialisation: a real loss
@@ -215,6 +235,65 @@ def test_sharded_step_matches_single_device(layout, mesh_shape):
             assert np.max(np.abs(g)) > 1e-6, name
     assert_trees_close(grads, ref_grads, rtol=1e-5, atol=1e-6, what="grad")
     assert_trees_close(got["params"], ref["params"], rtol=1e-5, atol=1e-6, what="updated param")
+
+
+@pytest.mark.parametrize("mesh_shape", GQA_MESHES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("variant", list(GQA_KW))
+def test_gqa_fewer_kv_heads_than_tensor_axis(variant, mesh_shape):
+    """1 or 2 KV heads on a tensor axis of 4: the key/value projections are replicated over ``tensor``
+    (``kv_heads`` does not divide), the query heads stay sharded, and the step equals the single-device one."""
+    ref = reference(variant)
+    got = run_step(variant, mesh_shape)
+    assert got["cfg"].num_kv_heads < mesh_shape[2]
+    specs = got["attention_specs"]
+    assert specs["query"] == P("fsdp", "tensor", None)
+    assert specs["key"] == specs["value"] == P("fsdp", None, None)
+    assert got["kernel_sharding"].spec == P("fsdp", "tensor")
+    assert got["step"] == ref["step"] == 1
+    assert_matches_reference(got, ref)
+
+
+def test_gqa_kv_heads_that_divide_stay_sharded():
+    """The fallback is per array: 4 KV heads on a tensor axis of 4 are sharded like the query heads."""
+    got = run_step("llama", (1, 2, 4))
+    assert got["attention_specs"]["key"] == got["attention_specs"]["value"] == P("fsdp", "tensor", None)
+
+
+@pytest.fixture
+def mlp_over_fsdp():
+    """A run's own rules: the MLP hidden axis over ``fsdp``, the model axis over ``tensor``."""
+    gin.bind_parameter("axis_rules.overrides", [("mlp", "fsdp"), ("embed", "tensor")])
+    yield
+    gin.clear_config()
+
+
+@pytest.mark.parametrize("layout", ["gpt", "llama"])
+def test_custom_rules_change_placement_not_results(layout, mlp_over_fsdp):
+    """Bound rules reach the train step: the MLP kernel [embed, mlp] is placed (tensor, fsdp) instead of
+    (fsdp, tensor), and the step still equals the single-device step."""
+    assert partitioning.axis_rules()[2:4] == (("embed", "tensor"), ("mlp", "fsdp"))
+    ref = reference(layout)  # one device: the rules place nothing
+    got = run_step(layout, (1, 2, 4))
+    cfg = got["cfg"]
+    assert got["kernel_sharding"].spec == P("tensor", "fsdp")
+    assert set(got["kernel_shards"]) == {(cfg.d_model // 4, cfg.d_ff // 2)}
+    assert got["attention_specs"]["query"] == P("tensor", None, None)  # heads lost tensor to embed
+    assert_matches_reference(got, ref)
+
+
+def test_gqa_generation_on_mesh_matches_single_device(devices):
+    """Cached greedy decoding with 2 KV heads on a tensor axis of 4 (KV cache replicated over ``tensor``)
+    gives the single-device tokens."""
+    cfg = make_cfg("llama_kv2", max_len=24)
+    model = build_model(cfg)
+    params = random_params(cfg, model, seed=7)
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(2, cfg.vocab_size, n).tolist() for n in (3, 9, 5, 1)]
+    want = decoding.generate(model, params, prompts, max_new_tokens=6, eos_id=-1).tokens
+    mesh = partitioning.make_mesh((1, 2, 4), devices=devices)
+    got = decoding.generate(model, params, prompts, max_new_tokens=6, eos_id=-1, mesh=mesh).tokens
+    assert len({tuple(r) for r in np.asarray(want)}) > 1  # varied outputs, not one repeated token
+    np.testing.assert_array_equal(got, want)
 
 
 def test_init_independent_of_mesh():
@@ -289,12 +368,15 @@ def test_mesh_fill(devices):
 
 
 def test_parameter_not_divisible():
-    cfg = make_cfg("llama", num_kv_heads=2)
+    """Query heads (and every axis but ``kv_heads``) must divide: 2 heads on a tensor axis of 4 is an error
+    naming the first such array in tree order, the attention output kernel [heads, kv, embed]. (Before ``kv_heads`` existed, 2 KV heads failed the same way on the key kernel;
+    they are now replicated, see test_gqa_fewer_kv_heads_than_tensor_axis.)"""
+    cfg = make_cfg("llama", num_heads=2, num_kv_heads=2, head_dim=16)
     shapes = batch_shapes(make_batch(cfg))
     with pytest.raises(ConfigError) as e:
         step.build(build_model(cfg), optax.sgd(LR), partitioning.make_mesh((1, 2, 4)), shapes)
     msg = str(e.value)
-    assert "self_attention/key/kernel" in msg, msg
+    assert "self_attention/out/kernel" in msg and "dimension 0" in msg, msg
     assert "'tensor'" in msg and "size 4" in msg and "size 2" in msg, msg
 
 
@@ -326,6 +408,73 @@ def test_logical_rules():
     mesh = partitioning.make_mesh((2, 2, 2))
     assert partitioning.batch_sharding(mesh).spec == P(("data", "fsdp"), None)
     assert partitioning.replicated(mesh).is_fully_replicated
+
+
+def test_kv_heads_fit_to_shape():
+    """``kv_heads`` is replicated exactly where its dimension does not divide; other axes are left for
+    ``check_divisible`` to reject."""
+    mesh = partitioning.make_mesh((1, 2, 4))
+    fit = partitioning.fit_axes
+    assert fit((32, 2, 16), ("embed", "kv_heads", "kv"), mesh) == ("embed", None, "kv")
+    assert fit((32, 1, 16), ("embed", "kv_heads", "kv"), mesh) == ("embed", None, "kv")
+    assert fit((32, 8, 16), ("embed", "kv_heads", "kv"), mesh) == ("embed", "kv_heads", "kv")
+    assert fit((32, 2, 16), ("embed", "heads", "kv"), mesh) == ("embed", "heads", "kv")
+    assert partitioning.logical_to_spec(("batch", "length", "kv_heads", "kv")) == P(("data", "fsdp"), None, "tensor", None)
+    specs = {"k": P("embed", "kv_heads", "kv"), "q": P("embed", "heads", "kv")}
+    shapes = {"k": jax.ShapeDtypeStruct((32, 2, 16), jnp.float32), "q": jax.ShapeDtypeStruct((32, 8, 16), jnp.float32)}
+    got = partitioning.logical_sharding(specs, mesh, shapes=shapes)
+    assert got["k"].spec == P("fsdp", None, None) and got["q"].spec == P("fsdp", "tensor", None)
+    partitioning.check_divisible(shapes, got, "parameter")
+    # Without shapes the names are taken as they are, and the check names the ragged array.
+    with pytest.raises(ConfigError, match=r"parameter k: dimension 1 of size 2 .*'tensor' of size 4"):
+        partitioning.check_divisible(shapes, partitioning.logical_sharding(specs, mesh), "parameter")
+
+
+def test_axis_rules_default_and_overrides():
+    assert partitioning.axis_rules() == partitioning.LOGICAL_AXIS_RULES
+    assert {a for a, _ in partitioning.LOGICAL_AXIS_RULES} == set(partitioning.LOGICAL_AXES)
+    # Overrides replace an axis's entries in place (its precedence), a chain of entries included.
+    rules = partitioning.axis_rules(overrides=[("vocab", None), ("mlp", ["fsdp", "tensor"]), ("mlp", "tensor")])
+    assert [a for a, _ in rules] == [a for a, _ in partitioning.LOGICAL_AXIS_RULES[:3]] + ["mlp", "mlp"] + [
+        a for a, _ in partitioning.LOGICAL_AXIS_RULES[4:]]
+    assert dict(rules)["vocab"] is None and rules[3] == ("mlp", ("fsdp", "tensor"))
+    spec = functools.partial(partitioning.logical_to_spec, rules=rules)
+    assert spec(("embed", "mlp")) == P("fsdp", "tensor")  # embed took fsdp: mlp falls back to tensor
+    assert spec(("batch", "length", "mlp")) == P(("data", "fsdp"), None, "tensor")
+    assert spec(("mlp",)) == P(("fsdp", "tensor"))
+    assert spec(("vocab", "embed")) == P(None, "fsdp")
+    # replace: a whole table of the run's own; axes it leaves out are replicated.
+    own = partitioning.axis_rules(replace=[("batch", "data"), ("heads", "tensor")])
+    assert own == (("batch", "data"), ("heads", "tensor"))
+    assert partitioning.logical_to_spec(("batch", "embed", "heads"), own) == P("data", None, "tensor")
+
+
+def test_axis_rules_from_gin_reach_every_reader():
+    gin.parse_config("axis_rules.replace = [('batch', 'data'), ('mlp', 'fsdp'), ('heads', 'tensor')]")
+    try:
+        assert partitioning.logical_to_spec(("embed", "mlp")) == P(None, "fsdp")
+        mesh = partitioning.make_mesh((2, 2, 2))
+        assert partitioning.batch_sharding(mesh).spec == P("data", None)
+        with pytest.raises(ConfigError, match=r"BATCH_SIZE=3 does not divide over the batch mesh axes data=2"):
+            partitioning.check_batch(3, mesh)
+        partitioning.check_batch(2, mesh)
+    finally:
+        gin.clear_config()
+    assert partitioning.batch_sharding(partitioning.make_mesh((2, 2, 2))).spec == P(("data", "fsdp"), None)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(overrides=[("mpl", "tensor")]), r"axis_rules.overrides: rule \('mpl', 'tensor'\) names unknown logical axis 'mpl'"),
+    (dict(overrides=[("mlp", "model")]), r"unknown mesh axis 'model'; mesh axes: data, fsdp, tensor"),
+    (dict(overrides=[("batch", ("data", "data"))]), r"rule \('batch', \('data', 'data'\)\) uses mesh axis 'data' twice"),
+    (dict(replace=[("embed", "fsdp"), ("heads",)]), r"axis_rules.replace: rule \('heads',\) is not a"),
+    (dict(replace="embed"), r"axis_rules.replace must be a sequence"),
+    (dict(overrides=[("mlp", 3)]), r"mesh axes must be None, a name or names"),
+])
+def test_axis_rules_errors(kwargs, match):
+    with pytest.raises(ConfigError, match=match) as e:
+        partitioning.axis_rules(**kwargs)
+    assert "\n" not in str(e.value).split("\n  In call to configurable")[0]  # one line (gin appends its note)
 
 
 def test_global_batch_is_sharded():
