@@ -1,15 +1,17 @@
 """Mixture rates: closed forms on hand-made sizes, UniMax by hand, sampling checks (numpy and seqio),
-curricula and validation errors."""
+curricula and validation errors; the rate registry, and sizes asked of the tasks (Bible characters for
+Bible tasks, mC4's TFDS counts or a sizes file for mC4 tasks)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
 from xlt.data import mixtures as mx
-from xlt.errors import DataError
+from xlt.errors import ConfigError, DataError
 
 SIZES = {"en": 1000.0, "fr": 250.0, "sw": 40.0, "ko": 10.0}
 
@@ -227,3 +229,169 @@ def test_stage_is_frozen_and_normalised():
     with pytest.raises(TypeError):
         stage.weights["en"] = 1.0  # type: ignore[index]
     assert math.isclose(sum(stage.weights.values()), 1.0)
+
+
+# ---- the rate registry ---------------------------------------------------------------------------------
+
+
+def test_registry_holds_the_three_rates():
+    assert {"proportional", "temperature", "unimax"} <= set(mx.rate_names())
+    _close(mx.rate_weights("proportional", SIZES), mx.proportional(SIZES))
+    _close(mx.rate_weights("temperature", SIZES, alpha=0.3), mx.temperature(SIZES, 0.3))
+    _close(mx.rate_weights("temperature", SIZES), mx.temperature(SIZES))  # None / absent: the default alpha
+    # Parameters a rate does not take are not passed on (language_mixture passes all of them).
+    _close(mx.rate_weights("unimax", SIZES, alpha=0.3, budget=600, max_epochs=2.0), mx.unimax(SIZES, 600, 2.0))
+    _close(mx.rate_weights("proportional", SIZES, alpha=0.3, budget=None), mx.proportional(SIZES))
+
+
+@pytest.fixture
+def sqrt_rate():
+    """A newcomer's rate: p ∝ sqrt(n), capped at ``cap`` of the largest."""
+    @mx.register_rate("xlt_test_sqrt")
+    def sqrt_rate(sizes, cap=1.0):
+        top = max(sizes.values())
+        return {k: min(math.sqrt(v), cap * math.sqrt(top)) for k, v in sizes.items()}
+
+    yield sqrt_rate
+    mx._RATES.pop("xlt_test_sqrt")
+
+
+def test_register_a_new_rate_by_name(sqrt_rate):
+    assert "xlt_test_sqrt" in mx.rate_names()
+    root = {k: math.sqrt(v) for k, v in SIZES.items()}
+    _close(mx.rate_weights("xlt_test_sqrt", SIZES, alpha=0.3), {k: v / sum(root.values()) for k, v in root.items()})
+    capped = mx.rate_weights("xlt_test_sqrt", SIZES, cap=0.5)
+    assert capped["en"] == pytest.approx(capped["fr"])  # both at the cap, sqrt(1000)/2 < sqrt(250)
+    # The curriculum builder splits the rest by it too.
+    cur = mx.Curriculum.from_group_shares(SIZES, [(0, {"en": 0.5})], rate="xlt_test_sqrt")
+    rest = {k: v for k, v in root.items() if k != "en"}
+    _close(cur.weights_at(0), {"en": 0.5, **{k: 0.5 * v / sum(rest.values()) for k, v in rest.items()}})
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: mx.rate_weights("zipf", SIZES), ConfigError, r"rate 'zipf' is not registered; choose one of .*proportional"),
+    (lambda: mx.rate_weights("unimax", SIZES), ConfigError, r"rate='unimax' needs budget"),
+    (lambda: mx.check_rate("unimax", "language_mixture.", budget=None), ConfigError,
+     r"language_mixture.rate='unimax' needs language_mixture.budget"),
+    (lambda: mx.Curriculum.from_group_shares(SIZES, [(0, {"en": 1.0})], rate="zipf"), ConfigError, "'zipf'"),
+    (lambda: mx.register_rate("", mx.proportional), ConfigError, "non-empty"),
+    (lambda: mx.register_rate("xlt_test_bad", 3), ConfigError, "not callable"),
+])
+def test_rate_errors(call, error, match):
+    with pytest.raises(error, match=match) as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+def test_one_fixed_share_builder_for_every_rate():
+    """language_mixture's curricula and Curriculum.from_group_shares are one builder: both give the rest
+    ``rate_weights`` of the rest's sizes."""
+    stages = [(0, {"en": 0.7}), (10, {"en": 0.2, "ko": 0.1})]
+    for rate, params in [("proportional", {}), ("temperature", {"alpha": 0.5}), ("unimax", {"budget": 500.0})]:
+        cur = mx.Curriculum.from_group_shares(SIZES, stages, rate=rate, **params)
+        for step, fixed in stages:
+            rest = {k: v for k, v in SIZES.items() if k not in fixed}
+            want = {k: (1 - sum(fixed.values())) * p for k, p in mx.rate_weights(rate, rest, **params).items()}
+            _close(cur.weights_at(step), {**fixed, **want}, tol=1e-12)
+
+
+# ---- sizes from the tasks --------------------------------------------------------------------------------
+
+
+def _rates(name):
+    import seqio
+    mixture = seqio.get_mixture_or_task(name)
+    return {t.name: mixture.get_rate(t) for t in mixture.tasks}
+
+
+def test_bible_tasks_report_bible_characters():
+    from xlt.data import tasks
+
+    tasks.register_tasks(languages=("en", "ko"))
+    sizes, unit = mx.task_sizes({"en": "bible_en", "ko": "bible_ko_prefix"})
+    assert unit == "characters" and sizes == {k: float(v) for k, v in mx.bible_sizes(["en", "ko"]).items()}
+    assert tasks.task_language("bible_ko_prefix") == "ko" and tasks.task_language("no_such_task") is None
+    desc = mx.language_mixture(name="xlt_test_bible_prop", languages=("en", "ko"), rate="proportional")
+    assert desc["unit"] == "characters"
+    _close(_rates("xlt_test_bible_prop"), {f"bible_{k}": v for k, v in mx.proportional(mx.bible_sizes(["en", "ko"])).items()})
+
+
+@pytest.fixture
+def mc4_tasks(monkeypatch):
+    """mC4 tasks with TFDS dataset info faked: examples per TFDS split (mC4 names them by language)."""
+    from xlt.data import tasks
+
+    info = {"ko": 900, "ko-validation": 9, "sw": 100, "sw-validation": 1}
+    asked = []
+
+    def fake_num_examples(tfds_name, split, data_dir=None):
+        asked.append((tfds_name, split))
+        return info[split]
+
+    monkeypatch.setattr(tasks, "tfds_num_examples", fake_num_examples)
+    tasks.register_tasks(languages=("ko", "sw"))  # Bible tasks of the same languages, with other sizes
+    return tasks.register_mc4_tasks(languages=("ko", "sw")), asked
+
+
+def test_mc4_mixture_weighted_by_mc4_sizes_not_bible(mc4_tasks):
+    names, asked = mc4_tasks
+    assert names == ["mc4_ko", "mc4_sw"]
+    desc = mx.language_mixture(name="xlt_test_mc4_prop", languages=("ko", "sw"), rate="proportional",
+                               task_pattern="mc4_{lang}")
+    assert ("c4/multilingual:3.1.0", "ko") in asked and ("c4/multilingual:3.1.0", "sw") in asked
+    assert desc["unit"] == "examples"
+    _close(_rates("xlt_test_mc4_prop"), {"mc4_ko": 0.9, "mc4_sw": 0.1})
+    bible = mx.proportional(mx.bible_sizes(["ko", "sw"]))  # sw has more Bible text than ko
+    assert bible["sw"] > bible["ko"]
+    # Temperature and the validation split ask the same tasks.
+    mx.language_mixture(name="xlt_test_mc4_temp", languages=("ko", "sw"), alpha=0.5, task_pattern="mc4_{lang}")
+    _close(_rates("xlt_test_mc4_temp"), {"mc4_ko": 30 / 40, "mc4_sw": 10 / 40})
+    sizes, _ = mx.task_sizes({"ko": "mc4_ko", "sw": "mc4_sw"}, split="validation")
+    assert sizes == {"ko": 9.0, "sw": 1.0}
+
+
+def test_mc4_sizes_file(tmp_path):
+    from xlt.data import tasks
+
+    path = tmp_path / "mc4_sizes.json"
+    path.write_text(json.dumps({"unit": "characters", "ko": {"train": 3000, "validation": 30}, "sw": 1000}))
+    tasks.register_mc4_tasks(languages=("ko", "sw"), sizes_file=str(path))
+    sizes, unit = mx.task_sizes({"ko": "mc4_ko", "sw": "mc4_sw"})
+    assert (sizes, unit) == ({"ko": 3000.0, "sw": 1000.0}, "characters")
+    mx.language_mixture(name="xlt_test_mc4_file", languages=("ko", "sw"), rate="proportional",
+                        task_pattern="mc4_{lang}")
+    _close(_rates("xlt_test_mc4_file"), {"mc4_ko": 0.75, "mc4_sw": 0.25})
+    with pytest.raises(DataError, match=r"has no size for 'sw' split 'validation'"):
+        mx.task_sizes({"sw": "mc4_sw"}, split="validation")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"ko": {"train": "many"}}))
+    with pytest.raises(DataError, match=r"size of 'ko' split 'train' must be a number"):
+        tasks.register_mc4_tasks(languages=("ko",), sizes_file=str(bad))
+    with pytest.raises(ConfigError, match="sizes file not found"):
+        tasks.register_mc4_tasks(languages=("ko",), sizes_file=str(tmp_path / "missing.json"))
+
+
+def test_task_size_errors(mc4_tasks, monkeypatch):
+    import seqio
+    from xlt.data import tasks
+
+    with pytest.raises(DataError, match=r"task 'mc4_en' is not registered"):
+        mx.language_mixture(name="xlt_test_mc4_missing", languages=("en",), task_pattern="mc4_{lang}")
+    with pytest.raises(DataError, match=r"different units: .*characters.*examples|different units: .*examples.*characters"):
+        mx.task_sizes({"ko": "mc4_ko", "sw": "bible_sw"})
+    with pytest.raises(DataError, match=r"task 'mc4_ko' carries language 'ko', not 'sw'"):
+        mx.task_sizes({"sw": "mc4_ko"})
+    seqio.TaskRegistry.add("xlt_test_bare_sw", source=seqio.FunctionDataSource(lambda split, shuffle_files: None,
+                                                                              splits=("train",)),
+                           output_features={})
+    try:
+        with pytest.raises(DataError, match="no language or size metadata; register it with"):
+            mx.task_sizes({"sw": "xlt_test_bare_sw"})
+    finally:
+        seqio.TaskRegistry.remove("xlt_test_bare_sw")
+    monkeypatch.setattr(tasks, "tfds_num_examples", lambda *a, **k: None)
+    with pytest.raises(DataError, match=r"task 'mc4_ko' does not know the size of its 'train' split"):
+        mx.task_sizes({"ko": "mc4_ko"})
+    monkeypatch.setattr(tasks, "tfds_num_examples", lambda *a, **k: float("inf"))
+    with pytest.raises(DataError, match=r"size of its 'train' split is inf"):
+        mx.task_sizes({"ko": "mc4_ko"})

@@ -1,7 +1,10 @@
 """Language sampling rates for multilingual mixtures, and their registration as seqio Mixtures.
 
-Every rate function is pure: it takes per-language sizes (tokens or characters; any one unit) and
-returns weights over the same languages that sum to 1, usable directly as seqio mixture rates.
+Every rate function is pure: it takes per-language sizes (tokens, characters or examples; any one unit) and
+returns weights over the same languages that sum to 1, usable directly as seqio mixture rates. Rates are
+chosen by name from one registry (``register_rate``, ``rate_weights``); a new rate is one function
+``fn(sizes, **params) -> weights`` registered under a name, and every consumer (``language_mixture``, the
+curricula, the instruction mixtures of ``xlt.instruct.tasks``) can use it by that name.
 
 * ``proportional(sizes)``: p_i = n_i / sum(n).
 * ``temperature(sizes, alpha)``: mT5's sampling, p_i ∝ n_i ** alpha (alpha=1 proportional, 0 uniform).
@@ -10,11 +13,14 @@ returns weights over the same languages that sum to 1, usable directly as seqio 
   so what a small language cannot use flows to the larger ones. ``unimax_allocation`` returns the
   per-language budget (same unit as sizes); ``unimax`` its normalised weights.
 * ``Curriculum``: weights that change at given training steps (e.g. PolyLM's non-English share rising
-  from 30% to 60%); ``Curriculum.from_group_shares`` builds one from fixed shares for named languages
-  with the rest split by temperature sampling.
+  from 30% to 60%); ``Curriculum.from_group_shares`` (the one fixed-share builder) gives named languages
+  fixed shares per stage and splits the rest by any registered rate.
 
-``register_mixture`` registers a ``seqio.Mixture`` over per-language tasks (``bible_<lang>`` by default)
-and ``bible_sizes`` gives the packaged Bible's characters per language for one split. A curriculum is
+Sizes come from the tasks themselves: every xlt task registers its language, a size function and the
+size's unit with ``xlt.data.tasks`` (the packaged Bible's characters for ``bible_<lang>``, TFDS's example
+counts or a sizes file for ``mc4_<lang>``, the number of items for instruction tasks), and ``task_sizes``
+asks them. ``register_mixture`` registers a ``seqio.Mixture`` over per-language tasks (``bible_<lang>`` by
+default); ``bible_sizes`` gives the packaged Bible's characters per language for one split. A curriculum is
 registered with ``register_curriculum`` (seqio mixtures have fixed rates); ``xlt.data.pipeline`` switches
 its weights at stage boundaries. ``language_mixture`` is the gin entry point that builds either from a
 run's config.
@@ -23,15 +29,16 @@ run's config.
 from __future__ import annotations
 
 import bisect
+import inspect
 import math
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import gin
 
 from xlt.data import languages
-from xlt.errors import DataError
+from xlt.errors import ConfigError, DataError
 
 
 def _check_number(value: object, what: str) -> float:
@@ -120,6 +127,76 @@ def unimax(sizes: Mapping[str, float], budget: float, max_epochs: float = 1.0) -
     return check_weights(unimax_allocation(sizes, budget, max_epochs))
 
 
+# --- The rate registry ---------------------------------------------------------------------------------
+
+RateFn = Callable[..., Mapping[str, float]]
+_RATES: dict[str, RateFn] = {}
+
+
+def register_rate(name: str, fn: RateFn | None = None):
+    """Register ``fn(sizes, **params) -> weights`` under ``name`` (replacing an earlier one); usable as a
+    decorator, ``@register_rate("zipf")``. Its keyword parameters are what ``rate_weights`` may pass on;
+    parameters without a default are required."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"a rate's name must be a non-empty string, got {name!r}")
+
+    def add(f: RateFn) -> RateFn:
+        if not callable(f):
+            raise ConfigError(f"rate {name!r}: {f!r} is not callable")
+        _RATES[name] = f
+        return f
+
+    return add if fn is None else add(fn)
+
+
+def rate_names() -> tuple[str, ...]:
+    return tuple(sorted(_RATES))
+
+
+def get_rate(rate: str) -> RateFn:
+    """The rate function registered as ``rate``; a one-line ConfigError naming the registered ones if none."""
+    if rate not in _RATES:
+        raise ConfigError(f"rate {rate!r} is not registered; choose one of {', '.join(rate_names())} "
+                          "(xlt.data.mixtures.register_rate adds one)")
+    return _RATES[rate]
+
+
+def _rate_kwargs(rate: str, params: Mapping[str, object], what: str) -> dict[str, object]:
+    """The entries of ``params`` that ``rate``'s function takes (None means unset); a ConfigError when a
+    required one is missing."""
+    sig = inspect.signature(get_rate(rate))
+    wanted = list(sig.parameters.values())[1:]  # after sizes
+    kwargs = {}
+    for p in wanted:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        value = params.get(p.name)
+        if value is not None:
+            kwargs[p.name] = value
+        elif p.default is inspect.Parameter.empty:
+            raise ConfigError(f"{what}rate={rate!r} needs {what}{p.name}")
+    return kwargs
+
+
+def check_rate(rate: str, what: str = "", **params) -> None:
+    """Fail now, before any sizes are asked for, if ``rate`` is unknown or lacks a required parameter."""
+    _rate_kwargs(rate, params, what)
+
+
+def rate_weights(rate: str, sizes: Mapping[str, float], what: str = "", **params) -> dict[str, float]:
+    """Weights over ``sizes``' languages from the rate registered as ``rate``. ``params`` may hold more than
+    the rate takes (``language_mixture`` passes alpha, budget and max_epochs to whichever rate it names); only
+    those in the rate function's signature are passed on, None meaning unset. ``what`` prefixes the names in
+    an error (e.g. ``'language_mixture.'``)."""
+    kwargs = _rate_kwargs(rate, params, what)
+    return check_weights(get_rate(rate)(sizes, **kwargs))
+
+
+register_rate("proportional", proportional)
+register_rate("temperature", temperature)
+register_rate("unimax", unimax)
+
+
 @dataclass(frozen=True)
 class Stage:
     """Weights in force from ``start_step`` until the next stage starts (normalised on construction)."""
@@ -178,24 +255,33 @@ class Curriculum:
         sizes: Mapping[str, float],
         stages: Sequence[tuple[int, Mapping[str, float]]],
         alpha: float = 1.0,
+        *,
+        rate: str = "temperature",
+        **rate_params,
     ) -> Curriculum:
-        """Fixed shares for named languages per stage; the rest split among the others ∝ n_i ** alpha.
+        """Fixed shares for named languages per stage; the rest split among the others by ``rate``.
 
-        ``stages=[(0, {"en": 0.7}), (10_000, {"en": 0.4})]`` is PolyLM's curriculum: non-English data
-        goes from 30% to 60% of the mixture at step 10,000. Named shares must lie in [0, 1] and sum to
-        at most 1; a stage whose named shares sum below 1 needs at least one other language.
+        The one fixed-share builder (``language_mixture`` builds its curricula here). The others' weights
+        are ``rate_weights(rate, their sizes, alpha=alpha, **rate_params)``: by default temperature
+        sampling, p_i ∝ n_i ** alpha. ``stages=[(0, {"en": 0.7}), (10_000, {"en": 0.4})]`` is PolyLM's
+        curriculum: non-English data goes from 30% to 60% of the mixture at step 10,000. Named shares must
+        lie in [0, 1] and sum to at most 1; a stage whose named shares sum below 1 needs at least one other
+        language.
         """
         checked = _check_sizes(sizes)
+        check_rate(rate, alpha=alpha, **rate_params)
         built = []
         for step, fixed in stages:
             shares = {}
             for lang, share in fixed.items():
                 if lang not in checked:
                     languages.validate(lang)
-                    raise DataError(f"stage at step {step}: language {lang!r} has no size in sizes")
+                    raise DataError(f"stage at step {step}: language {lang!r} is not one of the mixture's "
+                                    f"languages {sorted(checked)}")
                 x = _check_number(share, f"share of {lang!r} at step {step}")
                 if not 0 <= x <= 1:
-                    raise DataError(f"share of {lang!r} at step {step} must be in [0, 1], got {share!r}")
+                    raise DataError(f"stage at step {step}: fixed shares must each be in [0, 1], "
+                                    f"got {lang!r}: {share!r}")
                 shares[lang] = x
             fixed_total = sum(shares.values())
             if fixed_total > 1 + 1e-9:
@@ -206,7 +292,7 @@ class Curriculum:
                 if not rest:
                     raise DataError(f"stage at step {step}: fixed shares sum to {fixed_total!r} < 1 "
                                     "and no other language takes the rest")
-                for lang, p in temperature(rest, alpha).items():
+                for lang, p in rate_weights(rate, rest, alpha=alpha, **rate_params).items():
                     weights[lang] = (1 - fixed_total) * p
             else:
                 weights.update({lang: 0.0 for lang in rest})
@@ -237,7 +323,8 @@ def register_mixture(name: str, weights: Mapping[str, float], task_pattern: str 
 
 
 def bible_sizes(langs: Iterable[str], split: str = "train") -> dict[str, int]:
-    """Characters per language in one split of the packaged Bible."""
+    """Characters per language in one split of the packaged Bible (what the ``bible_<lang>`` tasks report)."""
+    from xlt.data import tasks
     from xlt.data.sources import bible
 
     out = {}
@@ -245,11 +332,29 @@ def bible_sizes(langs: Iterable[str], split: str = "train") -> dict[str, int]:
         languages.validate(lang)
         if lang not in bible.LANGUAGES:
             raise DataError(f"no packaged Bible for {lang!r}; available: {', '.join(bible.LANGUAGES)}")
-        chars = bible.stats(lang)["chars"]
-        if split not in chars:
-            raise DataError(f"unknown split {split!r}; choose one of {', '.join(chars)}")
-        out[lang] = chars[split]
+        out[lang] = tasks.bible_chars(lang, split)
     return out
+
+
+def task_sizes(task_by_language: Mapping[str, str], split: str = "train") -> tuple[dict[str, float], str]:
+    """(size per language, unit) asked of each language's task (``xlt.data.tasks`` task metadata).
+
+    Every task must be registered with metadata whose language is the one it stands for, and all must
+    report sizes in the same unit (Bible characters and mC4 examples do not mix)."""
+    from xlt.data import tasks
+
+    sizes: dict[str, float] = {}
+    units: dict[str, str] = {}
+    for lang, task in task_by_language.items():
+        meta = tasks.require_task_meta(task)
+        if meta.language != lang:
+            raise DataError(f"task {task!r} carries language {meta.language!r}, not {lang!r}")
+        sizes[lang] = meta.size_of(task, split)
+        units.setdefault(meta.unit, task)
+    if len(units) > 1:
+        raise DataError("the tasks report sizes in different units: "
+                        + ", ".join(f"{task} in {unit}" for unit, task in units.items()))
+    return sizes, next(iter(units))
 
 
 # --- Curricula: mixtures whose weights change with the training step -----------------------------------
@@ -297,51 +402,35 @@ def curriculum_names() -> tuple[str, ...]:
     return tuple(sorted(_CURRICULA))
 
 
-RATES = ("proportional", "temperature", "unimax")
-
-
 @gin.configurable
 def language_mixture(name: str | None = None, languages: Sequence[str] = (), rate: str = "temperature",
                      alpha: float = 0.3, budget: float | None = None, max_epochs: float = 1.0,
                      stages: Sequence[tuple[int, Mapping[str, float]]] = (),
-                     task_pattern: str = "bible_{lang}") -> dict[str, object] | None:
+                     task_pattern: str = "bible_{lang}", split: str = "train") -> dict[str, object] | None:
     """Register the run's language mixture from gin (a no-op while ``name`` is unbound).
 
-    Sizes are the packaged Bible's training characters per language. ``rate`` picks the rate function
-    (``alpha`` for temperature; ``budget`` in characters and ``max_epochs`` for UniMax). With ``stages``
-    — ``[(start_step, {lang: share}), ...]`` — it is a curriculum: named languages get fixed shares, the
-    others split the rest by ``rate``'s weights (PolyLM: ``[(0, {'en': 0.7}), (N, {'en': 0.4})]``).
-    Returns a description (stage start steps and weights) for logging.
+    Sizes are asked of the tasks ``task_pattern.format(lang=...)`` (``task_sizes``): the packaged Bible's
+    training characters for ``bible_{lang}``, TFDS's example counts (or a sizes file) for ``mc4_{lang}``.
+    ``rate`` names a registered rate (``rate_names()``); it takes what it needs of ``alpha`` (temperature),
+    ``budget`` (UniMax, in the tasks' size unit) and ``max_epochs``. With ``stages`` —
+    ``[(start_step, {lang: share}), ...]`` — it is a curriculum (``Curriculum.from_group_shares``): named
+    languages get fixed shares, the others split the rest by ``rate``'s weights (PolyLM:
+    ``[(0, {'en': 0.7}), (N, {'en': 0.4})]``). Returns a description (stage start steps and weights, the
+    size unit) for logging.
     """
     if name is None:
         return None
     if not languages:
         raise DataError(f"language_mixture {name!r}: no languages given")
-    sizes = bible_sizes(languages)
-    if rate not in RATES:
-        raise DataError(f"language_mixture.rate={rate!r}; choose one of {list(RATES)}")
-    if rate == "unimax" and budget is None:
-        raise DataError("language_mixture.rate='unimax' needs language_mixture.budget (characters)")
-    base = {"proportional": lambda s: proportional(s), "temperature": lambda s: temperature(s, alpha),
-            "unimax": lambda s: unimax(s, budget, max_epochs)}[rate]
+    for lang in languages:
+        _validate_code(lang)
+    params = dict(alpha=alpha, budget=budget, max_epochs=max_epochs)
+    check_rate(rate, "language_mixture.", **params)
+    sizes, unit = task_sizes({lang: task_pattern.format(lang=lang) for lang in languages}, split)
     if not stages:
-        weights = base(sizes)
+        weights = rate_weights(rate, sizes, "language_mixture.", **params)
         register_mixture(name, weights, task_pattern)
-        return {"stages": [(0, weights)]}
-    built = []
-    for step, fixed in stages:
-        rest = {lang: n for lang, n in sizes.items() if lang not in fixed}
-        for lang in fixed:
-            if lang not in sizes:
-                _validate_code(lang)
-                raise DataError(f"stage at step {step}: {lang!r} is not one of the mixture's languages")
-        weights = {lang: float(share) for lang, share in fixed.items()}
-        fixed_total = sum(_check_number(v, f"share of {k!r} at step {step}") for k, v in weights.items())
-        if not 0 <= fixed_total <= 1 + 1e-9 or any(v < 0 for v in weights.values()):
-            raise DataError(f"stage at step {step}: fixed shares must be >= 0 and sum to <= 1, got {fixed}")
-        if rest:
-            for lang, p in base(rest).items():
-                weights[lang] = (1 - fixed_total) * p
-        built.append((step, weights))
-    register_curriculum(name, Curriculum.from_weights(built), task_pattern)
-    return {"stages": built}
+        return {"stages": [(0, weights)], "unit": unit}
+    curriculum = Curriculum.from_group_shares(sizes, stages, alpha, rate=rate, budget=budget, max_epochs=max_epochs)
+    register_curriculum(name, curriculum, task_pattern)
+    return {"stages": [(stage.start_step, dict(stage.weights)) for stage in curriculum.stages], "unit": unit}

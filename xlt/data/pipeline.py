@@ -90,12 +90,10 @@ def task_labels(name: str) -> tuple[str, ...]:
 
 
 def _language_of_task(task_name: str) -> str | None:
-    """The ``lang`` a task's examples carry, if it is a single-language xlt task (``<source>_<lang>``)."""
-    from xlt.data import languages
-    for part in reversed(task_name.split("_")):
-        if part in languages.LANGUAGES:
-            return part
-    return None
+    """The ``lang`` a task's examples carry, from its metadata (``xlt.data.tasks.task_language``); None for a
+    task registered without any (it is then labelled by its name)."""
+    from xlt.data import tasks
+    return tasks.task_language(task_name)
 
 
 def _task_order(name: str) -> tuple[str, ...]:

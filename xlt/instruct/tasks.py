@@ -3,9 +3,9 @@
 ``register_instruct_tasks`` (gin-configurable) registers one seqio Task per (task, content language,
 template setting), named ``instruct_<setting>_<task>_<lang>`` (``instruct_native_country_currency_ko``,
 ``instruct_cross_en_verse_translation_ko``). The setting is ``native``, ``native_or_<fallback>``,
-``fixed_<lang>`` or ``cross_<lang>``, so several template settings can be registered side by side and the
-content language is always the last part of the name (``xlt.data.pipeline`` reads it from there to report
-per-language token shares).
+``fixed_<lang>`` or ``cross_<lang>``, so several template settings can be registered side by side. Each Task
+is registered with its metadata (``xlt.data.tasks.register_task_meta``): its content language, which
+``xlt.data.pipeline`` reports per-language token shares by, and its size in examples (items per split).
 
 Features: ``inputs`` (the rendered prompt) and ``targets`` (the gold text; for choice tasks the gold
 option) are tokenized with the given vocabulary, EOS appended to both. ``lang`` (content language),
@@ -24,8 +24,8 @@ weights only target tokens. ``tests/instruct/test_instruct_tasks.py`` checks bot
 Training mixture ``instruct_<setting>_train_<langs>``: the tasks of the clusters that are not held out
 (zero-shot: held-out clusters never enter it), for the languages of ``train_languages`` — ``('en',)`` for
 English-only tuning, ``('en', 'ko')`` for bilingual, one gin binding. Rates are two-level: a language's
-share comes from ``xlt.data.mixtures`` (``proportional`` or ``temperature`` over the language's number of
-training items), and within a language each task gets a share ∝ items ** task_alpha (1.0:
+share comes from a rate registered in ``xlt.data.mixtures`` (e.g. ``proportional`` or ``temperature``)
+over the language's number of training items, and within a language each task gets a share ∝ items ** task_alpha (1.0:
 examples-proportional with the cap of ``MetaConfig.max_train``, as T0 mixes). Held-out clusters get one
 evaluation mixture per language, ``instruct_<setting>_heldout_<lang>``.
 
@@ -52,7 +52,6 @@ from xlt.instruct import meta
 from xlt.instruct import templates as tpl
 
 PREFIX = "instruct"
-RATES = ("proportional", "temperature")
 SHUFFLE_BUFFER = 10_000
 PASSTHROUGH: tuple[str, ...] = ("lang", "task", "cluster", "template_lang", "template_id")
 _STRING_FEATURES = ("inputs", "targets") + PASSTHROUGH
@@ -164,6 +163,12 @@ def _register_task(info: TaskInfo, vocab: seqio.Vocabulary) -> None:
         seqio.TaskRegistry.remove(info.name)
     seqio.TaskRegistry.add_provider(info.name, task)
     _INFO[info.name] = info
+    from xlt.data import tasks as data_tasks
+    data_tasks.register_task_meta(info.name, info.lang, functools.partial(_num_items, info), "examples")
+
+
+def _num_items(info: TaskInfo, split: str) -> int:
+    return len(meta.items(info.task, info.lang, split, info.config))
 
 
 def _register_mixture(name: str, rates: dict[str, float]) -> None:
@@ -239,8 +244,7 @@ def register_instruct_tasks(
     if missing:
         raise ConfigError(f"train_languages {missing} are not in languages {list(langs)}")
     held = meta.check_clusters(held_out)
-    if rate not in RATES:
-        raise ConfigError(f"rate {rate!r}; choose one of {', '.join(RATES)}")
+    mixtures.check_rate(rate, alpha=alpha)
     if isinstance(task_alpha, bool) or not isinstance(task_alpha, (int, float)) or task_alpha < 0:
         raise ConfigError(f"task_alpha must be a number >= 0, got {task_alpha!r}")
     wanted = tuple(meta.TASKS) if tasks is None else tuple(meta.task_spec(t).name for t in tasks)
@@ -272,7 +276,7 @@ def register_instruct_tasks(
     for info in infos.values():
         _register_task(info, vocab)
     totals = {lang: float(sum(by_task.values())) for lang, by_task in sizes.items()}
-    lang_weights = mixtures.proportional(totals) if rate == "proportional" else mixtures.temperature(totals, alpha)
+    lang_weights = mixtures.rate_weights(rate, totals, alpha=alpha)
     train_rates: dict[str, float] = {}
     for lang, by_task in sizes.items():
         scaled = {name: n ** task_alpha for name, n in by_task.items()}
