@@ -369,8 +369,9 @@ def test_mesh_fill(devices):
 
 def test_parameter_not_divisible():
     """Query heads (and every axis but ``kv_heads``) must divide: 2 heads on a tensor axis of 4 is an error
-    naming the first such array in tree order, the attention output kernel [heads, kv, embed]. (Before ``kv_heads`` existed, 2 KV heads failed the same way on the key kernel;
-    they are now replicated, see test_gqa_fewer_kv_heads_than_tensor_axis.)"""
+    naming the first such array in tree order, the attention output kernel [heads, kv, embed]. (Before
+    ``kv_heads`` existed, 2 KV heads failed the same way on the key kernel; they are now replicated, see
+    test_gqa_fewer_kv_heads_than_tensor_axis.)"""
     cfg = make_cfg("llama", num_heads=2, num_kv_heads=2, head_dim=16)
     shapes = batch_shapes(make_batch(cfg))
     with pytest.raises(ConfigError) as e:
@@ -419,9 +420,11 @@ def test_kv_heads_fit_to_shape():
     assert fit((32, 1, 16), ("embed", "kv_heads", "kv"), mesh) == ("embed", None, "kv")
     assert fit((32, 8, 16), ("embed", "kv_heads", "kv"), mesh) == ("embed", "kv_heads", "kv")
     assert fit((32, 2, 16), ("embed", "heads", "kv"), mesh) == ("embed", "heads", "kv")
-    assert partitioning.logical_to_spec(("batch", "length", "kv_heads", "kv")) == P(("data", "fsdp"), None, "tensor", None)
+    want = P(("data", "fsdp"), None, "tensor", None)
+    assert partitioning.logical_to_spec(("batch", "length", "kv_heads", "kv")) == want
     specs = {"k": P("embed", "kv_heads", "kv"), "q": P("embed", "heads", "kv")}
-    shapes = {"k": jax.ShapeDtypeStruct((32, 2, 16), jnp.float32), "q": jax.ShapeDtypeStruct((32, 8, 16), jnp.float32)}
+    shapes = {"k": jax.ShapeDtypeStruct((32, 2, 16), jnp.float32),
+              "q": jax.ShapeDtypeStruct((32, 8, 16), jnp.float32)}
     got = partitioning.logical_sharding(specs, mesh, shapes=shapes)
     assert got["k"].spec == P("fsdp", None, None) and got["q"].spec == P("fsdp", "tensor", None)
     partitioning.check_divisible(shapes, got, "parameter")
@@ -464,9 +467,11 @@ def test_axis_rules_from_gin_reach_every_reader():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(overrides=[("mpl", "tensor")]), r"axis_rules.overrides: rule \('mpl', 'tensor'\) names unknown logical axis 'mpl'"),
+    (dict(overrides=[("mpl", "tensor")]),
+     r"axis_rules.overrides: rule \('mpl', 'tensor'\) names unknown logical axis 'mpl'"),
     (dict(overrides=[("mlp", "model")]), r"unknown mesh axis 'model'; mesh axes: data, fsdp, tensor"),
-    (dict(overrides=[("batch", ("data", "data"))]), r"rule \('batch', \('data', 'data'\)\) uses mesh axis 'data' twice"),
+    (dict(overrides=[("batch", ("data", "data"))]),
+     r"rule \('batch', \('data', 'data'\)\) uses mesh axis 'data' twice"),
     (dict(replace=[("embed", "fsdp"), ("heads",)]), r"axis_rules.replace: rule \('heads',\) is not a"),
     (dict(replace="embed"), r"axis_rules.replace must be a sequence"),
     (dict(overrides=[("mlp", 3)]), r"mesh axes must be None, a name or names"),

@@ -25,9 +25,9 @@ Training mixture ``instruct_<setting>_train_<langs>``: the tasks of the clusters
 (zero-shot: held-out clusters never enter it), for the languages of ``train_languages`` — ``('en',)`` for
 English-only tuning, ``('en', 'ko')`` for bilingual, one gin binding. Rates are two-level: a language's
 share comes from a rate registered in ``xlt.data.mixtures`` (e.g. ``proportional`` or ``temperature``)
-over the language's number of training items, and within a language each task gets a share ∝ items ** task_alpha (1.0:
-examples-proportional with the cap of ``MetaConfig.max_train``, as T0 mixes). Held-out clusters get one
-evaluation mixture per language, ``instruct_<setting>_heldout_<lang>``.
+over the language's number of training items, and within a language each task gets a share ∝ items **
+task_alpha (1.0: examples-proportional with the cap of ``MetaConfig.max_train``, as T0 mixes). Held-out
+clusters get one evaluation mixture per language, ``instruct_<setting>_heldout_<lang>``.
 
 ``eval_examples`` returns the raw example dicts (options, answer index, references, template id) that a
 rank-classification or generation evaluator needs, for any (task, language, split, template mode);
