@@ -289,9 +289,9 @@ def test_gqa_generation_on_mesh_matches_single_device(devices):
     params = random_params(cfg, model, seed=7)
     rng = np.random.default_rng(0)
     prompts = [rng.integers(2, cfg.vocab_size, n).tolist() for n in (3, 9, 5, 1)]
-    want = decoding.generate(model, params, prompts, max_new_tokens=6, eos_id=-1).tokens
+    want = decoding.generate(model, params, prompts, max_new_tokens=6, eos_id=1).tokens
     mesh = partitioning.make_mesh((1, 2, 4), devices=devices)
-    got = decoding.generate(model, params, prompts, max_new_tokens=6, eos_id=-1, mesh=mesh).tokens
+    got = decoding.generate(model, params, prompts, max_new_tokens=6, eos_id=1, mesh=mesh).tokens
     assert len({tuple(r) for r in np.asarray(want)}) > 1  # varied outputs, not one repeated token
     np.testing.assert_array_equal(got, want)
 
