@@ -132,6 +132,11 @@ class ModelAPI:
             if not isinstance(value, int) or not 0 <= value < self.cfg.vocab_size:
                 raise ConfigError(f"{name}={value!r} is outside the vocabulary of {self.cfg.vocab_size}")
 
+    @property
+    def layout(self) -> str:
+        """The layout's name (``ModelConfig.layout``), for reports."""
+        return self.cfg.layout
+
     @functools.cached_property
     def model(self) -> nn.Module:
         return self._build()
