@@ -14,7 +14,11 @@ Design
   ``prefix_lm=True`` prefills with ``decoder_causal_attention`` on the prompt, as seqio's prefix-LM
   features do in training, so the prompt attends to itself bidirectionally.
 * Encoder-decoders encode once; cross-attention keys/values are projected once into the cache. The
-  decoder starts from token 0 (seqio's shifted-right targets).
+  decoder starts from the start id (0: seqio's shifted-right targets).
+* What differs per model family (how a row's next-token logits are computed, cached or not, the cache's
+  size) is the model interface's (``xlt.models.api``: ``decode_start``, ``prefill``, ``init_cache``,
+  ``generation_cache``); this module owns the inputs, the loop, sampling and EOS handling. Functions here
+  take an xlt model or a ``ModelAPI`` (whose start and EOS ids they then use).
 * ``use_cache=False`` recomputes the full training forward on a fixed-size buffer every step: the
   reference for tests and the baseline for benchmarks. Both paths share the loop, sampling and EOS
   handling, so they differ only in how logits are computed.
@@ -251,15 +255,17 @@ def _generate_jit(api: ModelAPI, params: Any, tokens: Array, lengths: Array, rng
     return _decode_loop(first, state, step, sample, max_new, eos_id, tokens.shape[0])
 
 
-def generate(model: nn.Module, params: Any, prompts: Any, *, max_new_tokens: int, lengths: Any = None,
-             eos_id: int = EOS_ID, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+def generate(model: nn.Module | ModelAPI, params: Any, prompts: Any, *, max_new_tokens: int, lengths: Any = None,
+             eos_id: int | None = None, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
              rng: Array | None = None, prefix_lm: bool = False, use_cache: bool = True,
              mesh: Mesh | None = None) -> Generation:
     """Generate up to ``max_new_tokens`` per prompt; each row stops at its first ``eos_id``.
 
-    ``prompts``: token id lists, or a padded [batch, length] array with ``lengths``. Decoder-only models
-    continue the prompt (fed verbatim: prepend seqio's 0 yourself if the model was trained on shifted
-    inputs); encoder-decoders encode it and decode from token 0. ``temperature=0`` is greedy; otherwise
+    ``model``: an xlt model or a ``ModelAPI`` (``xlt.models.api.model_api``, which carries the start and EOS
+    ids). ``prompts``: token id lists, or a padded [batch, length] array with ``lengths``. Decoder-only models
+    continue the prompt (fed verbatim: ``ModelAPI.text_tokens`` / ``prompt_tokens`` lay a text out as in
+    training); encoder-decoders encode it and decode from the start id. ``eos_id`` defaults to the
+    interface's. ``temperature=0`` is greedy; otherwise
     tokens are drawn with ``rng`` from the ``top_k`` (0: all) most likely, cut to nucleus ``top_p``.
     ``prefix_lm`` (decoder-only) makes the prompt bidirectional as seqio's decoder_causal_attention does.
     ``use_cache=False`` recomputes the full forward each step (the reference). With ``mesh``, params and
@@ -271,6 +277,7 @@ def generate(model: nn.Module, params: Any, prompts: Any, *, max_new_tokens: int
     check_tokens(rows, cfg.vocab_size, "prompt")
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    eos_id = api.eos_id if eos_id is None else eos_id  # default: the model interface's (EOS_ID unless given)
     if not 0 <= eos_id < cfg.vocab_size:
         raise ConfigError(f"eos_id={eos_id} is outside the vocabulary of {cfg.vocab_size}")
     if temperature < 0 or not math.isfinite(temperature):

@@ -307,12 +307,18 @@ def test_encoder_decoder_decodes_from_the_start_id():
     params = peaked_params(api)
     tokens, segments = padded_tokens([6, 4], width=8)
     lengths = jnp.asarray([6, 4])
-    want = api.logits(params, {"encoder_input_tokens": tokens, "encoder_segment_ids": segments,
-                               "decoder_input_tokens": jnp.full((2, 1), 5, jnp.int32)})[:, 0]
-    first, _, _ = api.decode_start(params, tokens, lengths, 3, prefix_lm=False, use_cache=True)
-    np.testing.assert_allclose(first, want, atol=1e-5)
-    _, buf, step_full = api.decode_start(params, tokens, lengths, 3, prefix_lm=False, use_cache=False)
-    logits, _ = step_full(buf, jnp.zeros((2,), jnp.int32), jnp.int32(0))
-    np.testing.assert_allclose(logits, want, atol=1e-5)
-    other = model_api(cfg).decode_start(params, tokens, lengths, 3, prefix_lm=False, use_cache=True)[0]
-    assert not np.allclose(other, want)
+    want = jax.jit(api.logits)(params, {"encoder_input_tokens": tokens, "encoder_segment_ids": segments,
+                                        "decoder_input_tokens": jnp.full((2, 1), 5, jnp.int32)})[:, 0]
+
+    @jax.jit
+    def first_logits(params):
+        cached = api.decode_start(params, tokens, lengths, 3, prefix_lm=False, use_cache=True)[0]
+        _, buf, step_full = api.decode_start(params, tokens, lengths, 3, prefix_lm=False, use_cache=False)
+        uncached = step_full(buf, jnp.zeros((2,), jnp.int32), jnp.int32(0))[0]
+        from_zero = model_api(cfg).decode_start(params, tokens, lengths, 3, prefix_lm=False, use_cache=True)[0]
+        return cached, uncached, from_zero
+
+    cached, uncached, from_zero = first_logits(params)
+    np.testing.assert_allclose(cached, want, atol=1e-5)
+    np.testing.assert_allclose(uncached, want, atol=1e-5)
+    assert not np.allclose(from_zero, want)

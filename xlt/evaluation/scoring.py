@@ -10,6 +10,9 @@
 * encoder-decoder: the prompt is encoded once and the options decode against the encoding grouped the
   same way (cross-attention keys and values projected once per prompt).
 
+The per-family computation is the model interface's (``xlt.models.api``: ``score_shared`` and
+``score_pairs``); this module validates, buckets, batches and places the inputs.
+
 ``score_options_naive`` runs one full training forward per prompt+option pair (prompt recomputed for
 every option): the reference in tests and the baseline for benchmarks.
 
@@ -35,9 +38,7 @@ from jax.sharding import Mesh
 from xlt.decoding import (PAD_ID, as_token_lists, batch_shards, bucket, check_cache_divisible, check_tokens,
                           mesh_context, place_batch, place_params)
 from xlt.errors import ConfigError
-from xlt.models.api import ModelAPI, model_api, option_logprobs
-
-_option_logprobs = option_logprobs  # the per-option sum, now the model interface's (kept for callers)
+from xlt.models.api import ModelAPI, model_api
 
 Array = jax.Array
 
