@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 
 from xlt.models.config import ModelConfig
-from xlt.models.layers import ATTENTION_WEIGHTS, HIDDEN_STATES, Attention, Mlp, constrain, make_norm
+from xlt.models.layers import ATTENTION_WEIGHTS, HIDDEN_STATES, Attention, Mlp, capturing, constrain, make_norm
 
 Array = jax.Array
 
@@ -57,7 +57,8 @@ class Block(nn.Module):
         h = make_norm(cfg, "pre_mlp_norm")(x)
         h = Mlp(cfg, name="mlp")(h, deterministic=self.deterministic)
         x = constrain(x + drop(h, deterministic=self.deterministic), ("batch", "length", "embed"))
-        self.sow(HIDDEN_STATES, "output", x)
+        if capturing(self, HIDDEN_STATES):
+            self.sow(HIDDEN_STATES, "output", x)
         return (x, None) if self.scanned else x
 
 
@@ -80,7 +81,8 @@ class Stack(nn.Module):
         if cfg.remat_policy != "none" and self.cache_mode is None:
             block = nn.remat(Block, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=not cfg.scan_layers)
         kwargs = dict(causal=self.causal, cross=self.cross, deterministic=self.deterministic)
-        self.sow(HIDDEN_STATES, "input", x)  # the residual stream entering the first block
+        if capturing(self, HIDDEN_STATES):
+            self.sow(HIDDEN_STATES, "input", x)  # the residual stream entering the first block
         rest = (mask, bias, positions, encoded, cross_mask)  # the same for every layer
         if self.cache_mode is not None:
             kwargs["cache_mode"] = self.cache_mode

@@ -501,6 +501,12 @@ ATTENTION_WEIGHTS = "attention_weights"
 HIDDEN_STATES = "hidden_states"
 
 
+def capturing(module: nn.Module, collection: str) -> bool:
+    """Whether this forward records into ``collection``: the caller made it mutable (``init``, which makes
+    every collection but flax's "intermediates" mutable, never records)."""
+    return module.is_mutable_collection(collection) and not module.is_initializing()
+
+
 class Attention(nn.Module):
     """Multi-head (grouped-query when num_kv_heads < num_heads) self- or cross-attention.
 
@@ -535,7 +541,7 @@ class Attention(nn.Module):
         q, k, v = (constrain(t, ("batch", "length", "heads", "kv")) for t in (q, k, v))
         impl = resolve_attention_impl(cfg.attention_impl, cfg.dtype)
         scale = None if cfg.scale_attention else 1.0
-        if self.is_mutable_collection(ATTENTION_WEIGHTS):
+        if capturing(self, ATTENTION_WEIGHTS):
             # Capture mode: the output is computed from the weights that are sown. 'blocked' keeps its causal
             # blocks; 'xla' and 'cudnn' take one block over all keys, the same numerics as jax's XLA path
             # (see blocked_attention), since neither of jax's kernels returns its probabilities.
