@@ -576,7 +576,7 @@ class EncoderDecoderAPI(ModelAPI):
         return EncoderDecoder(self.cfg)
 
     def feature_converter(self, has_inputs: bool) -> str:
-        return "encdec"  # a task without inputs gets empty encoder inputs from seqio
+        return "encdec"  # inputs -> targets (seqio's converter needs the task to have inputs)
 
     def input_features(self, converter, pack):
         self.check_converter(converter)
