@@ -9,12 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xlt.models.api import model_api
+
 
 def random_params(cfg, model: nn.Module, seed: int):
-    shapes = {"decoder_input_tokens": jnp.zeros((1, 4), jnp.int32)}
-    if cfg.encoder_decoder:
-        shapes["encoder_input_tokens"] = shapes["decoder_input_tokens"]
-    abstract = nn.meta.unbox(jax.eval_shape(lambda r: model.init(r, shapes), jax.random.key(0))["params"])
+    abstract = nn.meta.unbox(model_api(model).abstract_params())
     rng = np.random.default_rng(seed)
 
     def draw(path, leaf):

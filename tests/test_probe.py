@@ -16,7 +16,7 @@ import pytest
 
 from xlt import checkpoints, probe
 from xlt.errors import CheckpointError, ConfigError
-from xlt.models import ModelConfig, build_model
+from xlt.models import ModelConfig, build_model, model_api
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "experiments" / "probe_checkpoint.ipynb"
@@ -35,10 +35,7 @@ def _make_checkpoint(root: Path, layout: str) -> Path:
     """Random parameters (numpy, from the model's abstract init: fast) saved as a params-only checkpoint.
     Query kernels are larger than the rest so attention is peaked: wrong positions or masks would show."""
     cfg = CONFIGS[layout]
-    batch = {"decoder_input_tokens": jnp.ones((1, 4), jnp.int32)}
-    if cfg.encoder_decoder:
-        batch["encoder_input_tokens"] = jnp.ones((1, 4), jnp.int32)
-    shapes = jax.eval_shape(lambda r: build_model(cfg).init(r, batch), jax.random.key(0))["params"]
+    shapes = model_api(cfg).abstract_params()
     rng = np.random.default_rng(7)
 
     def init(path, leaf):

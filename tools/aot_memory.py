@@ -46,13 +46,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import flax.linen as nn  # noqa: E402
 import gin  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from xlt import cli, partitioning, train as train_lib  # noqa: E402
+from xlt import cli, train as train_lib  # noqa: E402
 from xlt.errors import ConfigError  # noqa: E402
+from xlt.models.api import mesh_context, model_api  # noqa: E402
 
 GIB = 2**30
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -174,7 +174,7 @@ def build_step(args: Mapping[str, Any], devices: Sequence[jax.Device]) -> dict[s
 def compile_step(built: Mapping[str, Any]) -> tuple[Any, float, float]:
     """(compiled step, lower seconds, compile seconds), under the mesh and logical rules the step runs in."""
     fns = built["fns"]
-    with jax.set_mesh(built["mesh"]), nn.logical_axis_rules(partitioning.axis_rules()):
+    with mesh_context(built["mesh"]):
         t0 = time.perf_counter()
         lowered = fns.train.jitted.lower(fns.abstract_state, built["batch"])
         t1 = time.perf_counter()
@@ -216,7 +216,7 @@ def measure(files: Sequence[str], opts: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "gin_files": list(files), "platform": platform, "device_kind": devices[0].device_kind,
         "devices": len(devices), "topology": opts["topology"],
-        "mesh": dict(mesh.shape), "layout": cfg.layout, "parameters": cfg.param_count()["total"],
+        "mesh": dict(mesh.shape), "layout": model_api(cfg).layout, "parameters": cfg.param_count()["total"],
         "dtype": cfg.dtype, "param_dtype": cfg.param_dtype, "remat_policy": cfg.remat_policy,
         "scan_layers": cfg.scan_layers, "converter": built["converter"], "feature_lengths": built["lengths"],
         "batch_size": batch_size, "grad_accum_steps": accum, "microbatch": batch_size // accum,

@@ -61,7 +61,8 @@ import numpy as np  # noqa: E402
 
 from xlt import cli, optimizers, partitioning, step as step_lib  # noqa: E402
 from xlt.errors import ConfigError  # noqa: E402
-from xlt.models import ModelConfig, build_model  # noqa: E402
+from xlt.models import LAYOUTS, ModelConfig  # noqa: E402
+from xlt.models.api import mesh_context, model_api  # noqa: E402
 
 DEFAULT_OUT = ROOT / "BENCHMARKS.md"
 # Dense bf16 tensor-core peaks from the vendor data sheets (FLOP/s). H100 SXM and H200 share the H100 die.
@@ -140,10 +141,11 @@ def tiny(cfg: ModelConfig, vocab: int | None = None) -> ModelConfig:
                        max_len=min(cfg.max_len, 256), unpadded_vocab_size=None)
 
 
-def batch_shapes(batch: int, seq_len: int, pack: bool) -> dict[str, tuple[int, ...]]:
-    from xlt.train import batch_shapes as shapes_of
-
-    return shapes_of("decoder", {"targets": seq_len}, batch, pack)
+def batch_shapes(batch: int, seq_len: int, pack: bool, cfg: ModelConfig | None = None) -> dict[str, tuple[int, ...]]:
+    """A language-model run's feature shapes (``ModelAPI.batch_shapes``, converter 'decoder'; a gpt-layout
+    stand-in without ``cfg``: the shapes do not depend on the decoder-only model)."""
+    api = model_api(cfg or ModelConfig(layout="gpt"))
+    return api.batch_shapes("decoder", {"targets": seq_len}, batch, pack)
 
 
 def synthetic_batch(shapes: Mapping[str, tuple[int, ...]], vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -198,13 +200,6 @@ def spec_peak() -> tuple[float | None, str | None]:
 
 
 # --- Timing and memory -------------------------------------------------------------------------------------
-
-
-def mesh_context(mesh):
-    stack = contextlib.ExitStack()
-    stack.enter_context(jax.set_mesh(mesh))
-    stack.enter_context(nn.logical_axis_rules(partitioning.axis_rules()))
-    return stack
 
 
 def compile_step(jitted: Any, mesh, *args) -> tuple[Any, float]:
@@ -392,13 +387,13 @@ def cpu_or_gpu_peak(smoke: bool, reps: int) -> dict[str, Any]:
 def measure_train(cfg: ModelConfig, batch: int, seq_len: int, *, steps: int, warmup: int, pack: bool = True,
                   devices: int = 1, seed: int = 0, peak: Mapping[str, Any] | None = None) -> TrainRun:
     """The xlt train step (xlt.step.build with the trainer's AdamW) on one synthetic batch."""
-    if cfg.encoder_decoder:
-        raise ConfigError("the train benchmark covers decoder-only layouts (gpt, llama)")
-    if cfg.position == "learned" and seq_len > cfg.max_len:
-        raise ConfigError(f"--seq_len={seq_len} exceeds ModelConfig.max_len={cfg.max_len}")
+    api = model_api(cfg)
+    if "decoder" not in api.converters:
+        raise ConfigError(f"the train benchmark covers language-model (decoder-only) layouts, not {api.layout!r}")
+    api.check_length(seq_len, f"--seq_len={seq_len}")
     mesh = partitioning.make_mesh((-1, 1, 1), devices=jax.devices()[:devices])
-    shapes = batch_shapes(batch, seq_len, pack)
-    fns = step_lib.build(build_model(cfg), adamw(), mesh, shapes, seed=seed)
+    shapes = batch_shapes(batch, seq_len, pack, cfg)
+    fns = step_lib.build(api.model, adamw(), mesh, shapes, seed=seed)
     host = synthetic_batch(shapes, cfg.unpadded_vocab_size or cfg.vocab_size, seed)
     arrays = partitioning.global_batch(host, mesh)
     state = fns.init(jax.random.key(seed))
@@ -450,8 +445,7 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_gpt2_like(cfg: ModelConfig) -> None:
-    want = dict(encoder_decoder=False, norm="layernorm", activation="gelu_tanh", gated_mlp=False, position="learned",
-                use_bias=True, tie_embeddings=True, scale_attention=True)
+    want = {k: v for k, v in LAYOUTS["gpt"].items() if k != "norm_eps"}  # the gpt layout's components
     wrong = {k: getattr(cfg, k) for k, v in want.items() if getattr(cfg, k) != v}
     if wrong or cfg.num_kv_heads != cfg.num_heads or cfg.head_dim * cfg.num_heads != cfg.d_model:
         raise ConfigError(f"the torch head-to-head needs a GPT-2-layout config; this one differs in {wrong or 'heads'}")
@@ -673,9 +667,8 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke:
         cfg, n_prompts, p_len, o_len, g_batch, g_prompt, g_tokens, reps, batch_size = (
             tiny(cfg), 4, 16, 4, 2, 8, 4, 1, 2)
-    model = build_model(cfg)
-    params = jax.jit(lambda r: nn.meta.unbox(model.init(r, {"decoder_input_tokens": jnp.zeros((1, 1), jnp.int32)}))
-                     ["params"])(jax.random.key(0))
+    model = model_api(cfg)
+    params = jax.jit(lambda r: nn.meta.unbox(model.init(r)))(jax.random.key(0))
     rng = np.random.default_rng(0)
     hi = cfg.unpadded_vocab_size or cfg.vocab_size
     prompts = [rng.integers(2, hi, p_len).tolist() for _ in range(n_prompts)]

@@ -14,7 +14,11 @@ Design
   ``prefix_lm=True`` prefills with ``decoder_causal_attention`` on the prompt, as seqio's prefix-LM
   features do in training, so the prompt attends to itself bidirectionally.
 * Encoder-decoders encode once; cross-attention keys/values are projected once into the cache. The
-  decoder starts from token 0 (seqio's shifted-right targets).
+  decoder starts from the start id (0: seqio's shifted-right targets).
+* What differs per model family (how a row's next-token logits are computed, cached or not, the cache's
+  size) is the model interface's (``xlt.models.api``: ``decode_start``, ``prefill``, ``init_cache``,
+  ``generation_cache``); this module owns the inputs, the loop, sampling and EOS handling. Functions here
+  take an xlt model or a ``ModelAPI`` (whose start and EOS ids they then use).
 * ``use_cache=False`` recomputes the full training forward on a fixed-size buffer every step: the
   reference for tests and the baseline for benchmarks. Both paths share the loop, sampling and EOS
   handling, so they differ only in how logits are computed.
@@ -31,10 +35,9 @@ EOS, then 0; ``lengths`` counts them (EOS included).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -45,11 +48,10 @@ from jax.sharding import Mesh, NamedSharding
 
 from xlt import partitioning
 from xlt.errors import ConfigError, DataError
+from xlt.models.api import DEFAULT_EOS_ID, PAD_ID, ModelAPI, abstract_unbox, mesh_context, model_api
 from xlt.models.config import ModelConfig
-from xlt.models.layers import write_slots
 
-PAD_ID = 0
-EOS_ID = 1
+EOS_ID = DEFAULT_EOS_ID
 Array = jax.Array
 
 
@@ -66,11 +68,8 @@ def bucket(n: int, minimum: int = 16) -> int:
     return max(minimum, 1 << max(int(n) - 1, 0).bit_length())
 
 
-def model_cfg(model: nn.Module) -> ModelConfig:
-    cfg = getattr(model, "cfg", None)
-    if not isinstance(cfg, ModelConfig):
-        raise ConfigError(f"expected an xlt model (Decoder or EncoderDecoder), got {type(model).__name__}")
-    return cfg
+def model_cfg(model: nn.Module | ModelAPI) -> ModelConfig:
+    return model_api(model).cfg
 
 
 def check_tokens(seqs: Sequence[np.ndarray], vocab_size: int, what: str) -> None:
@@ -123,37 +122,9 @@ def batch_shards(mesh: Mesh | None) -> int:
     return partitioning.mesh_axis_size(mesh, partitioning.logical_to_spec(("batch",))[0])
 
 
-@contextlib.contextmanager
-def mesh_context(mesh: Mesh | None) -> Iterator[None]:
-    """The mesh and logical rules that flax's constraints resolve against (a no-op without a mesh)."""
-    if mesh is None:
-        yield
-        return
-    with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.axis_rules()):
-        yield
-
-
-def abstract_unbox(tree: Any) -> Any:
-    """Unbox without sharding constraints (safe on abstract values, inside or outside a mesh context)."""
-    return jax.tree.map(lambda x: x.unbox(apply_constraint=False) if isinstance(x, nn.Partitioned) else x, tree,
-                        is_leaf=lambda x: isinstance(x, nn.Partitioned))
-
-
-def _init_batch(cfg: ModelConfig) -> dict[str, Array]:
-    b = {"decoder_input_tokens": jnp.ones((1, 1), jnp.int32)}
-    if cfg.encoder_decoder:
-        b["encoder_input_tokens"] = jnp.ones((1, 1), jnp.int32)
-    return b
-
-
-@functools.lru_cache(maxsize=32)
-def param_shardings(model: nn.Module, mesh: Mesh) -> Any:
+def param_shardings(model: nn.Module | ModelAPI, mesh: Mesh) -> Any:
     """NamedShardings of the model's parameters from their logical axes (checked for divisibility)."""
-    with mesh_context(mesh):
-        boxed = jax.eval_shape(lambda r: model.init(r, _init_batch(model.cfg)), jax.random.key(0))["params"]
-    shardings = partitioning.logical_sharding(nn.get_partition_spec(boxed), mesh, shapes=abstract_unbox(boxed))
-    partitioning.check_divisible(abstract_unbox(boxed), shardings, "parameter")
-    return shardings
+    return model_api(model).param_shardings(mesh)
 
 
 def place_params(model: nn.Module, params: Any, mesh: Mesh | None) -> Any:
@@ -171,30 +142,13 @@ def place_batch(arrays: Sequence[np.ndarray], mesh: Mesh | None) -> list[Any]:
 # --- The cache ---------------------------------------------------------------------------------------------
 
 
-def _extend_batch(batch_size: int, length: int, encoded_length: int | None) -> dict[str, Array]:
-    b = {"decoder_input_tokens": jnp.zeros((batch_size, length), jnp.int32),
-         "decoder_positions": jnp.zeros((batch_size, length), jnp.int32)}
-    if encoded_length is not None:
-        b["encoder_input_tokens"] = jnp.zeros((batch_size, encoded_length), jnp.int32)
-    return b
-
-
-def init_cache(model: nn.Module, batch_size: int, length: int, encoded_length: int | None = None) -> Any:
+def init_cache(model: nn.Module | ModelAPI, batch_size: int, length: int, encoded_length: int | None = None) -> Any:
     """An empty cache of ``length`` slots per row, boxed with its logical axis names.
 
     ``nn.meta.unbox`` gives the arrays (constrained to their shardings under a mesh context);
     ``nn.get_partition_spec`` their logical specs. Encoder-decoders also need ``encoded_length``, the
     encoder input length the cross-attention cache holds. Under ``jax.jit`` only the cache is computed."""
-    cfg = model_cfg(model)
-    if cfg.encoder_decoder:
-        if encoded_length is None:
-            raise ConfigError("init_cache for an encoder-decoder needs encoded_length")
-        encoded = jnp.zeros((batch_size, encoded_length, cfg.d_model), cfg.dtype)
-        variables = model.init(jax.random.key(0), encoded, _extend_batch(batch_size, length, encoded_length),
-                               cache_mode="extend", method="decode")
-    else:
-        variables = model.init(jax.random.key(0), _extend_batch(batch_size, length, None), cache_mode="extend")
-    return variables["cache"]
+    return model_api(model).init_cache(batch_size, length, encoded_length)
 
 
 @functools.lru_cache(maxsize=64)
@@ -210,35 +164,21 @@ def check_cache_divisible(model: nn.Module, mesh: Mesh, batch_size: int, length:
     partitioning.check_divisible(shapes, partitioning.logical_sharding(specs, mesh, shapes=shapes), "cache")
 
 
-def apply_cached(model: nn.Module, params: Any, cache: Any, batch: dict[str, Array], mode: str = "extend",
+def apply_cached(model: nn.Module | ModelAPI, params: Any, cache: Any, batch: dict[str, Array], mode: str = "extend",
                  encoded: Array | None = None) -> tuple[Array, Any]:
     """One cached forward: (logits, new cache). ``mode="shared"`` leaves the cache as it was."""
-    variables = {"params": params, "cache": cache}
-    mutable = ["cache"] if mode == "extend" else False
-    if model_cfg(model).encoder_decoder:
-        out = model.apply(variables, encoded, batch, cache_mode=mode, mutable=mutable, method="decode")
-    else:
-        out = model.apply(variables, batch, cache_mode=mode, mutable=mutable)
-    return (out[0], out[1]["cache"]) if mutable else (out, cache)
+    return model_api(model).apply_cached(params, cache, batch, mode, encoded)
 
 
 # --- Sampling -------------------------------------------------------------------------------------------------
 
 
-def prefill(model: nn.Module, params: Any, tokens: Array, lengths: Array, slots: int, *,
+def prefill(model: nn.Module | ModelAPI, params: Any, tokens: Array, lengths: Array, slots: int, *,
             prefix_lm: bool = False) -> tuple[Array, Any]:
     """Write right-padded prompts [rows, width] into a fresh cache of ``slots`` positions in one call
     (bidirectionally with ``prefix_lm``); returns the logits at each row's last prompt token [rows, V] and
-    the cache. Padding is not written."""
-    rows, width = tokens.shape
-    valid = jnp.arange(width)[None, :] < lengths[:, None]
-    cache = nn.meta.unbox(init_cache(model, rows, slots))
-    prompt = {"decoder_input_tokens": tokens, "decoder_positions": jnp.where(valid, jnp.arange(width), 0),
-              "decoder_segment_ids": valid.astype(jnp.int32)}
-    if prefix_lm:
-        prompt["decoder_causal_attention"] = valid.astype(jnp.int32)
-    logits, cache = apply_cached(model, params, cache, prompt)
-    return jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0], cache
+    the cache. Padding is not written. Decoder-only models."""
+    return model_api(model).prefill(params, tokens, lengths, slots, prefix_lm=prefix_lm)
 
 
 def sample_logits(logits: Array, rng: Array | None, *, greedy: bool, temperature: Array | float = 1.0,
@@ -300,100 +240,44 @@ def _decode_loop(first_logits: Array | None, state: Any, step: Callable[[Any, Ar
     return out, lengths.astype(jnp.int32)
 
 
-def _position_ids(cfg: ModelConfig, length: int) -> Array:
-    """0..length-1, clipped into a learned position table (slots past it only ever hold padding)."""
-    pos = jnp.arange(length, dtype=jnp.int32)
-    return jnp.minimum(pos, cfg.max_len - 1) if cfg.position == "learned" else pos
-
-
-@functools.partial(jax.jit, static_argnames=("model", "max_new", "greedy", "top_k", "use_top_p", "prefix_lm",
+@functools.partial(jax.jit, static_argnames=("api", "max_new", "greedy", "top_k", "use_top_p", "prefix_lm",
                                              "use_cache", "mesh"))
-def _generate_jit(model: nn.Module, params: Any, tokens: Array, lengths: Array, rng: Array, eos_id: Array,
+def _generate_jit(api: ModelAPI, params: Any, tokens: Array, lengths: Array, rng: Array, eos_id: Array,
                   temperature: Array, top_p: Array, *, max_new: int, greedy: bool, top_k: int, use_top_p: bool,
                   prefix_lm: bool, use_cache: bool, mesh: Mesh | None) -> tuple[Array, Array]:
     del mesh  # part of the cache key only: the trace runs under its context
-    cfg = model.cfg
-    rows, width = tokens.shape
 
     def sample(logits, i):
         return sample_logits(logits, jax.random.fold_in(rng, i), greedy=greedy, temperature=temperature,
                              top_k=top_k, top_p=top_p if use_top_p else None)
 
-    valid = jnp.arange(width)[None, :] < lengths[:, None]
-    if cfg.encoder_decoder:
-        enc = {"encoder_input_tokens": tokens, "encoder_segment_ids": valid.astype(jnp.int32)}
-        if use_cache:
-            encoded = model.apply({"params": params}, enc, method="encode")
-            cache = nn.meta.unbox(init_cache(model, rows, max_new, width))
-            first = {"decoder_input_tokens": jnp.zeros((rows, 1), jnp.int32),
-                     "decoder_positions": jnp.zeros((rows, 1), jnp.int32), **enc}
-            logits, cache = apply_cached(model, params, cache, first, encoded=encoded)
-
-            def step(cache, tok, i):
-                b = {"decoder_input_tokens": tok[:, None], "decoder_positions": jnp.full((rows, 1), i), **enc}
-                logits, cache = apply_cached(model, params, cache, b)
-                return logits[:, 0], cache
-
-            return _decode_loop(logits[:, 0], cache, step, sample, max_new, eos_id, rows)
-
-        def full(buf, i):
-            return model.apply({"params": params}, {**enc, "decoder_input_tokens": buf})[:, i]
-
-        buf = jnp.zeros((rows, max_new), jnp.int32)
-
-        def step_full(buf, tok, i):  # token i-1 at position i (position 0 keeps the start token)
-            buf = write_slots(buf, tok[:, None], jnp.full((rows, 1), jnp.where(i > 0, i, max_new)))
-            return full(buf, i), buf
-
-        return _decode_loop(None, buf, step_full, sample, max_new, eos_id, rows)
-
-    slots = width + max_new
-    last = lengths - 1  # position of each row's last prompt token
-    if use_cache:
-        first, cache = prefill(model, params, tokens, lengths, slots, prefix_lm=prefix_lm)
-
-        def step(cache, tok, i):  # token i-1 sits at position len + i - 1
-            b = {"decoder_input_tokens": tok[:, None], "decoder_positions": (last + i)[:, None]}
-            logits, cache = apply_cached(model, params, cache, b)
-            return logits[:, 0], cache
-
-        return _decode_loop(first, cache, step, sample, max_new, eos_id, rows)
-
-    buf = jnp.pad(tokens, ((0, 0), (0, max_new)))
-    full_batch = {"decoder_positions": jnp.broadcast_to(_position_ids(cfg, slots), (rows, slots))}
-    if prefix_lm:
-        full_batch["decoder_causal_attention"] = (jnp.arange(slots)[None, :] < lengths[:, None]).astype(jnp.int32)
-
-    def full(buf, pos):
-        logits = model.apply({"params": params}, {**full_batch, "decoder_input_tokens": buf})
-        return jnp.take_along_axis(logits, pos[:, None, None], axis=1)[:, 0]
-
-    def step_full(buf, tok, i):  # token i-1 at position len + i - 1; nothing to write before token 0
-        buf = write_slots(buf, tok[:, None], jnp.where(i > 0, last + i, slots)[:, None])
-        return full(buf, last + i), buf
-
-    return _decode_loop(None, buf, step_full, sample, max_new, eos_id, rows)
+    first, state, step = api.decode_start(params, tokens, lengths, max_new, prefix_lm=prefix_lm, use_cache=use_cache)
+    return _decode_loop(first, state, step, sample, max_new, eos_id, tokens.shape[0])
 
 
-def generate(model: nn.Module, params: Any, prompts: Any, *, max_new_tokens: int, lengths: Any = None,
-             eos_id: int = EOS_ID, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+def generate(model: nn.Module | ModelAPI, params: Any, prompts: Any, *, max_new_tokens: int, lengths: Any = None,
+             eos_id: int | None = None, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
              rng: Array | None = None, prefix_lm: bool = False, use_cache: bool = True,
              mesh: Mesh | None = None) -> Generation:
     """Generate up to ``max_new_tokens`` per prompt; each row stops at its first ``eos_id``.
 
-    ``prompts``: token id lists, or a padded [batch, length] array with ``lengths``. Decoder-only models
-    continue the prompt (fed verbatim: prepend seqio's 0 yourself if the model was trained on shifted
-    inputs); encoder-decoders encode it and decode from token 0. ``temperature=0`` is greedy; otherwise
+    ``model``: an xlt model or a ``ModelAPI`` (``xlt.models.api.model_api``, which carries the start and EOS
+    ids). ``prompts``: token id lists, or a padded [batch, length] array with ``lengths``. Decoder-only models
+    continue the prompt (fed verbatim: ``ModelAPI.text_tokens`` / ``prompt_tokens`` lay a text out as in
+    training); encoder-decoders encode it and decode from the start id. ``eos_id`` defaults to the
+    interface's. ``temperature=0`` is greedy; otherwise
     tokens are drawn with ``rng`` from the ``top_k`` (0: all) most likely, cut to nucleus ``top_p``.
     ``prefix_lm`` (decoder-only) makes the prompt bidirectional as seqio's decoder_causal_attention does.
     ``use_cache=False`` recomputes the full forward each step (the reference). With ``mesh``, params and
     rows are sharded by ``xlt.partitioning`` (rows padded to a multiple of the batch shards).
     """
-    cfg = model_cfg(model)
+    api = model_api(model)
+    cfg = api.cfg
     rows = as_token_lists(prompts, lengths)
     check_tokens(rows, cfg.vocab_size, "prompt")
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    eos_id = api.eos_id if eos_id is None else eos_id  # default: the model interface's (EOS_ID unless given)
     if not 0 <= eos_id < cfg.vocab_size:
         raise ConfigError(f"eos_id={eos_id} is outside the vocabulary of {cfg.vocab_size}")
     if temperature < 0 or not math.isfinite(temperature):
@@ -405,28 +289,23 @@ def generate(model: nn.Module, params: Any, prompts: Any, *, max_new_tokens: int
     greedy = temperature == 0.0
     if not greedy and rng is None:
         raise ConfigError("sampling (temperature > 0) needs rng=jax.random.key(...)")
-    if prefix_lm and cfg.encoder_decoder:
-        raise ConfigError("prefix_lm applies to decoder-only layouts; an encoder-decoder's encoder is already "
-                          "bidirectional")
+    api.check_prefix_lm(prefix_lm)
     longest = max(len(r) for r in rows)
-    if cfg.position == "learned" and not cfg.encoder_decoder and longest + max_new_tokens > cfg.max_len:
-        raise ConfigError(f"prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds the learned "
-                          f"position table (max_len={cfg.max_len})")
+    api.check_continuation_length(longest, max_new_tokens,
+                                  f"prompt of {longest} tokens + max_new_tokens={max_new_tokens}")
     n_rows = -(-len(rows) // batch_shards(mesh)) * batch_shards(mesh)
     width = bucket(longest)
     tokens, lens = pad_rows(rows, width, n_rows)
     if mesh is not None:
         partitioning.check_batch(n_rows, mesh, what="generate batch")
         if use_cache:
-            enc_len = width if cfg.encoder_decoder else None
-            check_cache_divisible(model, mesh, n_rows, max_new_tokens if cfg.encoder_decoder
-                                  else width + max_new_tokens, enc_len)
+            check_cache_divisible(api, mesh, n_rows, *api.generation_cache(width, max_new_tokens))
     rng = jax.random.key(0) if rng is None else rng
-    params = place_params(model, params, mesh)
+    params = place_params(api, params, mesh)
     tokens_d, lens_d = place_batch([tokens, lens], mesh)
     with mesh_context(mesh):
         out, out_lens = _generate_jit(
-            model, params, tokens_d, lens_d, rng, jnp.int32(eos_id), jnp.float32(temperature if not greedy else 1.0),
+            api, params, tokens_d, lens_d, rng, jnp.int32(eos_id), jnp.float32(temperature if not greedy else 1.0),
             jnp.float32(top_p), max_new=int(max_new_tokens), greedy=greedy,
             top_k=int(top_k), use_top_p=(not greedy) and top_p < 1.0, prefix_lm=prefix_lm,
             use_cache=use_cache, mesh=mesh)

@@ -4,19 +4,21 @@
 checkpoint and picks the vocabulary (byte, or the sentencepiece model an HF import carries; pass
 ``vocabulary=`` otherwise). Every method takes and returns plain Python / numpy values.
 
-Token layout (seqio's feature converters, as in training):
+Token layout (seqio's feature converters, as in training; ``xlt.models.api.ModelAPI.text_tokens``):
 
-* decoder-only: a text (or prompt) is fed as ``[0] + ids(text)``: the 0 is the shifted-in start token
-  of the decoder inputs; no EOS is appended. ``score`` appends ``ids(continuation)`` to the prompt row
-  and sums the log-probability of those tokens.
+* decoder-only: a text (or prompt) is fed as ``[start] + ids(text)`` (start: 0, the shifted-in start token of
+  the decoder inputs); no EOS is appended. ``score`` appends ``ids(continuation)`` to the prompt row and sums
+  the log-probability of those tokens.
 * encoder-decoder: a text (or prompt) is the encoder input ``ids(text) + [EOS]`` (seqio appends EOS to
-  ``inputs``); a continuation is the decoder target ``ids(continuation)``, decoded from token 0.
+  ``inputs``); a continuation is the decoder target ``ids(continuation)``, decoded from the start token.
 
-Internals are read with flax's ``capture_intermediates`` (no model file is changed): the output of
-every ``Block`` (hidden states), of the embedders (layer 0), of the shared relative position bias and,
-for ``attention``, of the chosen layer's ``self_attention`` projections. Layer ``i`` (1-based) is block
-``i`` of the decoder stack, or of the encoder stack for encoder-decoders; layer 0 is the embedding
-output (token + learned positions) that enters block 1.
+Internals are captured from the model's own forward through its interface (``ModelAPI.capture``): the
+residual stream entering block 1 (layer 0: the embedding output) and leaving every block, and the
+softmax weights a block's self-attention computed, sown by the model's ``Stack``, ``Block`` and
+``Attention``. Layer ``i`` (1-based) is block ``i`` of the decoder stack, or of the encoder stack for
+encoder-decoders. ``unembed`` runs the model's own final norm and LM head. ``intermediates`` also gives
+flax's ``capture_intermediates`` of every ``Block``, embedder and relative bias and, for one layer, its
+``self_attention`` projections.
 
 Scanned checkpoints (``scan_layers``) are unstacked into the looped layout on load (same numbers), and
 rematerialisation is switched off: probing has no backward pass. With ``mesh_shape`` the parameters
@@ -41,33 +43,10 @@ import seqio
 from xlt import checkpoints, decoding, partitioning
 from xlt.errors import CheckpointError, ConfigError
 from xlt.evaluation.scoring import score_options
-from xlt.models import build_model
+from xlt.models.api import model_api
 from xlt.models.blocks import Block
 from xlt.models.config import ModelConfig
-from xlt.models.layers import Attention, Dense, Embed, Norm, RelativePositionBias, apply_rope, attention_mask
-
-PAD_ID, EOS_ID = 0, 1
-
-
-def _unscan(params: Any, cfg: ModelConfig) -> Any:
-    """Scanned stacks (``layers`` with a leading layer axis) -> ``layers_0`` .. ``layers_{L-1}``."""
-    def unstack(stack: dict, n: int) -> dict:
-        if "layers" not in stack:
-            raise CheckpointError("scan_layers=True in the checkpoint's config but its stack has no 'layers' entry")
-        out = {k: v for k, v in stack.items() if k != "layers"}
-        for i in range(n):
-            out[f"layers_{i}"] = jax.tree.map(lambda x, i=i: np.asarray(x)[i], stack["layers"])
-        return out
-
-    params = dict(params)
-    if cfg.encoder_decoder:
-        for part, n in (("encoder", cfg.num_encoder_layers), ("decoder", cfg.num_layers)):
-            sub = dict(params[part])
-            sub["stack"] = unstack(dict(sub["stack"]), n)
-            params[part] = sub
-    else:
-        params["decoder"] = unstack(dict(params["decoder"]), cfg.num_layers)
-    return params
+from xlt.models.layers import Attention, Dense, Embed, RelativePositionBias
 
 
 def _vocabulary_from(meta: dict[str, Any], where: Path, vocabulary: Any) -> seqio.Vocabulary:
@@ -91,8 +70,9 @@ def _vocabulary_from(meta: dict[str, Any], where: Path, vocabulary: Any) -> seqi
                       "pass vocabulary='byte' or a sentencepiece .model path")
 
 
-def _block_filter(mdl: nn.Module, method_name: str, attention_layer: str | None, stack: str) -> bool:
-    """Capture Blocks, embedders and relative biases; the self-attention (and its projections) of one layer."""
+def _block_filter(mdl: nn.Module, method_name: str, attention_layer: str | None, stack: tuple[str, ...]) -> bool:
+    """Capture Blocks, embedders and relative biases; the self-attention (and its projections) of one layer
+    of ``stack`` (a module path prefix)."""
     if method_name != "__call__":
         return False
     if isinstance(mdl, (Block, Embed, RelativePositionBias)):
@@ -100,7 +80,7 @@ def _block_filter(mdl: nn.Module, method_name: str, attention_layer: str | None,
     if attention_layer is None or not isinstance(mdl, (Attention, Dense)):
         return False
     path = tuple(mdl.scope.path) if mdl.scope is not None else ()
-    if stack not in path:
+    if path[:len(stack)] != stack:
         return False
     if isinstance(mdl, Attention):
         return path[-2:] == (attention_layer, "self_attention")
@@ -113,59 +93,64 @@ class Probe:
     def __init__(self, cfg: ModelConfig, params: Any, vocab: seqio.Vocabulary, *, mesh=None,
                  meta: dict[str, Any] | None = None, batch_size: int = 32):
         if cfg.scan_layers:
-            params = _unscan(params, cfg)
+            params = model_api(cfg).unscan(params)
         self.cfg = cfg.replace(scan_layers=False, remat_policy="none", dropout_rate=0.0)
-        self.model = build_model(self.cfg)
+        self.api = model_api(self.cfg)
+        self.model = self.api.model
         self.vocab = vocab
         self.mesh = mesh
         self.meta = dict(meta or {})
         self.batch_size = int(batch_size)
         if vocab.vocab_size > self.cfg.vocab_size:
             raise ConfigError(f"vocabulary has {vocab.vocab_size} ids but the model only {self.cfg.vocab_size}")
-        self.params = decoding.place_params(self.model, jax.tree.map(jnp.asarray, params), mesh)
+        self.params = decoding.place_params(self.api, jax.tree.map(jnp.asarray, params), mesh)
         self._jitted: dict[Any, Any] = {}
 
     # --- Tokens ------------------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
         """The token ids of a text as this probe feeds it (layout in the module docstring)."""
+        return self._fed(text)[0]
+
+    def _fed(self, text: str, max_tokens: int | None = None) -> tuple[list[int], slice]:
+        """(fed token ids, where the text's own tokens sit among them)."""
         if not isinstance(text, str):
             raise ConfigError(f"expected a string, got {type(text).__name__}")
-        ids = list(self.vocab.encode(text))
-        return ids + [EOS_ID] if self.cfg.encoder_decoder else [PAD_ID] + ids
+        return self.api.text_tokens(self.vocab.encode(text), max_tokens)
 
-    def _text_ids(self, texts: Sequence[str], what: str) -> list[list[int]]:
+    def _texts(self, texts: Sequence[str], what: str) -> list[str]:
         if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) == 0:
             raise ConfigError(f"{what} must be a non-empty list of strings")
-        rows = []
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise ConfigError(f"{what}[{i}] is not a string ({type(t).__name__})")
-            rows.append(self.encode(t))
-        return rows
+        return list(texts)
+
+    def _text_ids(self, texts: Sequence[str], what: str) -> list[list[int]]:
+        return [self.encode(t) for t in self._texts(texts, what)]
 
     # --- Scoring and generation ------------------------------------------------------------------
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
         """Summed log-likelihood [n] of each continuation given its prompt (natural log)."""
         rows = self._text_ids(prompts, "prompts")
-        conts = self._text_ids(continuations, "continuations")
+        conts = self._texts(continuations, "continuations")
         if len(rows) != len(conts):
             raise ConfigError(f"{len(rows)} prompts but {len(conts)} continuations")
         options = []
-        for i, (c, text) in enumerate(zip(conts, continuations)):
-            ids = c[:-1] if self.cfg.encoder_decoder else c[1:]  # the continuation's own tokens only
+        for i, text in enumerate(conts):
+            ids = list(self.vocab.encode(text))  # the continuation's own tokens only
             if not ids:
                 raise ConfigError(f"continuations[{i}] is empty: nothing to score")
             options.append([ids])
-        scores = score_options(self.model, self.params, rows, options, batch_size=self.batch_size, mesh=self.mesh)
+        scores = score_options(self.api, self.params, rows, options, batch_size=self.batch_size, mesh=self.mesh)
         return np.asarray([s.loglik[0] for s in scores], np.float32)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, temperature: float = 0.0,
                  seed: int = 0) -> list[str]:
         """Continuations of each prompt (greedy at temperature 0), decoded up to EOS."""
         rows = self._text_ids(prompts, "prompts")
-        out = decoding.generate(self.model, self.params, rows, max_new_tokens=max_new_tokens,
+        out = decoding.generate(self.api, self.params, rows, max_new_tokens=max_new_tokens,
                                 temperature=temperature, rng=jax.random.key(seed), mesh=self.mesh)
         texts = []
         for toks, n in zip(out.tokens, out.lengths):
@@ -175,69 +160,55 @@ class Probe:
 
     # --- Internals -------------------------------------------------------------------------------
 
-    @property
-    def _stack(self) -> str:
-        return "encoder" if self.cfg.encoder_decoder else "decoder"
-
-    def _forward_fn(self, attention_layer: str | None):
-        key = attention_layer
+    def _capture_fn(self, attention_layer: int | None, raw_layer: int | None, raw: bool):
+        """Jitted ``ModelAPI.capture`` on (params, tokens, segments): the hidden states, the attention weights
+        of ``attention_layer`` (1-based) and, with ``raw``, flax's intermediates (with the self-attention
+        projections of ``raw_layer``)."""
+        key = (attention_layer, raw_layer, raw)
         if key not in self._jitted:
-            filt = functools.partial(_block_filter, attention_layer=attention_layer, stack=self._stack)
-            model = self.model
+            filt = None
+            if raw:
+                name = None if raw_layer is None else f"layers_{raw_layer - 1}"
+                filt = functools.partial(_block_filter, attention_layer=name, stack=self.api.probed_stack[0])
+            layers = () if attention_layer is None else (attention_layer,)
 
             def fwd(params, tokens, segments):
-                if self.cfg.encoder_decoder:
-                    batch = {"encoder_input_tokens": tokens, "encoder_segment_ids": segments}
-                    _, state = model.apply({"params": params}, batch, method="encode", capture_intermediates=filt,
-                                           mutable=["intermediates"])
-                    return None, state["intermediates"]
-                batch = {"decoder_input_tokens": tokens, "decoder_segment_ids": segments}
-                logits, state = model.apply({"params": params}, batch, capture_intermediates=filt,
-                                            mutable=["intermediates"])
-                return logits, state["intermediates"]
+                return self.api.capture(params, tokens, segments, attention_layers=layers, intermediates=filt)
 
             self._jitted[key] = jax.jit(fwd)
         return self._jitted[key]
 
     def _batch(self, texts: Sequence[str], max_tokens: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tokens [n, T], segments [n, T] 1 on fed tokens, text mask [n, T] 1 on the text's own tokens)."""
-        rows = self._text_ids(texts, "texts")
-        if max_tokens is not None:
-            if max_tokens < 1:
-                raise ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
-            rows = [r[:max_tokens + 1] if not self.cfg.encoder_decoder else r[:max_tokens] for r in rows]
-        longest = max(len(r) for r in rows)
-        if self.cfg.position == "learned" and longest > self.cfg.max_len:
-            raise ConfigError(f"a text has {longest} tokens, beyond the learned position table "
-                              f"(max_len={self.cfg.max_len}); pass max_tokens=")
+        texts = self._texts(texts, "texts")
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
+        fed = [self._fed(t, max_tokens) for t in texts]
+        longest = max(len(r) for r, _ in fed)
+        self.api.check_length(longest, f"a text of {longest} tokens", hint="; pass max_tokens=")
         width = decoding.bucket(longest, minimum=8)
-        if self.cfg.position == "learned":
-            width = min(width, self.cfg.max_len)
-        tokens = np.zeros((len(rows), width), np.int32)
-        segments = np.zeros((len(rows), width), np.int32)
-        text = np.zeros((len(rows), width), bool)
-        for i, r in enumerate(rows):
+        if self.api.max_length is not None:
+            width = min(width, self.api.max_length)
+        tokens = np.zeros((len(fed), width), np.int32)
+        segments = np.zeros((len(fed), width), np.int32)
+        text = np.zeros((len(fed), width), bool)
+        for i, (r, own) in enumerate(fed):
             tokens[i, :len(r)] = r
             segments[i, :len(r)] = 1
-            if self.cfg.encoder_decoder:
-                text[i, :len(r) - (1 if r[-1] == EOS_ID else 0)] = True
-            else:
-                text[i, 1:len(r)] = True
+            text[i, own] = True
             if not text[i].any():
                 raise ConfigError(f"texts[{i}] is empty (no tokens to probe)")
         return tokens, segments, text
 
-    def intermediates(self, texts: Sequence[str], *, attention_layer: int | None = None,
-                      max_tokens: int | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """Raw captured flax intermediates (numpy; every Block, embedder and relative bias output, plus the
-        ``self_attention`` of ``attention_layer`` with its projections) and the batch: tokens, segments,
-        mask (the text's own tokens) and, for decoder-only layouts, the logits."""
+    def _run(self, texts: Sequence[str], max_tokens: int | None, *, attention_layer: int | None = None,
+             raw_layer: int | None = None, raw: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``ModelAPI.capture`` over the texts in batches (sharded over the mesh's batch axes; filler rows of
+        one token), as numpy, and the batch: tokens, segments and mask (the text's own tokens)."""
         tokens, segments, mask = self._batch(texts, max_tokens)
-        name = None if attention_layer is None else f"layers_{self._layer_index(attention_layer) - 1}"
         n = len(tokens)
         shards = decoding.batch_shards(self.mesh)
         per = -(-min(self.batch_size, decoding.bucket(n, minimum=1)) // shards) * shards
-        fwd = self._forward_fn(name)
+        fwd = self._capture_fn(attention_layer, raw_layer, raw)
         chunks = []
         with decoding.mesh_context(self.mesh):
             for start in range(0, n, per):
@@ -248,22 +219,26 @@ class Probe:
                 seg[k:, 0] = 1  # filler rows: one token, so no row is fully masked
                 out = jax.device_get(fwd(self.params, *decoding.place_batch([tok, seg], self.mesh)))
                 chunks.append(jax.tree.map(lambda x, k=k: np.asarray(x)[:k], out))
-        logits = None if chunks[0][0] is None else np.concatenate([c[0] for c in chunks])
-        inter = jax.tree.map(lambda *xs: np.concatenate(xs), *[c[1] for c in chunks])
-        batch = {"tokens": tokens, "segments": segments, "mask": mask}
-        if logits is not None:
-            batch["logits"] = logits
-        return _plain(inter), batch
+        captured = jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
+        return captured, {"tokens": tokens, "segments": segments, "mask": mask}
+
+    def intermediates(self, texts: Sequence[str], *, attention_layer: int | None = None,
+                      max_tokens: int | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Raw captured flax intermediates (numpy; every Block, embedder and relative bias output, plus the
+        ``self_attention`` of ``attention_layer`` with its projections) and the batch: tokens, segments,
+        mask (the text's own tokens) and, for decoder-only layouts, the logits."""
+        layer = None if attention_layer is None else self._layer_index(attention_layer)
+        captured, batch = self._run(texts, max_tokens, raw_layer=layer, raw=True)
+        if captured["logits"] is not None:
+            batch["logits"] = captured["logits"]
+        return _plain(captured["intermediates"]), batch
 
     def _layer_index(self, layer: Any, allow_zero: bool = False) -> int:
-        n = self.cfg.num_encoder_layers if self.cfg.encoder_decoder else self.cfg.num_layers
+        n = self.api.probed_stack[1]
         lo = 0 if allow_zero else 1
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not lo <= layer <= n:
             raise ConfigError(f"layer must be an integer in [{lo}, {n}], got {layer!r}")
         return int(layer)
-
-    def _stack_tree(self, tree: dict[str, Any]) -> dict[str, Any]:
-        return tree["encoder"]["stack"] if self.cfg.encoder_decoder else tree["decoder"]
 
     def hidden_states(self, texts: Sequence[str], layers: Sequence[int] | None = None, *,
                       max_tokens: int | None = None) -> dict[str, Any]:
@@ -273,19 +248,10 @@ class Probe:
         the decoder's start token and the encoder's EOS are left out), ``mask`` [n, T] (True on those
         tokens), ``tokens`` [n, T] (the fed ids, 0-padded) and ``lengths`` [n] (fed tokens per row).
         ``max_tokens`` truncates each text's ids first."""
-        n_layers = self.cfg.num_encoder_layers if self.cfg.encoder_decoder else self.cfg.num_layers
+        n_layers = self.api.probed_stack[1]
         layers = list(range(n_layers + 1)) if layers is None else [self._layer_index(i, True) for i in layers]
-        inter, batch = self.intermediates(texts, max_tokens=max_tokens)
-        stack = self._stack_tree(inter)
-        states = {}
-        for i in layers:
-            if i == 0:
-                x = inter["token_embedder"]["__call__"][0]
-                if "position_embedder" in inter:
-                    x = x + inter["position_embedder"]["__call__"][0]
-            else:
-                x = stack[f"layers_{i - 1}"]["__call__"][0]
-            states[i] = np.asarray(x, np.float32)
+        captured, batch = self._run(texts, max_tokens)
+        states = {i: np.asarray(captured["hidden"][i], np.float32) for i in layers}
         m = batch["mask"].astype(np.float32)[..., None]
         mean = {i: (s * m).sum(1) / m.sum(1) for i, s in states.items()}
         return {"states": states, "mean": mean, "mask": batch["mask"], "tokens": batch["tokens"],
@@ -293,59 +259,17 @@ class Probe:
 
     def attention(self, texts: Sequence[str], layer: int, *, max_tokens: int | None = None) -> np.ndarray:
         """Self-attention weights [n, heads, T, T] of block ``layer`` (1-based; the encoder's for
-        encoder-decoders), recomputed from the captured query/key projections with the layer's rotary
-        positions, relative bias, scale and (causal / padding) mask. Rows of padding queries are 0."""
+        encoder-decoders): the softmax the layer computed in the model's forward (rotary positions, relative
+        bias, scale and causal / padding mask included). Rows of padding queries are 0."""
         layer = self._layer_index(layer)
-        inter, batch = self.intermediates(texts, attention_layer=layer, max_tokens=max_tokens)
-        attn = self._stack_tree(inter)[f"layers_{layer - 1}"]["self_attention"]
-        q = jnp.asarray(attn["query"]["__call__"][0], jnp.float32)
-        k = jnp.asarray(attn["key"]["__call__"][0], jnp.float32)
-        bias = None
-        relpos = (inter["encoder"] if self.cfg.encoder_decoder else inter).get("relpos")
-        if relpos is not None:
-            bias = jnp.asarray(relpos["__call__"][0], jnp.float32)
-        return np.asarray(attention_weights(self.cfg, q, k, jnp.asarray(batch["segments"]), bias,
-                                            causal=not self.cfg.encoder_decoder))
+        captured, batch = self._run(texts, max_tokens, attention_layer=layer)
+        weights = np.asarray(captured["attention"][layer], np.float32)
+        return np.where(batch["segments"].astype(bool)[:, None, :, None], weights, 0.0)
 
     def unembed(self, states: np.ndarray) -> np.ndarray:
-        """Logits from last-layer (or, as a logit lens, any layer's) decoder states [..., d]: final norm
-        then the LM head (decoder-only layouts)."""
-        if self.cfg.encoder_decoder:
-            raise ConfigError("unembed applies to decoder-only layouts (probed states are the encoder's)")
-        cfg, p = self.cfg, self.params
-        x = Norm(kind=cfg.norm, eps=cfg.norm_eps, use_bias=cfg.use_bias, dtype=cfg.dtype,
-                 param_dtype=cfg.param_dtype).apply({"params": p["final_norm"]}, jnp.asarray(states))
-        if cfg.tie_embeddings:
-            logits = jnp.einsum("...d,vd->...v", x, p["token_embedder"]["embedding"])
-        else:
-            logits = jnp.tensordot(x, p["lm_head"]["kernel"], axes=1)
-            if "bias" in p["lm_head"]:
-                logits = logits + p["lm_head"]["bias"]
-        if cfg.unpadded_vocab_size is not None and cfg.unpadded_vocab_size < cfg.vocab_size:
-            logits = jnp.where(jnp.arange(cfg.vocab_size) < cfg.unpadded_vocab_size, logits,
-                               jnp.finfo(logits.dtype).min)
-        return np.asarray(logits)
-
-
-def attention_weights(cfg: ModelConfig, q: jax.Array, k: jax.Array, segments: jax.Array, bias: jax.Array | None,
-                      causal: bool) -> jax.Array:
-    """Softmax weights [b, heads, q, k] as every ``Attention`` implementation computes them (xla, blocked, cuDNN):
-    rotary positions 0..T-1, grouped-query heads (query head h reads kv head h // (heads / kv_heads)),
-    scale 1/sqrt(head_dim) unless unscaled (T5), relative bias, then the segment/causal mask."""
-    b, t = segments.shape
-    if cfg.position == "rope":
-        pos = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-        q, k = apply_rope(q, pos, cfg.rope_theta), apply_rope(k, pos, cfg.rope_theta)
-    group = cfg.num_heads // cfg.num_kv_heads
-    k = jnp.repeat(k, group, axis=2)
-    scale = 1.0 / math.sqrt(cfg.head_dim) if cfg.scale_attention else 1.0
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale
-    if bias is not None:
-        logits = logits + bias
-    mask = attention_mask(segments, segments, causal=causal)
-    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min / 2)
-    weights = jax.nn.softmax(logits, axis=-1)
-    return jnp.where((segments > 0)[:, None, :, None], weights, 0.0)
+        """Logits from last-layer (or, as a logit lens, any layer's) decoder states [..., d]: the model's own
+        final norm and LM head (decoder-only layouts)."""
+        return np.asarray(self.api.unembed(self.params, jnp.asarray(states)))
 
 
 def _plain(tree: Any) -> Any:
@@ -379,4 +303,4 @@ def load(checkpoint_dir: str | Path, *, mesh_shape: Sequence[int] | None = None,
         raise CheckpointError(f"checkpoint {checkpoint_dir} does not match its recorded model: {e}") from e
 
 
-__all__ = ["Probe", "attention_weights", "load"]
+__all__ = ["Probe", "load"]

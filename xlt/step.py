@@ -1,7 +1,8 @@
 """Train state, loss and the sharded, jitted train step.
 
-The loss is ``xlt.losses``' cross-entropy: from the model's logits, or chunked from its final hidden states
-when ``ModelConfig.loss_chunk_len`` is set (see ``loss_fn``).
+The model is used only through its interface (``xlt.models.api``): its parameters (``init``, with logical axis
+names) and its loss, ``xlt.losses``' cross-entropy from the model's logits, or chunked from its final hidden
+states when ``ModelConfig.loss_chunk_len`` is set (see ``loss_fn``).
 
 The step is ``jax.jit`` with explicit in/out NamedShardings derived from the parameters' logical axis
 names and the one rules table; the state is donated. Gradient accumulation splits the global batch
@@ -25,7 +26,7 @@ from jax.sharding import Mesh
 
 from xlt import losses, partitioning
 from xlt.errors import ConfigError
-from xlt.models.layers import LMHead
+from xlt.models.api import mesh_context, model_api
 
 Batch = Mapping[str, jax.Array]
 
@@ -38,24 +39,9 @@ class TrainState:
 
 
 def loss_fn(model: nn.Module, params, batch: Batch, dropout_rng=None, z_loss: float = 0.0):
-    """Sums over weighted target tokens: (cross-entropy + z-loss, metrics sums). Not normalised.
-
-    With ``model.cfg.loss_chunk_len`` set, the model returns its final hidden states and LM-head kernel
-    (``output="hidden"``) and ``xlt.losses.chunked_cross_entropy`` computes the loss that many positions at a
-    time, never building the [batch, length, vocab] logits; otherwise the model returns the logits and
-    ``xlt.losses.cross_entropy`` takes them. Both give the same loss, metrics and gradients."""
-    rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
-    variables, deterministic = {"params": params}, dropout_rng is None
-    targets, weights = batch["decoder_target_tokens"], batch.get("decoder_loss_weights")
-    cfg = getattr(model, "cfg", None)
-    chunk_len = getattr(cfg, "loss_chunk_len", None)
-    if chunk_len:
-        hidden, kernel = model.apply(variables, batch, deterministic=deterministic, rngs=rngs, output="hidden")
-        return losses.chunked_cross_entropy(hidden, kernel, targets, weights, chunk_len=chunk_len,
-                                            kernel_layout=LMHead.kernel_layout(cfg), z_loss=z_loss,
-                                            unpadded_vocab_size=cfg.unpadded_vocab_size)
-    logits = model.apply(variables, batch, deterministic=deterministic, rngs=rngs)
-    return losses.cross_entropy(logits, targets, weights, z_loss=z_loss)
+    """Sums over weighted target tokens: (cross-entropy + z-loss, metrics sums), not normalised: the model
+    interface's loss (``xlt.models.api.ModelAPI.loss``: plain, or chunked with ``ModelConfig.loss_chunk_len``)."""
+    return model_api(model).loss(params, batch, dropout_rng, z_loss)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +56,6 @@ class StepFns:
     batch_shardings: Any
 
 
-def _dummy_batch(shapes: Mapping[str, tuple[int, ...]]):
-    return {k: jnp.zeros(s, jnp.int32) for k, s in shapes.items()}
-
-
 def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
           batch_shapes: Mapping[str, tuple[int, ...]], *, grad_accum_steps: int = 1, z_loss: float = 0.0,
           seed: int = 0, dropout: bool = False, schedule: optax.Schedule | None = None) -> StepFns:
@@ -84,13 +66,13 @@ def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
         raise ConfigError(f"BATCH_SIZE={batch_size} does not split into grad_accum_steps={grad_accum_steps}")
     micro = batch_size // grad_accum_steps
     partitioning.check_batch(micro, mesh, what=f"microbatch (BATCH_SIZE/grad_accum_steps)")
-    model_inputs = {k: v for k, v in batch_shapes.items() if not k.startswith(("decoder_target", "decoder_loss"))}
+    api = model_api(model)
 
     def boxed_init(rng):
-        params = model.init(rng, _dummy_batch({k: (1,) + s[1:] for k, s in model_inputs.items()}))["params"]
+        params = api.init(rng)
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
-    with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.axis_rules()):
+    with mesh_context(mesh):
         boxed = jax.eval_shape(boxed_init, jax.random.key(seed))
     specs = nn.get_partition_spec(boxed)
     abstract = nn.meta.unbox(boxed)
@@ -112,7 +94,7 @@ def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
         def micro_grads(i, mb):
             rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, i)
             (loss, metrics), grads = jax.value_and_grad(
-                lambda p: loss_fn(model, p, mb, rng, z_loss), has_aux=True)(state.params)
+                lambda p: api.loss(p, mb, rng, z_loss), has_aux=True)(state.params)
             return jax.tree.map(lambda g: g / total_weight, grads), loss, metrics
 
         if grad_accum_steps == 1:
@@ -145,7 +127,7 @@ def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
 
     def with_context(fn):
         def wrapped(*args):
-            with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.axis_rules()):
+            with mesh_context(mesh):
                 return fn(*args)
         wrapped.jitted = fn
         return wrapped

@@ -32,7 +32,8 @@ from xlt.data import mixtures, pipeline, tasks
 from xlt.errors import ConfigError
 from xlt.files import atomic_write_text
 from xlt.instruct import tasks as instruct_tasks
-from xlt.models import ModelConfig, build_model
+from xlt.models import ModelConfig
+from xlt.models.api import model_api
 
 
 class Preemption:
@@ -93,32 +94,14 @@ class MetricsLog:
             self._tb.close()
 
 
-def batch_shapes(converter: str, lengths: dict[str, int], batch_size: int, pack: bool) -> dict[str, tuple]:
-    """Model-feature shapes the seqio feature converter yields."""
-    if converter == "encdec":
-        enc, dec = lengths["inputs"], lengths["targets"]
-        names = {"encoder_input_tokens": enc, "decoder_input_tokens": dec, "decoder_target_tokens": dec,
-                 "decoder_loss_weights": dec}
-        if pack:
-            names.update(encoder_segment_ids=enc, encoder_positions=enc, decoder_segment_ids=dec,
-                         decoder_positions=dec)
-    else:
-        dec = sum(lengths.values())
-        names = {k: dec for k in ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")}
-        if pack:
-            names.update(decoder_segment_ids=dec, decoder_positions=dec)
-        if converter == "prefix_lm":
-            names["decoder_causal_attention"] = dec
-    return {k: (batch_size, n) for k, n in names.items()}
-
-
 def choose_converter(cfg: ModelConfig, name: str, converter: str) -> str:
-    if converter != "auto":
-        return converter
-    if cfg.encoder_decoder:
-        return "encdec"
-    features = pipeline.output_features(name)
-    return "prefix_lm" if "inputs" in features else "decoder"
+    """The feature converter of a run: the one named, or (``'auto'``) the model family's for the task's
+    features (``ModelAPI.feature_converter``); checked against the family."""
+    api = model_api(cfg)
+    if converter == "auto":
+        converter = api.feature_converter(has_inputs="inputs" in pipeline.output_features(name))
+    api.check_converter(converter)
+    return converter
 
 
 def language_shares(labels: Sequence[str], tokens: np.ndarray) -> dict[str, float]:
@@ -161,15 +144,15 @@ def build_step_setup(*, train_steps: int, batch_size: int, seq_len: int, input_l
     if batch_size <= 0 or seq_len <= 0:
         raise ConfigError("BATCH_SIZE and SEQ_LEN must be > 0")
     cfg = model or ModelConfig()
+    api = model_api(cfg)
     pipeline.check_registered(mixture_or_task_name)
     converter = choose_converter(cfg, mixture_or_task_name, feature_converter)
     lengths = pipeline.task_feature_lengths(converter, seq_len, input_len)
-    shapes = batch_shapes(converter, lengths, batch_size, pack)
-    if not cfg.encoder_decoder and cfg.position == "learned" and seq_len > cfg.max_len:
-        raise ConfigError(f"SEQ_LEN={seq_len} exceeds the learned position table (ModelConfig.max_len={cfg.max_len})")
+    shapes = api.batch_shapes(converter, lengths, batch_size, pack)
+    api.check_length(seq_len, f"SEQ_LEN={seq_len}")
     mesh = partitioning.make_mesh(mesh_shape, devices=devices)
     schedule = optimizers.learning_rate_schedule(total_steps=train_steps)
-    fns = step_lib.build(build_model(cfg), optimizers.make_optimizer(schedule), mesh, shapes,
+    fns = step_lib.build(api.model, optimizers.make_optimizer(schedule), mesh, shapes,
                          grad_accum_steps=grad_accum_steps, z_loss=z_loss, seed=seed, dropout=cfg.dropout_rate > 0,
                          schedule=schedule)
     return StepSetup(cfg, converter, lengths, shapes, mesh, fns)

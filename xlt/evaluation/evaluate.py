@@ -44,7 +44,7 @@ from xlt.evaluation.scoring import score_options
 from xlt.files import atomic_write_text
 from xlt.instruct import meta
 from xlt.instruct import tasks as instruct_tasks
-from xlt.models import build_model
+from xlt.models.api import model_api
 
 GENERATION_METRICS = {
     "exact_match": lambda preds, refs, lang: metrics.exact_match(preds, refs, lang),
@@ -82,46 +82,42 @@ class Evaluator:
         if self.vocab.vocab_size > self.cfg.vocab_size:
             raise ConfigError(f"the vocabulary has {self.vocab.vocab_size} ids but the model only "
                               f"{self.cfg.vocab_size}")
-        self.model = build_model(self.cfg)
+        self.api = model_api(self.cfg)  # the token layout and the model: xlt.models.api
+        self.model = self.api.model
         self.batch_size = batch_size
         self.mesh = partitioning.make_mesh(mesh_shape) if mesh_shape else None
-        limit = self.cfg.max_len if self.cfg.position == "learned" else max_input_len
-        self.max_input_len = min(max_input_len, limit)
-        self.prefix_lm = not self.cfg.encoder_decoder
+        self.max_input_len = min(max_input_len, self.api.max_length or max_input_len)
+        self.prefix_lm = self.api.supports_prefix_lm  # decoder-only: prompts attended as prefix-LM inputs
 
     def prompt_ids(self, text: str, reserve: int = 0) -> list[int]:
-        ids = list(self.vocab.encode(text)) + [EOS_ID]
-        if self.prefix_lm:
-            ids = [0] + ids
-        keep = self.max_input_len - reserve
-        if keep < 2:
-            raise ConfigError(f"max_input_len={self.max_input_len} leaves no room for a prompt")
-        return ids[-keep:] if len(ids) > keep else ids
+        """The prompt's tokens, its last ones kept to leave ``reserve`` positions for an answer where it
+        shares the prompt's sequence (``ModelAPI.prompt_tokens``)."""
+        return self.api.prompt_tokens(self.vocab.encode(text), self.max_input_len, reserve)
 
     def answer_ids(self, text: str) -> list[int]:
-        return list(self.vocab.encode(text)) + [EOS_ID]
+        return self.api.target_tokens(self.vocab.encode(text))
 
     def choice_inputs(self, examples: Sequence[dict[str, Any]]) -> tuple[list[list[int]], list[list[list[int]]]]:
         """Token ids of each example's prompt (truncated to leave room for its longest option) and options."""
         options = [[self.answer_ids(o) for o in ex["options"]] for ex in examples]
         longest = [max(len(o) for o in opts) for opts in options]
-        prompts = [self.prompt_ids(ex["inputs"], reserve=n if self.prefix_lm else 0)
+        prompts = [self.prompt_ids(ex["inputs"], reserve=n)
                    for ex, n in zip(examples, longest)]
         return prompts, options
 
     def choose(self, examples: Sequence[dict[str, Any]]) -> tuple[list[int], list[int]]:
         """Predicted option index per example, by summed and by per-token log-likelihood."""
         prompts, options = self.choice_inputs(examples)
-        scores = score_options(self.model, self.params, prompts, options, prefix_lm=self.prefix_lm,
+        scores = score_options(self.api, self.params, prompts, options, prefix_lm=self.prefix_lm,
                                batch_size=self.batch_size, mesh=self.mesh)
         return [s.best() for s in scores], [s.best(length_normalized=True) for s in scores]
 
     def answer(self, examples: Sequence[dict[str, Any]], max_new_tokens: int) -> list[str]:
-        prompts = [self.prompt_ids(ex["inputs"], reserve=max_new_tokens if self.prefix_lm else 0)
+        prompts = [self.prompt_ids(ex["inputs"], reserve=max_new_tokens)
                    for ex in examples]
         out: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
-            gen = generate(self.model, self.params, prompts[start:start + self.batch_size],
+            gen = generate(self.api, self.params, prompts[start:start + self.batch_size],
                            max_new_tokens=max_new_tokens, prefix_lm=self.prefix_lm, mesh=self.mesh)
             for row, n in zip(gen.tokens, gen.lengths):
                 ids = [int(t) for t in row[:n] if t not in (0, EOS_ID)]

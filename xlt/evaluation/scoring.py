@@ -10,6 +10,9 @@
 * encoder-decoder: the prompt is encoded once and the options decode against the encoding grouped the
   same way (cross-attention keys and values projected once per prompt).
 
+The per-family computation is the model interface's (``xlt.models.api``: ``score_shared`` and
+``score_pairs``); this module validates, buckets, batches and places the inputs.
+
 ``score_options_naive`` runs one full training forward per prompt+option pair (prompt recomputed for
 every option): the reference in tests and the baseline for benchmarks.
 
@@ -29,14 +32,13 @@ from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from xlt.decoding import (PAD_ID, apply_cached, as_token_lists, batch_shards, bucket, check_cache_divisible,
-                          check_tokens, mesh_context, model_cfg, place_batch, place_params, prefill)
+from xlt.decoding import (PAD_ID, as_token_lists, batch_shards, bucket, check_cache_divisible, check_tokens,
+                          mesh_context, place_batch, place_params)
 from xlt.errors import ConfigError
-from xlt.models.config import ModelConfig
+from xlt.models.api import ModelAPI, model_api
 
 Array = jax.Array
 
@@ -53,11 +55,9 @@ class OptionScores(NamedTuple):
         return int(np.argmax(self.normalized() if length_normalized else self.loglik))
 
 
-def _validate(cfg: ModelConfig, prompts: Any, options: Any, prefix_lm: bool,
+def _validate(api: ModelAPI, prompts: Any, options: Any, prefix_lm: bool,
               batch_size: int) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
-    if prefix_lm and cfg.encoder_decoder:
-        raise ConfigError("prefix_lm applies to decoder-only layouts; an encoder-decoder's encoder is already "
-                          "bidirectional")
+    api.check_prefix_lm(prefix_lm)
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     prompt_rows = as_token_lists(prompts)
@@ -68,14 +68,11 @@ def _validate(cfg: ModelConfig, prompts: Any, options: Any, prefix_lm: bool,
         if len(opts) == 0:
             raise ConfigError(f"prompt {i} has no options")
         option_rows.append(as_token_lists(opts, what=f"prompt {i}: option"))
-    check_tokens(prompt_rows, cfg.vocab_size, "prompt")
+    check_tokens(prompt_rows, api.cfg.vocab_size, "prompt")
     for i, opts in enumerate(option_rows):
-        check_tokens(opts, cfg.vocab_size, f"prompt {i}: option")
-        if cfg.position == "learned" and not cfg.encoder_decoder:
-            longest = len(prompt_rows[i]) + max(len(o) for o in opts)
-            if longest > cfg.max_len:
-                raise ConfigError(f"prompt {i} with its longest option has {longest} tokens, beyond the learned "
-                                  f"position table (max_len={cfg.max_len})")
+        check_tokens(opts, api.cfg.vocab_size, f"prompt {i}: option")
+        n, k = len(prompt_rows[i]), max(len(o) for o in opts)
+        api.check_continuation_length(n, k, f"prompt {i} ({n} tokens) with its longest option ({k} tokens)")
     return prompt_rows, option_rows
 
 
@@ -84,47 +81,15 @@ def _batches(n: int, size: int):
         yield range(start, min(start + size, n))
 
 
-def _option_logprobs(logits: Array, targets: Array, weights: Array) -> Array:
-    """Sum over positions of log_softmax(logits)[target] where weights, in fp32."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    picked = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-    return jnp.sum(jnp.where(weights, picked, 0.0), axis=-1)
-
-
-# --- Shared-prompt scoring -----------------------------------------------------------------------------
-
-
 @functools.partial(jax.jit, static_argnames=("model", "prefix_lm", "mesh"))
-def _score_shared(model: nn.Module, params: Any, prompts: Array, prompt_lens: Array, options: Array,
+def _score_shared(model: ModelAPI, params: Any, prompts: Array, prompt_lens: Array, options: Array,
                   option_lens: Array, *, prefix_lm: bool, mesh: Mesh | None) -> Array:
     """prompts [n, P], options [n, O, K] -> summed log-likelihood [n, O] (0 for padded options)."""
     del mesh  # part of the cache key only
-    n, width = prompts.shape
-    _, n_opts, opt_width = options.shape
-    p_valid = jnp.arange(width)[None, :] < prompt_lens[:, None]
-    o_valid = jnp.arange(opt_width)[None, None, :] < option_lens[..., None]  # [n, O, K]
-    flat = options.reshape(n * n_opts, opt_width)
-    if model.cfg.encoder_decoder:
-        enc = {"encoder_input_tokens": prompts, "encoder_segment_ids": p_valid.astype(jnp.int32)}
-        encoded = model.apply({"params": params}, enc, method="encode")  # once per prompt
-        dec_in = jnp.pad(flat[:, :-1], ((0, 0), (1, 0)))  # seqio: targets shifted right, 0 first
-        logits = model.apply({"params": params}, encoded, {**enc, "decoder_input_tokens": dec_in},
-                             cache_mode="shared", method="decode")
-        return _option_logprobs(logits, flat, o_valid.reshape(flat.shape)).reshape(n, n_opts)
-
-    last, cache = prefill(model, params, prompts, prompt_lens, width, prefix_lm=prefix_lm)  # last: [n, V]
-    # The first option token is predicted by the prompt's last position ...
-    first = jnp.take_along_axis(jax.nn.log_softmax(last.astype(jnp.float32), axis=-1), options[:, :, 0], axis=1)
-    first = jnp.where(option_lens > 0, first, 0.0)
-    # ... the others by the option's own positions, all options of a prompt in one forward on its cache.
-    positions = jnp.where(o_valid, prompt_lens[:, None, None] + jnp.arange(opt_width), 0)
-    chunk = {"decoder_input_tokens": flat, "decoder_positions": positions.reshape(flat.shape)}
-    logits, _ = apply_cached(model, params, cache, chunk, mode="shared")
-    rest = _option_logprobs(logits[:, :-1], flat[:, 1:], o_valid.reshape(flat.shape)[:, 1:])
-    return first + rest.reshape(n, n_opts)
+    return model.score_shared(params, prompts, prompt_lens, options, option_lens, prefix_lm=prefix_lm)
 
 
-def score_options(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]],
+def score_options(model: nn.Module | ModelAPI, params: Any, prompts: Sequence[Sequence[int]],
                   options: Sequence[Sequence[Sequence[int]]], *, prefix_lm: bool = False, batch_size: int = 8,
                   mesh: Mesh | None = None) -> list[OptionScores]:
     """Log-likelihood of every option of every prompt, each prompt computed once.
@@ -134,18 +99,19 @@ def score_options(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]
     token lists. ``batch_size`` prompts (with all their options) go through one forward; with ``mesh``
     the prompts are sharded over the batch axes. Returns one ``OptionScores`` per prompt.
     """
-    cfg = model_cfg(model)
-    prompt_rows, option_rows = _validate(cfg, prompts, options, prefix_lm, batch_size)
+    api = model_api(model)
+    prompt_rows, option_rows = _validate(api, prompts, options, prefix_lm, batch_size)
     rows_per_batch = -(-batch_size // batch_shards(mesh)) * batch_shards(mesh)
     results: list[OptionScores] = []
-    params = place_params(model, params, mesh)
+    params = place_params(api, params, mesh)
     with mesh_context(mesh):
         for idx in _batches(len(prompt_rows), rows_per_batch):
             width = bucket(max(len(prompt_rows[i]) for i in idx))
             n_opts = bucket(max(len(option_rows[i]) for i in idx), minimum=1)
             opt_width = bucket(max(len(o) for i in idx for o in option_rows[i]), minimum=8)
-            if mesh is not None and not cfg.encoder_decoder:
-                check_cache_divisible(model, mesh, rows_per_batch, width)
+            cache = api.scoring_cache(width)
+            if mesh is not None and cache is not None:
+                check_cache_divisible(api, mesh, rows_per_batch, *cache)
             p_tok = np.full((rows_per_batch, width), PAD_ID, np.int32)
             p_len = np.ones((rows_per_batch,), np.int32)
             o_tok = np.full((rows_per_batch, n_opts, opt_width), PAD_ID, np.int32)
@@ -156,7 +122,7 @@ def score_options(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]
                 for j, o in enumerate(option_rows[i]):
                     o_tok[r, j, :len(o)] = o
                     o_len[r, j] = len(o)
-            scores = _score_shared(model, params, *place_batch([p_tok, p_len, o_tok, o_len], mesh),
+            scores = _score_shared(api, params, *place_batch([p_tok, p_len, o_tok, o_len], mesh),
                                    prefix_lm=prefix_lm, mesh=mesh)
             scores = np.asarray(jax.device_get(scores))
             for r, i in enumerate(idx):
@@ -169,47 +135,24 @@ def score_options(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]
 
 
 @functools.partial(jax.jit, static_argnames=("model", "prefix_lm", "mesh"))
-def _score_pairs(model: nn.Module, params: Any, prompts: Array, prompt_lens: Array, options: Array,
+def _score_pairs(model: ModelAPI, params: Any, prompts: Array, prompt_lens: Array, options: Array,
                  option_lens: Array, *, prefix_lm: bool, mesh: Mesh | None) -> Array:
     """Rows of (prompt [P], option [K]) -> summed option log-likelihood per row, by the training forward."""
     del mesh
-    rows, width = prompts.shape
-    opt_width = options.shape[1]
-    o_valid = jnp.arange(opt_width)[None, :] < option_lens[:, None]
-    if model.cfg.encoder_decoder:
-        p_valid = jnp.arange(width)[None, :] < prompt_lens[:, None]
-        batch = {"encoder_input_tokens": prompts, "encoder_segment_ids": p_valid.astype(jnp.int32),
-                 "decoder_input_tokens": jnp.pad(options[:, :-1], ((0, 0), (1, 0)))}
-        return _option_logprobs(model.apply({"params": params}, batch), options, o_valid)
-    # Decoder-only: prompt then option in one row, option token k at position len + k.
-    length = width + opt_width
-    pos = jnp.arange(length)[None, :]
-    offset = jnp.clip(pos - prompt_lens[:, None], 0, opt_width - 1)
-    option_part = jnp.take_along_axis(options, offset, axis=1)
-    in_option = (pos >= prompt_lens[:, None]) & (pos < (prompt_lens + option_lens)[:, None])
-    in_prompt = pos < prompt_lens[:, None]
-    tokens = jnp.where(in_prompt, jnp.pad(prompts, ((0, 0), (0, opt_width))), jnp.where(in_option, option_part, 0))
-    batch = {"decoder_input_tokens": tokens, "decoder_positions": jnp.where(in_prompt | in_option, pos, 0)}
-    if prefix_lm:
-        batch["decoder_causal_attention"] = in_prompt.astype(jnp.int32)
-    logits = model.apply({"params": params}, batch)
-    # Position t predicts token t + 1: the option's tokens are predicted from len - 1 .. len + n - 2.
-    targets = jnp.pad(tokens[:, 1:], ((0, 0), (0, 1)))
-    weights = jnp.pad(in_option[:, 1:], ((0, 0), (0, 1)))
-    return _option_logprobs(logits, targets, weights)
+    return model.score_pairs(params, prompts, prompt_lens, options, option_lens, prefix_lm=prefix_lm)
 
 
-def score_options_naive(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]],
+def score_options_naive(model: nn.Module | ModelAPI, params: Any, prompts: Sequence[Sequence[int]],
                         options: Sequence[Sequence[Sequence[int]]], *, prefix_lm: bool = False,
                         batch_size: int = 8, mesh: Mesh | None = None) -> list[OptionScores]:
     """Same result as ``score_options``, by one full forward per prompt+option (``batch_size`` pairs
     per forward): the reference, recomputing each prompt for every option."""
-    cfg = model_cfg(model)
-    prompt_rows, option_rows = _validate(cfg, prompts, options, prefix_lm, batch_size)
+    api = model_api(model)
+    prompt_rows, option_rows = _validate(api, prompts, options, prefix_lm, batch_size)
     pairs = [(i, o) for i, opts in enumerate(option_rows) for o in opts]
     rows_per_batch = -(-batch_size // batch_shards(mesh)) * batch_shards(mesh)
     flat: list[float] = []
-    params = place_params(model, params, mesh)
+    params = place_params(api, params, mesh)
     with mesh_context(mesh):
         for idx in _batches(len(pairs), rows_per_batch):
             width = bucket(max(len(prompt_rows[pairs[j][0]]) for j in idx))
@@ -221,7 +164,7 @@ def score_options_naive(model: nn.Module, params: Any, prompts: Sequence[Sequenc
             for r, j in enumerate(idx):
                 p, o = prompt_rows[pairs[j][0]], pairs[j][1]
                 p_tok[r, :len(p)], p_len[r], o_tok[r, :len(o)], o_len[r] = p, len(p), o, len(o)
-            scores = _score_pairs(model, params, *place_batch([p_tok, p_len, o_tok, o_len], mesh),
+            scores = _score_pairs(api, params, *place_batch([p_tok, p_len, o_tok, o_len], mesh),
                                   prefix_lm=prefix_lm, mesh=mesh)
             flat.extend(np.asarray(jax.device_get(scores))[:len(idx)].tolist())
     results, k = [], 0

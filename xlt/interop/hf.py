@@ -603,11 +603,9 @@ def abstract_params(cfg: ModelConfig) -> dict[str, jax.ShapeDtypeStruct]:
     """Flat {path: ShapeDtypeStruct} of the model's parameters, from an abstract (free) init."""
     import flax.linen as nn
 
-    batch = {"decoder_input_tokens": jnp.zeros((1, 1), jnp.int32)}
-    if cfg.encoder_decoder:
-        batch["encoder_input_tokens"] = jnp.zeros((1, 1), jnp.int32)
-    model = build_model(cfg)
-    tree = nn.meta.unbox(jax.eval_shape(lambda: model.init(jax.random.key(0), batch))["params"])
+    from xlt.models.api import model_api
+
+    tree = nn.meta.unbox(model_api(cfg).abstract_params())
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
     return {jax.tree_util.keystr(p, simple=True, separator="/"): x for p, x in flat}
 

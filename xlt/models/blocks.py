@@ -1,5 +1,8 @@
 """A pre-norm transformer block and a stack of them (looped, or scanned with a remat policy).
 
+A forward applied with the HIDDEN_STATES collection mutable records the stack's input and every block's
+output (stacked over layers when scanned, like the parameters); see ``xlt.models.layers``' capture collections.
+
 With a ``cache_mode`` (cached decoding, see ``xlt.models.layers``) the stack is never rematerialised
 (inference has no backward pass) and, when scanned, its "cache" collection is stacked over layers like
 its parameters; parameter names and shapes are those of the training stack.
@@ -11,7 +14,7 @@ import flax.linen as nn
 import jax
 
 from xlt.models.config import ModelConfig
-from xlt.models.layers import Attention, Mlp, constrain, make_norm
+from xlt.models.layers import ATTENTION_WEIGHTS, HIDDEN_STATES, Attention, Mlp, capturing, constrain, make_norm
 
 Array = jax.Array
 
@@ -54,6 +57,8 @@ class Block(nn.Module):
         h = make_norm(cfg, "pre_mlp_norm")(x)
         h = Mlp(cfg, name="mlp")(h, deterministic=self.deterministic)
         x = constrain(x + drop(h, deterministic=self.deterministic), ("batch", "length", "embed"))
+        if capturing(self, HIDDEN_STATES):
+            self.sow(HIDDEN_STATES, "output", x)
         return (x, None) if self.scanned else x
 
 
@@ -76,12 +81,14 @@ class Stack(nn.Module):
         if cfg.remat_policy != "none" and self.cache_mode is None:
             block = nn.remat(Block, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=not cfg.scan_layers)
         kwargs = dict(causal=self.causal, cross=self.cross, deterministic=self.deterministic)
+        if capturing(self, HIDDEN_STATES):
+            self.sow(HIDDEN_STATES, "input", x)  # the residual stream entering the first block
         rest = (mask, bias, positions, encoded, cross_mask)  # the same for every layer
         if self.cache_mode is not None:
             kwargs["cache_mode"] = self.cache_mode
             rest = rest + (cache_index,)
         if cfg.scan_layers:
-            scanned = nn.scan(block, variable_axes={"params": 0, "cache": 0},
+            scanned = nn.scan(block, variable_axes={"params": 0, "cache": 0, HIDDEN_STATES: 0, ATTENTION_WEIGHTS: 0},
                               split_rngs={"params": True, "dropout": True},
                               in_axes=nn.broadcast, length=self.num_layers,
                               metadata_params={nn.PARTITION_NAME: "layers"})

@@ -286,7 +286,7 @@ def _grouped(x: Array | None, kv_heads: int, group: int) -> Array | None:
 
 def blocked_attention(q: Array, k: Array, v: Array, mask: Array | SegmentMask | None = None,
                       bias: Array | None = None, scale: float | None = None, *,
-                      block_len: int = 128) -> Array:
+                      block_len: int = 128, return_weights: bool = False) -> Array | tuple[Array, Array]:
     """Softmax attention as einsums, causal query blocks skipping the keys they cannot see.
 
     q [b, t, heads, d]; k, v [b, s, kv_heads, d] (grouped-query: query head n reads kv head
@@ -311,6 +311,9 @@ def blocked_attention(q: Array, k: Array, v: Array, mask: Array | SegmentMask | 
     grouping the group axis is left out altogether (4-D einsums took about 13% less time than 5-D ones with a
     unit group axis on CPU). There is no dropout on the attention probabilities (xlt's XLA and cuDNN paths
     have none either: dropout is on the output).
+
+    ``return_weights=True`` also returns the softmax weights [b, heads, t, s] in fp32 that produced the output
+    (keys a causal block skipped hold 0): ``Attention``'s capture mode sows them (see ``ATTENTION_WEIGHTS``).
     """
     b, t, heads, d = q.shape
     s, kv_heads = k.shape[1], k.shape[2]
@@ -333,7 +336,7 @@ def blocked_attention(q: Array, k: Array, v: Array, mask: Array | SegmentMask | 
         spec_logits, spec_out = "bkgtd,bksd->bkgts", "bkgts,bksd->bkgtd"
     kt, vt = (jnp.transpose(a, (0, 2, 1, 3)) for a in (k, v))  # [b, kv, s, d]
     bias = _grouped(bias, kv_heads, group)
-    outs = []
+    outs, weights = [], []
     for q0, q1, k1 in bounds:
         logits = jnp.einsum(spec_logits, qt[..., q0:q1, :], kt[:, :, :k1], precision=precision,
                             preferred_element_type=logits_dtype)
@@ -346,10 +349,16 @@ def blocked_attention(q: Array, k: Array, v: Array, mask: Array | SegmentMask | 
             block_mask = None if mask is None else _grouped(mask, kv_heads, group)[..., q0:q1, :k1]
         if block_mask is not None:
             logits = jnp.where(block_mask, logits, large_negative)
-        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-        outs.append(jnp.einsum(spec_out, probs, vt[:, :, :k1]))
+        probs32 = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        if return_weights:  # [b, kv, (g,) q1 - q0, s]: the skipped keys get weight 0
+            weights.append(jnp.pad(probs32, [(0, 0)] * (probs32.ndim - 1) + [(0, s - k1)]))
+        outs.append(jnp.einsum(spec_out, probs32.astype(v.dtype), vt[:, :, :k1]))
     out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-2)  # [b, kv, (g,) t, d]
-    return jnp.transpose(out, (0, 2, 1, 3) if group == 1 else (0, 3, 1, 2, 4)).reshape(b, t, heads, d)
+    out = jnp.transpose(out, (0, 2, 1, 3) if group == 1 else (0, 3, 1, 2, 4)).reshape(b, t, heads, d)
+    if not return_weights:
+        return out
+    w = weights[0] if len(weights) == 1 else jnp.concatenate(weights, axis=-2)
+    return out, w.reshape(b, heads, t, s)  # query head n = (kv head n // group, n % group)
 
 
 def resolve_attention_impl(impl: str, dtype: str) -> str:
@@ -489,6 +498,20 @@ def check_groups(rows: int, ctx_rows: int, what: str) -> None:
                           f"{what}")
 
 
+# Capture collections (read through ``xlt.models.api.ModelAPI.capture``): a forward applied with one of them
+# mutable records what the model computes, and nothing else changes. ``Attention`` sows its softmax weights
+# [batch, heads, q, k] (fp32) under "weights" into ATTENTION_WEIGHTS; ``Stack`` sows the residual stream that
+# enters its first block ("input") and ``Block`` its output ("output") into HIDDEN_STATES.
+ATTENTION_WEIGHTS = "attention_weights"
+HIDDEN_STATES = "hidden_states"
+
+
+def capturing(module: nn.Module, collection: str) -> bool:
+    """Whether this forward records into ``collection``: the caller made it mutable (``init``, which makes
+    every collection but flax's "intermediates" mutable, never records)."""
+    return module.is_mutable_collection(collection) and not module.is_initializing()
+
+
 class Attention(nn.Module):
     """Multi-head (grouped-query when num_kv_heads < num_heads) self- or cross-attention.
 
@@ -523,7 +546,14 @@ class Attention(nn.Module):
         q, k, v = constrain(q, QUERY_AXES), constrain(k, KV_AXES), constrain(v, KV_AXES)
         impl = resolve_attention_impl(cfg.attention_impl, cfg.dtype)
         scale = None if cfg.scale_attention else 1.0
-        if impl == "blocked":
+        if capturing(self, ATTENTION_WEIGHTS):
+            # Capture mode: the output is computed from the weights that are sown. 'blocked' keeps its causal
+            # blocks; 'xla' and 'cudnn' take one block over all keys, the same numerics as jax's XLA path
+            # (see blocked_attention), since neither of jax's kernels returns its probabilities.
+            block_len = cfg.attention_block_len if impl == "blocked" else q.shape[1]
+            out, weights = blocked_attention(q, k, v, mask, bias, scale, block_len=block_len, return_weights=True)
+            self.sow(ATTENTION_WEIGHTS, "weights", weights)
+        elif impl == "blocked":
             out = blocked_attention(q, k, v, mask, bias, scale, block_len=cfg.attention_block_len)
         else:
             if bias is not None:
