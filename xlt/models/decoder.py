@@ -1,4 +1,4 @@
-"""Decoder-only language model: the ``gpt`` (PolyLM / GPT-2) and ``llama`` layouts.
+"""Decoder-only language model: the ``gpt`` (PolyLM / GPT-2), ``llama`` and ``bloom`` layouts.
 
 Inputs follow seqio's decoder feature converters: ``decoder_input_tokens`` and, when packed,
 ``decoder_segment_ids`` / ``decoder_positions``; ``decoder_causal_attention`` marks a prefix-LM's
@@ -25,8 +25,8 @@ import jax.numpy as jnp
 
 from xlt.models.blocks import Stack
 from xlt.models.config import ModelConfig
-from xlt.models.layers import (Embed, LMHead, SegmentMask, cache_context, cached_positions, constrain, make_norm,
-                               relative_bias)
+from xlt.models.layers import (Embed, LMHead, SegmentMask, alibi_bias, cache_context, cached_positions, constrain,
+                               make_norm, relative_bias)
 
 Array = jax.Array
 
@@ -59,11 +59,15 @@ class Decoder(nn.Module):
         if cfg.position == "learned":
             x = x + Embed(cfg.max_len, cfg.d_model, axes=("length", "embed"), dtype=cfg.dtype,
                           param_dtype=cfg.param_dtype, name="position_embedder")(positions)
+        if cfg.embedding_norm:  # BLOOM's word_embeddings_layernorm
+            x = make_norm(cfg, "embedding_norm")(x)
         x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
         x = constrain(x, ("batch", "length", "embed"))
         if cache_mode is None:
             mask = SegmentMask(segments, segments, batch.get("decoder_causal_attention"), causal=True)
             bias = relative_bias(cfg, bidirectional=False, length=tokens.shape[1])
+            if bias is None:
+                bias = alibi_bias(cfg, positions)
             cache_index = None
         else:
             mask, bias, cache_index = cache_context(self, cfg, cache_mode, positions, segments,
