@@ -21,7 +21,6 @@ into the safetensors files with a hand-written header, so no full second copy is
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import shutil
@@ -30,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
@@ -39,7 +37,10 @@ from xlt.errors import CheckpointError, ConfigError
 from xlt.files import read_json_object
 from xlt.models import ModelConfig, build_model
 from xlt.models.config import round_up
-from xlt.models.hf_families import FAMILIES, SUPPORTED, Family, Rule, export_family, family_of, init_batch, need
+# Per-family knowledge (config fields, tensor rules, export requirements) lives with the layouts; re-exported here
+# for callers of this module.
+from xlt.models.hf_families import (FAMILIES, SUPPORTED, Family, Rule, export_family, family_of,  # noqa: F401
+                                   init_batch, need)
 
 DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16), "float16": np.dtype(np.float16)}
 SAFETENSORS_DTYPES = {np.dtype(np.float32): "F32", np.dtype(ml_dtypes.bfloat16): "BF16", np.dtype(np.float16): "F16"}
@@ -210,9 +211,9 @@ def config_from_hf(hf: Mapping[str, Any], tensor_names: Sequence[str], *, dtype:
     family = family_of(hf)
     vocab = int(need(hf, "vocab_size"))
     padded = round_up(vocab, pad_vocab_to_multiple) if pad_vocab_to_multiple and pad_vocab_to_multiple > 1 else vocab
-    return ModelConfig(layout=family.layout, param_dtype=dtype, dtype="float32" if dtype == "float32" else "bfloat16",
-                       scan_layers=scan_layers, **family.config_from_hf(hf, tensor_names), vocab_size=padded,
-                       unpadded_vocab_size=vocab if padded != vocab else None)
+    return family.model_config(hf, tensor_names, param_dtype=dtype,
+                               dtype="float32" if dtype == "float32" else "bfloat16", scan_layers=scan_layers,
+                               vocab_size=padded, unpadded_vocab_size=vocab if padded != vocab else None)
 
 
 def hf_config_from(cfg: ModelConfig, family: Family, dtype: np.dtype,
@@ -391,15 +392,8 @@ def _read_params(source: TensorSource, hf: Mapping[str, Any], family: Family, dt
 
 
 def model_gin(cfg: ModelConfig, comments: Sequence[str] = ()) -> str:
-    """Gin bindings of ``cfg``: the layout plus every field that differs from the layout's defaults."""
-    base = ModelConfig(layout=cfg.layout)
-    always = ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff")
-    lines = [f"# {c}" for c in comments]
-    lines += ["train.model = @ModelConfig()", f"ModelConfig.layout = {cfg.layout!r}"]
-    for field in dataclasses.fields(cfg):
-        value = getattr(cfg, field.name)
-        if field.name != "layout" and (field.name in always or value != getattr(base, field.name)):
-            lines.append(f"ModelConfig.{field.name} = {value!r}")
+    """Gin bindings of ``cfg`` (``ModelConfig.gin_bindings``) under ``comments``."""
+    lines = [f"# {c}" for c in comments] + ["train.model = @ModelConfig()"] + cfg.gin_bindings()
     return "\n".join(lines) + "\n"
 
 

@@ -160,6 +160,14 @@ class ModelConfig:
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ConfigError(f"ModelConfig.dropout_rate must be in [0, 1), got {self.dropout_rate}")
 
+    def gin_bindings(self) -> list[str]:
+        """``ModelConfig.<field> = <value>`` lines that rebuild this config: the layout, the shape, and every
+        other field that differs from the layout's defaults."""
+        base = ModelConfig(layout=self.layout)
+        always = ("layout", "vocab_size", "d_model", "num_layers", "num_heads", "d_ff")
+        return [f"ModelConfig.{f.name} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                if f.name in always or getattr(self, f.name) != getattr(base, f.name)]
+
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 

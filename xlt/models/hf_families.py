@@ -458,6 +458,10 @@ class Family:
     ignorable: tuple[str, ...] = ()  # regexes of HF tensors that carry nothing for xlt
     layout_default: bool = False  # the family an xlt checkpoint of this layout exports to by default
 
+    def model_config(self, hf: Mapping[str, Any], tensor_names: Sequence[str], **common: Any) -> ModelConfig:
+        """The ModelConfig of a config.json of this family; ``common``: vocabulary, dtypes, scanning."""
+        return ModelConfig(layout=self.layout, **self.config_from_hf(hf, tensor_names), **common)
+
     def check_exportable(self, cfg: ModelConfig) -> None:
         """Raise a one-line ConfigError unless ``cfg`` is expressible as this family."""
         if cfg.layout != self.layout:
@@ -475,13 +479,13 @@ _T5_IGNORABLE = (r"^(encoder|decoder)\.embed_tokens\.weight$",  # tied copies of
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("gpt2", "GPT2LMHeadModel", "gpt", ("GPT2LMHeadModel", "GPT2Model"), _gpt2_config, _gpt2_to_hf,
-           _gpt2_rules, dict(encoder_decoder=False, norm="layernorm", use_bias=True, position="learned", gated_mlp=False,
-                             embedding_norm=False),
+           _gpt2_rules, dict(encoder_decoder=False, norm="layernorm", use_bias=True, position="learned",
+                             gated_mlp=False, embedding_norm=False),
            _gpt2_check, prefixes=("transformer.", ""), prefix_probe="wte.weight",
            ignorable=(r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$",), layout_default=True),
     Family("llama", "LlamaForCausalLM", "llama", ("LlamaForCausalLM",), _llama_config, _llama_to_hf, _llama_rules,
-           dict(encoder_decoder=False, norm="rmsnorm", use_bias=False, position="rope", gated_mlp=True, scale_attention=True,
-                embedding_norm=False),
+           dict(encoder_decoder=False, norm="rmsnorm", use_bias=False, position="rope", gated_mlp=True,
+                scale_attention=True, embedding_norm=False),
            prefixes=("model.", ""), prefix_probe="embed_tokens.weight", ignorable=(r"rotary_emb\.inv_freq$",),
            layout_default=True),
     Family("t5", "T5ForConditionalGeneration", "t5", ("T5ForConditionalGeneration",),
