@@ -213,15 +213,16 @@ def alibi_slopes(num_heads: int) -> np.ndarray:
     """BLOOM's ALiBi slopes [heads] (Press et al. 2022; HF ``_get_alibi_slopes``), float32.
 
     For n = the largest power of two <= heads, head h < n gets 2**(-8 (h + 1) / n); the remaining heads take
-    every other slope of the 2n-head sequence: 2**(-8 (2j + 1) / 2n) for j = 0, 1, ...
+    every other slope of the 2n-head sequence: 2**(-8 (2j + 1) / 2n) for j = 0, 1, ... Each slope is the
+    correctly rounded power of the float32 base (torch's float32 ``pow`` can be one ulp off it).
     """
     closest = 2 ** math.floor(math.log2(num_heads))
-    base = np.float32(2.0 ** (-(2.0 ** -(math.log2(closest) - 3))))
-    slopes = base ** np.arange(1, closest + 1, dtype=np.float32)
+    base = np.float64(np.float32(2.0 ** (-(2.0 ** -(math.log2(closest) - 3)))))
+    slopes = base ** np.arange(1, closest + 1)
     if closest != num_heads:
-        extra_base = np.float32(2.0 ** (-(2.0 ** -(math.log2(2 * closest) - 3))))
+        extra_base = np.float64(np.float32(2.0 ** (-(2.0 ** -(math.log2(2 * closest) - 3)))))
         extra = min(closest, num_heads - closest)
-        slopes = np.concatenate([slopes, extra_base ** np.arange(1, 1 + 2 * extra, 2, dtype=np.float32)])
+        slopes = np.concatenate([slopes, extra_base ** np.arange(1, 1 + 2 * extra, 2)])
     return slopes.astype(np.float32)
 
 
