@@ -137,6 +137,13 @@ def test_packed_equals_unpacked_for_every_attention_impl(prefix_lm):
     assert np.max(np.abs(run(batch, position="none") - outs[0])) > 1e-2
 
 
+def test_cudnn_falls_back_to_xla():
+    """The cuDNN kernel takes no [b, heads, 1, keys] bias: attention_impl='cudnn' runs jax's XLA path for ALiBi
+    (on this CPU, where the cuDNN path itself would fail: 'cuDNN is not detected')."""
+    batch = packed(((12, 20), (32,)))
+    np.testing.assert_array_equal(run(batch, attention_impl="cudnn"), run(batch, attention_impl="xla"))
+
+
 # --- The KV cache: generation and shared-prompt scoring -----------------------------------------------------
 
 

@@ -10,6 +10,11 @@ written; ``decoder_causal_attention`` makes the chunk's prefix bidirectional, so
 prompt in one call) and "shared" scores groups of rows, causally, against a prompt cache without
 writing it. The parameters are the same in every mode.
 
+Positions: a learned table (gpt), rotary (llama, applied inside attention), ALiBi (bloom: a per-head bias by key
+position, ``xlt.models.layers.alibi_bias``, from ``decoder_positions`` in training and from the cache's slot
+positions in cached calls) or T5's relative bias; ``embedding_norm`` (bloom) normalises the token embeddings
+before the first block.
+
 ``output="logits"`` (the default) returns the [batch, length, vocab] logits; ``output="hidden"`` returns
 ``(hidden, kernel)``, the final hidden states (after the final norm and its dropout) and the LM-head kernel,
 for ``xlt.losses.chunked_cross_entropy`` (see ``xlt.models.layers.LMHead``).
