@@ -456,6 +456,13 @@ def test_bloom_config_and_export_limits(hf_models, tmp_path):
     (post_norm / "config.json").write_text(json.dumps(config))
     _import_fails(post_norm, tmp_path / "out", ConfigError, "apply_residual_connection_post_layernorm=true")
 
+    # bigscience's own BLOOM checkpoints name the base model's tensors without the ``transformer.`` prefix.
+    bare = _copy(bloom, tmp_path / "bare")
+    _rewrite_tensors(bare, lambda t: t.update({k.removeprefix("transformer."): t.pop(k) for k in list(t)}))
+    _, want, _ = hf.convert_from_hf(bloom)
+    _, got, _ = hf.convert_from_hf(bare)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+
     cfg = ModelConfig(layout="bloom", vocab_size=64, d_model=16, num_layers=1, num_heads=2, d_ff=48)
     checkpoints.save_params(tmp_path / "xlt", hf._unflatten({k: np.zeros(v.shape, np.float32) for k, v in
                                                              hf.abstract_params(cfg).items()}), {"model": cfg})
