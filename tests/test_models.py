@@ -28,9 +28,10 @@ LAYOUT_KW = {
     "gpt": dict(layout="gpt"),
     "llama": dict(layout="llama", num_heads=8, num_kv_heads=4),
     "t5": dict(layout="t5", head_dim=16),
+    "bloom": dict(layout="bloom", num_heads=4),  # ALiBi, embedding LayerNorm (more in tests/models/test_bloom.py)
 }
 LAYOUTS = tuple(LAYOUT_KW)
-DECODER_ONLY = ("gpt", "llama")
+DECODER_ONLY = ("gpt", "llama", "bloom")
 LOGICAL_AXES = {"batch", "length", "embed", "mlp", "heads", "kv_heads", "kv", "vocab", "layers", "relpos_buckets"}
 
 # Two segments per row (lengths differ per row, and the encoder splits differently from the decoder).

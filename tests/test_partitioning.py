@@ -29,6 +29,7 @@ LAYOUT_KW = {
     "gpt": dict(layout="gpt"),
     "llama": dict(layout="llama", num_heads=8, num_kv_heads=4),
     "t5": dict(layout="t5", head_dim=16),
+    "bloom": dict(layout="bloom"),  # ALiBi: the [batch, heads, 1, keys] bias under every mesh
 }
 MESHES = [(8, 1, 1), (2, 2, 2), (1, 2, 4)]
 # Grouped-query attention with fewer KV heads than the tensor axis of the (1, 2, 4) and (2, 1, 4) meshes:

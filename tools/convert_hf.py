@@ -1,4 +1,4 @@
-"""Convert checkpoints between Hugging Face and xlt (GPT-2/PolyLM, Llama, T5 v1.1/mT5).
+"""Convert checkpoints between Hugging Face and xlt (GPT-2/PolyLM, Llama, T5 v1.1/mT5, BLOOM/BLOOMZ).
 
 Usage:
   python tools/convert_hf.py import --hf_dir=D --out=O [--dtype=float32|bfloat16] [--pad_vocab_to_multiple=128]

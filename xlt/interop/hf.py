@@ -1,4 +1,5 @@
-"""Hugging Face checkpoints ⇄ xlt params-only checkpoints: GPT-2 (PolyLM), Llama, T5 v1.1 / mT5 (and original T5).
+"""Hugging Face checkpoints ⇄ xlt params-only checkpoints: GPT-2 (PolyLM), Llama, T5 v1.1 / mT5 (and original
+T5), BLOOM / BLOOMZ.
 
 Import reads ``config.json`` and the weights (``model.safetensors``, sharded safetensors with
 ``model.safetensors.index.json``, or ``pytorch_model.bin`` / its sharded index) tensor by tensor, maps each
@@ -6,17 +7,9 @@ one onto the xlt parameter tree and writes a params-only checkpoint (``xlt.check
 ``model.gin`` binding the ModelConfig next to it; tokenizer files are kept under ``hf/``. Export does the
 reverse and writes ``config.json`` plus safetensors that ``transformers``' ``from_pretrained`` loads.
 
-Conventions, checked by tests/interop/test_hf_interop.py against transformers' own logits:
+What each family maps where (config fields, tensor rules, what export requires) is declared once per family
+in ``xlt.models.hf_families``; this module is the generic reader and writer and never looks at the layout.
 
-* torch ``nn.Linear`` weights are [out, in]; xlt kernels are (in..., out...), e.g. the query kernel is
-  [d_model, heads, head_dim] and the attention output kernel [heads, head_dim, d_model].
-* GPT-2 ``Conv1D`` weights are already [in, out]; ``c_attn`` fuses query, key and value along ``out``.
-* HF Llama checkpoints already use the rotate-half rotary layout that ``xlt.models.layers.apply_rope``
-  implements (the interleaved Meta layout is permuted by HF's own conversion script), so q/k need no permutation.
-* T5 keeps each stack's relative attention bias in layer 0 (``block.0.layer.0.SelfAttention``); xlt keeps
-  one per stack (``encoder/relpos``, ``decoder/relpos``). An ``lm_head.weight`` in the checkpoint means an
-  untied head (transformers 5 always writes ``tie_word_embeddings: true`` for T5); ``scale_decoder_outputs``
-  (or, in older configs, a tied ``tie_word_embeddings``) is ``ModelConfig.scale_decoder_output``.
 * ``--pad_vocab_to_multiple`` pads embedding/LM-head rows with zeros and records the true size as
   ``ModelConfig.unpadded_vocab_size`` (those logits are masked in the model); export strips the rows again.
 
@@ -28,7 +21,6 @@ into the safetensors files with a hand-written header, so no full second copy is
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import shutil
@@ -37,15 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
 from xlt import checkpoints
 from xlt.errors import CheckpointError, ConfigError
 from xlt.files import read_json_object
-from xlt.models import ModelConfig, build_model
+from xlt.models import ModelConfig
 from xlt.models.config import round_up
+# Per-family knowledge (config fields, tensor rules, export requirements) lives with the layouts; re-exported here
+# for callers of this module.
+from xlt.models.hf_families import (FAMILIES, SUPPORTED, Family, Rule, export_family, family_of,  # noqa: F401
+                                   need)
 
 DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16), "float16": np.dtype(np.float16)}
 SAFETENSORS_DTYPES = {np.dtype(np.float32): "F32", np.dtype(ml_dtypes.bfloat16): "BF16", np.dtype(np.float16): "F16"}
@@ -58,27 +53,6 @@ WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_mo
                 "pytorch_model.bin")
 
 
-@dataclasses.dataclass(frozen=True)
-class Family:
-    """One supported Hugging Face model family and the xlt layout it maps to."""
-
-    model_type: str
-    architecture: str  # the class export names in config.json
-    layout: str
-    accepted: tuple[str, ...]  # architectures import accepts
-
-
-FAMILIES = {
-    "gpt2": Family("gpt2", "GPT2LMHeadModel", "gpt", ("GPT2LMHeadModel", "GPT2Model")),
-    "llama": Family("llama", "LlamaForCausalLM", "llama", ("LlamaForCausalLM",)),
-    "t5": Family("t5", "T5ForConditionalGeneration", "t5", ("T5ForConditionalGeneration",)),
-    "mt5": Family("mt5", "MT5ForConditionalGeneration", "t5", ("MT5ForConditionalGeneration",)),
-}
-SUPPORTED = "GPT2LMHeadModel (PolyLM), LlamaForCausalLM, T5ForConditionalGeneration, MT5ForConditionalGeneration"
-
-HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-                  "gelu": "gelu", "relu": "relu", "silu": "silu", "swish": "silu"}
-XLT_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"}
 # Token ids and generation settings carried from an imported config.json into an exported one.
 CARRIED_CONFIG_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id",
                        "task_specific_params", "initializer_range", "initializer_factor")
@@ -231,358 +205,52 @@ def write_safetensors(directory: Path, entries: Sequence[tuple[str, tuple[int, .
 # --- Config translation --------------------------------------------------------------------------------------
 
 
-def _need(hf: Mapping[str, Any], key: str, *aliases: str) -> Any:
-    for k in (key, *aliases):
-        if hf.get(k) is not None:
-            return hf[k]
-    raise ConfigError(f"config.json has no {key!r}")
-
-
-def _activation(name: Any, field: str) -> str:
-    if name not in HF_ACTIVATIONS:
-        raise ConfigError(f"config.json {field}={name!r} is not supported; xlt has {sorted(HF_ACTIVATIONS)}")
-    return HF_ACTIVATIONS[name]
-
-
-def family_of(hf: Mapping[str, Any]) -> Family:
-    model_type = hf.get("model_type")
-    archs = hf.get("architectures") or []
-    family = FAMILIES.get(model_type)
-    if family is None:
-        shown = archs[0] if archs else model_type
-        raise ConfigError(f"unsupported Hugging Face architecture {shown!r} (model_type={model_type!r}); "
-                          f"xlt imports {SUPPORTED}")
-    for arch in archs:
-        if arch not in family.accepted:
-            raise ConfigError(f"unsupported Hugging Face architecture {arch!r}: xlt imports the language-model "
-                              f"class of {model_type} ({', '.join(family.accepted)})")
-    return family
-
-
-def _rope_theta(hf: Mapping[str, Any]) -> float:
-    params = hf.get("rope_parameters") or {}
-    scaling = hf.get("rope_scaling") or {}
-    for what, d in (("rope_parameters", params), ("rope_scaling", scaling)):
-        kind = d.get("rope_type", d.get("type", "default")) if isinstance(d, Mapping) else "default"
-        if kind not in ("default", None):
-            raise ConfigError(f"config.json {what} rope_type={kind!r} is not supported (xlt implements plain RoPE)")
-    theta = params.get("rope_theta") if isinstance(params, Mapping) else None
-    return float(theta if theta is not None else hf.get("rope_theta", 10_000.0))
-
-
 def config_from_hf(hf: Mapping[str, Any], tensor_names: Sequence[str], *, dtype: str = "float32",
                    pad_vocab_to_multiple: int | None = None, scan_layers: bool = False) -> ModelConfig:
-    """The ModelConfig of a HF config.json (``tensor_names`` tells T5's tied from untied LM head)."""
+    """The ModelConfig of a HF config.json (``tensor_names``: the checkpoint's tensors, e.g. T5's untied head)."""
     family = family_of(hf)
-    vocab = int(_need(hf, "vocab_size"))
-    common = dict(layout=family.layout, param_dtype=dtype, dtype="float32" if dtype == "float32" else "bfloat16",
-                  scan_layers=scan_layers)
-    if family.model_type == "gpt2":
-        if hf.get("scale_attn_by_inverse_layer_idx"):
-            raise ConfigError("config.json scale_attn_by_inverse_layer_idx=true is not supported")
-        if hf.get("add_cross_attention"):
-            raise ConfigError("config.json add_cross_attention=true is not supported (decoder-only GPT-2 only)")
-        d = int(_need(hf, "n_embd", "hidden_size"))
-        heads = int(_need(hf, "n_head", "num_attention_heads"))
-        kwargs = dict(d_model=d, num_layers=int(_need(hf, "n_layer", "num_hidden_layers")), num_heads=heads,
-                      head_dim=d // heads, d_ff=int(hf.get("n_inner") or 4 * d),
-                      max_len=int(_need(hf, "n_positions", "max_position_embeddings")),
-                      norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
-                      activation=_activation(hf.get("activation_function", "gelu_new"), "activation_function"),
-                      tie_embeddings=hf.get("tie_word_embeddings", True) is not False,
-                      scale_attention=hf.get("scale_attn_weights", True) is not False,
-                      dropout_rate=float(hf.get("resid_pdrop", 0.0) or 0.0))
-        if d % heads:
-            raise ConfigError(f"config.json n_embd={d} is not a multiple of n_head={heads}")
-    elif family.model_type == "llama":
-        if hf.get("attention_bias") or hf.get("mlp_bias"):
-            raise ConfigError("config.json attention_bias/mlp_bias=true is not supported (xlt's llama has no biases)")
-        d = int(_need(hf, "hidden_size"))
-        heads = int(_need(hf, "num_attention_heads"))
-        kwargs = dict(d_model=d, num_layers=int(_need(hf, "num_hidden_layers")), num_heads=heads,
-                      num_kv_heads=int(hf.get("num_key_value_heads") or heads),
-                      head_dim=int(hf.get("head_dim") or d // heads), d_ff=int(_need(hf, "intermediate_size")),
-                      max_len=int(hf.get("max_position_embeddings", 2048)), rope_theta=_rope_theta(hf),
-                      norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-                      activation=_activation(hf.get("hidden_act", "silu"), "hidden_act"),
-                      tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-                      dropout_rate=float(hf.get("attention_dropout", 0.0) or 0.0))
-    else:  # t5, mt5
-        proj = str(hf.get("feed_forward_proj", "relu"))
-        gated = proj.startswith("gated-")
-        act = proj.split("-", 1)[1] if gated else proj
-        act = "gelu_new" if proj == "gated-gelu" else act  # transformers' special case (T5 v1.1)
-        if hf.get("pad_token_id", 0) not in (0, None):
-            raise ConfigError(f"config.json pad_token_id={hf['pad_token_id']}: xlt's T5 encoder treats id 0 as padding")
-        if family.model_type == "mt5":
-            scale = False  # MT5ForConditionalGeneration never rescales the decoder output
-        elif "scale_decoder_outputs" in hf:
-            scale = bool(hf["scale_decoder_outputs"])
-        else:
-            scale = hf.get("tie_word_embeddings", True) is not False
-        layers = int(_need(hf, "num_layers"))
-        kwargs = dict(d_model=int(_need(hf, "d_model")), num_layers=int(hf.get("num_decoder_layers") or layers),
-                      num_encoder_layers=layers, num_heads=int(_need(hf, "num_heads")), head_dim=int(_need(hf, "d_kv")),
-                      d_ff=int(_need(hf, "d_ff")), relative_buckets=int(hf.get("relative_attention_num_buckets", 32)),
-                      relative_max_distance=int(hf.get("relative_attention_max_distance", 128)),
-                      norm_eps=float(hf.get("layer_norm_epsilon", 1e-6)), gated_mlp=gated,
-                      activation=_activation(act, "feed_forward_proj"),
-                      tie_embeddings="lm_head.weight" not in tensor_names, scale_decoder_output=scale,
-                      dropout_rate=float(hf.get("dropout_rate", 0.0) or 0.0))
+    vocab = int(need(hf, "vocab_size"))
     padded = round_up(vocab, pad_vocab_to_multiple) if pad_vocab_to_multiple and pad_vocab_to_multiple > 1 else vocab
-    return ModelConfig(**common, **kwargs, vocab_size=padded, unpadded_vocab_size=vocab if padded != vocab else None)
-
-
-def _check_exportable(cfg: ModelConfig, family: Family) -> None:
-    wanted = {
-        "gpt2": dict(encoder_decoder=False, norm="layernorm", use_bias=True, position="learned", gated_mlp=False),
-        "llama": dict(encoder_decoder=False, norm="rmsnorm", use_bias=False, position="rope", gated_mlp=True,
-                      scale_attention=True),
-        "t5": dict(encoder_decoder=True, norm="rmsnorm", use_bias=False, position="relative", scale_attention=False),
-    }["t5" if family.layout == "t5" else family.model_type]
-    for name, value in wanted.items():
-        if getattr(cfg, name) != value:
-            raise ConfigError(f"cannot export to Hugging Face {family.model_type}: ModelConfig.{name}="
-                              f"{getattr(cfg, name)!r} ({family.architecture} needs {value!r})")
-    if family.model_type in ("gpt2", "t5", "mt5") and cfg.num_kv_heads != cfg.num_heads:
-        raise ConfigError(f"cannot export to Hugging Face {family.model_type}: grouped-query attention "
-                          f"(num_kv_heads={cfg.num_kv_heads} < num_heads={cfg.num_heads})")
-    if family.model_type == "gpt2" and cfg.head_dim * cfg.num_heads != cfg.d_model:
-        raise ConfigError(f"cannot export to Hugging Face gpt2: head_dim*num_heads={cfg.head_dim * cfg.num_heads} "
-                          f"!= d_model={cfg.d_model}")
-    if family.model_type == "mt5" and cfg.scale_decoder_output:
-        raise ConfigError("cannot export to Hugging Face mt5 with ModelConfig.scale_decoder_output=True")
+    return family.model_config(hf, tensor_names, param_dtype=dtype,
+                               dtype="float32" if dtype == "float32" else "bfloat16", scan_layers=scan_layers,
+                               vocab_size=padded, unpadded_vocab_size=vocab if padded != vocab else None)
 
 
 def hf_config_from(cfg: ModelConfig, family: Family, dtype: np.dtype,
                    carried: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config.json of ``cfg`` as ``family`` (``carried``: an imported config.json's token ids etc.)."""
-    _check_exportable(cfg, family)
+    family.check_exportable(cfg)
     vocab = cfg.unpadded_vocab_size or cfg.vocab_size
-    act = XLT_ACTIVATIONS[cfg.activation]
     out: dict[str, Any] = {k: carried[k] for k in CARRIED_CONFIG_KEYS if carried and k in carried}
     out.update(architectures=[family.architecture], model_type=family.model_type, vocab_size=vocab,
                dtype={"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}[dtype.name],
                tie_word_embeddings=bool(cfg.tie_embeddings))
-    if family.model_type == "gpt2":
-        out.update(n_embd=cfg.d_model, n_layer=cfg.num_layers, n_head=cfg.num_heads, n_inner=cfg.d_ff,
-                   n_positions=cfg.max_len, activation_function=act, layer_norm_epsilon=cfg.norm_eps,
-                   scale_attn_weights=bool(cfg.scale_attention), resid_pdrop=cfg.dropout_rate,
-                   embd_pdrop=cfg.dropout_rate, attn_pdrop=cfg.dropout_rate)
-    elif family.model_type == "llama":
-        out.update(hidden_size=cfg.d_model, num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                   num_key_value_heads=cfg.num_kv_heads, head_dim=cfg.head_dim, intermediate_size=cfg.d_ff,
-                   hidden_act=act, max_position_embeddings=cfg.max_len, rms_norm_eps=cfg.norm_eps,
-                   rope_theta=cfg.rope_theta, rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-                   attention_bias=False, mlp_bias=False, attention_dropout=cfg.dropout_rate)
-    else:
-        proj = ("gated-gelu" if cfg.activation == "gelu_tanh" else f"gated-{act}") if cfg.gated_mlp else act
-        out.update(d_model=cfg.d_model, d_kv=cfg.head_dim, d_ff=cfg.d_ff, num_layers=cfg.num_encoder_layers,
-                   num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads,
-                   relative_attention_num_buckets=cfg.relative_buckets,
-                   relative_attention_max_distance=cfg.relative_max_distance, layer_norm_epsilon=cfg.norm_eps,
-                   feed_forward_proj=proj, is_encoder_decoder=True, dropout_rate=cfg.dropout_rate)
-        out.setdefault("pad_token_id", 0)
-        out.setdefault("eos_token_id", 1)
-        out.setdefault("decoder_start_token_id", 0)
-        if family.model_type == "t5":
-            out["scale_decoder_outputs"] = bool(cfg.scale_decoder_output)
+    family.config_to_hf(cfg, out)
     return out
 
 
 # --- Parameter mapping ---------------------------------------------------------------------------------------
 
-Transform = Callable[..., tuple[np.ndarray, ...]]
 
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    """xlt parameters ``xlt`` ⇄ HF tensors ``hf``. In a per-layer rule (``stack`` set) the xlt paths are
-    relative to the layer and ``{i}`` in the HF names is the layer index; ``a|b`` lists accepted aliases of a HF
-    name (the first is written). ``vocab_axis`` is the vocabulary axis of the (single) xlt parameter."""
-
-    xlt: tuple[str, ...]
-    hf: tuple[str, ...]
-    to_xlt: Transform
-    to_hf: Transform
-    stack: str | None = None
-    num_layers: int = 0
-    vocab_axis: int | None = None
-
-
-def _same(*xs):
-    return xs
-
-
-def _transpose(w):
-    return (w.T,)
-
-
-def _linear_in(*out_shape: int) -> Transform:
-    """torch Linear [prod(out), in] -> kernel [in, *out]."""
-    return lambda w: (w.T.reshape(w.shape[1], *out_shape),)
-
-
-def _linear_in_hf(k):
-    return (k.reshape(k.shape[0], -1).T,)
-
-
-def _linear_out(heads: int, head_dim: int) -> Transform:
-    """torch Linear [d, heads*head_dim] -> kernel [heads, head_dim, d]."""
-    return lambda w: (w.T.reshape(heads, head_dim, w.shape[0]),)
-
-
-def _linear_out_hf(k):
-    return (k.reshape(-1, k.shape[-1]).T,)
-
-
-def _conv_in(*out_shape: int) -> Transform:
-    """GPT-2 Conv1D [in, prod(out)] -> kernel [in, *out]."""
-    return lambda w: (w.reshape(w.shape[0], *out_shape),)
-
-
-def _conv_in_hf(k):
-    return (k.reshape(k.shape[0], -1),)
-
-
-def _reshape(*shape: int) -> Transform:
-    return lambda w: (w.reshape(*shape),)
-
-
-def _flatten_hf(k):
-    return (k.reshape(-1),)
-
-
-def _conv_out(heads: int, head_dim: int) -> Transform:
-    return lambda w: (w.reshape(heads, head_dim, w.shape[1]),)
-
-
-def _conv_out_hf(k):
-    return (k.reshape(-1, k.shape[-1]),)
-
-
-def _gpt2_qkv(heads: int, head_dim: int) -> Transform:
-    def to_xlt(w):
-        return tuple(x.reshape(x.shape[0], heads, head_dim) for x in np.split(w, 3, axis=1))
-    return to_xlt
-
-
-def _gpt2_qkv_hf(q, k, v):
-    return (np.concatenate([x.reshape(x.shape[0], -1) for x in (q, k, v)], axis=1),)
-
-
-def _gpt2_qkv_bias(heads: int, head_dim: int) -> Transform:
-    return lambda b: tuple(x.reshape(heads, head_dim) for x in np.split(b, 3))
-
-
-def _gpt2_qkv_bias_hf(q, k, v):
-    return (np.concatenate([x.reshape(-1) for x in (q, k, v)]),)
-
-
-def _prefix(names: Sequence[str], probe: str, candidates: Sequence[str]) -> str:
-    for p in candidates:
-        if p + probe in names:
+def _prefix(names: Sequence[str], family: Family) -> str:
+    """The base-model prefix a checkpoint uses, e.g. ``transformer.`` for GPT2LMHeadModel, none for GPT2Model."""
+    if len(family.prefixes) == 1:
+        return family.prefixes[0]
+    for p in family.prefixes:
+        if p + family.prefix_probe in names:
             return p
-    raise CheckpointError(f"tensor {candidates[0] + probe!r} is missing from the checkpoint")
+    raise CheckpointError(f"tensor {family.prefixes[0] + family.prefix_probe!r} is missing from the checkpoint")
 
 
 def rules_for(cfg: ModelConfig, family: Family, prefix: str = "") -> list[Rule]:
     """The mapping of every xlt parameter of ``cfg`` onto HF tensors of ``family`` (``prefix``: the base-model
     prefix used by the checkpoint, e.g. ``transformer.`` for GPT2LMHeadModel, empty for GPT2Model)."""
-    h, kv, hd, d, ff = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.d_model, cfg.d_ff
-    if family.model_type == "gpt2":
-        p = prefix
-        L = f"{p}h.{{i}}."
-        layer = [
-            Rule(("pre_attention_norm/scale", "pre_attention_norm/bias"), (L + "ln_1.weight", L + "ln_1.bias"),
-                 _same, _same),
-            Rule(("self_attention/query/kernel", "self_attention/key/kernel", "self_attention/value/kernel"),
-                 (L + "attn.c_attn.weight",), _gpt2_qkv(h, hd), _gpt2_qkv_hf),
-            Rule(("self_attention/query/bias", "self_attention/key/bias", "self_attention/value/bias"),
-                 (L + "attn.c_attn.bias",), _gpt2_qkv_bias(h, hd), _gpt2_qkv_bias_hf),
-            Rule(("self_attention/out/kernel",), (L + "attn.c_proj.weight",), _conv_out(h, hd), _conv_out_hf),
-            Rule(("self_attention/out/bias",), (L + "attn.c_proj.bias",), _same, _same),
-            Rule(("pre_mlp_norm/scale", "pre_mlp_norm/bias"), (L + "ln_2.weight", L + "ln_2.bias"), _same, _same),
-            Rule(("mlp/wi/kernel",), (L + "mlp.c_fc.weight",), _same, _same),
-            Rule(("mlp/wi/bias",), (L + "mlp.c_fc.bias",), _same, _same),
-            Rule(("mlp/wo/kernel",), (L + "mlp.c_proj.weight",), _same, _same),
-            Rule(("mlp/wo/bias",), (L + "mlp.c_proj.bias",), _same, _same),
-        ]
-        rules = [Rule(("token_embedder/embedding",), (p + "wte.weight",), _same, _same, vocab_axis=0),
-                 Rule(("position_embedder/embedding",), (p + "wpe.weight",), _same, _same)]
-        rules += [dataclasses.replace(r, stack="decoder", num_layers=cfg.num_layers) for r in layer]
-        rules.append(Rule(("final_norm/scale", "final_norm/bias"), (p + "ln_f.weight", p + "ln_f.bias"), _same, _same))
-        if not cfg.tie_embeddings:
-            rules.append(Rule(("lm_head/kernel",), ("lm_head.weight",), _transpose, _transpose, vocab_axis=1))
-        return rules
-    if family.model_type == "llama":
-        p = prefix
-        L = f"{p}layers.{{i}}."
-        layer = [
-            Rule(("pre_attention_norm/scale",), (L + "input_layernorm.weight",), _same, _same),
-            Rule(("self_attention/query/kernel",), (L + "self_attn.q_proj.weight",), _linear_in(h, hd), _linear_in_hf),
-            Rule(("self_attention/key/kernel",), (L + "self_attn.k_proj.weight",), _linear_in(kv, hd), _linear_in_hf),
-            Rule(("self_attention/value/kernel",), (L + "self_attn.v_proj.weight",), _linear_in(kv, hd),
-                 _linear_in_hf),
-            Rule(("self_attention/out/kernel",), (L + "self_attn.o_proj.weight",), _linear_out(h, hd), _linear_out_hf),
-            Rule(("pre_mlp_norm/scale",), (L + "post_attention_layernorm.weight",), _same, _same),
-            Rule(("mlp/wi_0/kernel",), (L + "mlp.gate_proj.weight",), _transpose, _transpose),
-            Rule(("mlp/wi_1/kernel",), (L + "mlp.up_proj.weight",), _transpose, _transpose),
-            Rule(("mlp/wo/kernel",), (L + "mlp.down_proj.weight",), _transpose, _transpose),
-        ]
-        rules = [Rule(("token_embedder/embedding",), (p + "embed_tokens.weight",), _same, _same, vocab_axis=0)]
-        rules += [dataclasses.replace(r, stack="decoder", num_layers=cfg.num_layers) for r in layer]
-        rules.append(Rule(("final_norm/scale",), (p + "norm.weight",), _same, _same))
-        if not cfg.tie_embeddings:
-            rules.append(Rule(("lm_head/kernel",), ("lm_head.weight",), _transpose, _transpose, vocab_axis=1))
-        return rules
-    # t5, mt5
-    del d, ff
-
-    def attention(hf_prefix: str, xlt_name: str) -> list[Rule]:
-        return [Rule((f"{xlt_name}/query/kernel",), (hf_prefix + "q.weight",), _linear_in(h, hd), _linear_in_hf),
-                Rule((f"{xlt_name}/key/kernel",), (hf_prefix + "k.weight",), _linear_in(h, hd), _linear_in_hf),
-                Rule((f"{xlt_name}/value/kernel",), (hf_prefix + "v.weight",), _linear_in(h, hd), _linear_in_hf),
-                Rule((f"{xlt_name}/out/kernel",), (hf_prefix + "o.weight",), _linear_out(h, hd), _linear_out_hf)]
-
-    def mlp(hf_prefix: str) -> list[Rule]:
-        names = ("wi_0", "wi_1", "wo") if cfg.gated_mlp else ("wi", "wo")
-        return [Rule((f"mlp/{n}/kernel",), (f"{hf_prefix}DenseReluDense.{n}.weight",), _transpose, _transpose)
-                for n in names]
-
-    enc = "encoder.block.{i}.layer."
-    encoder_layer = ([Rule(("pre_attention_norm/scale",), (enc + "0.layer_norm.weight",), _same, _same)]
-                     + attention(enc + "0.SelfAttention.", "self_attention")
-                     + [Rule(("pre_mlp_norm/scale",), (enc + "1.layer_norm.weight",), _same, _same)] + mlp(enc + "1."))
-    dec = "decoder.block.{i}.layer."
-    decoder_layer = ([Rule(("pre_attention_norm/scale",), (dec + "0.layer_norm.weight",), _same, _same)]
-                     + attention(dec + "0.SelfAttention.", "self_attention")
-                     + [Rule(("pre_cross_attention_norm/scale",), (dec + "1.layer_norm.weight",), _same, _same)]
-                     + attention(dec + "1.EncDecAttention.", "cross_attention")
-                     + [Rule(("pre_mlp_norm/scale",), (dec + "2.layer_norm.weight",), _same, _same)] + mlp(dec + "2."))
-    rel = "block.0.layer.0.SelfAttention.relative_attention_bias.weight"
-    rules = [Rule(("token_embedder/embedding",), ("shared.weight|encoder.embed_tokens.weight",), _same, _same,
-                  vocab_axis=0),
-             Rule(("encoder/relpos/rel_embedding",), ("encoder." + rel,), _same, _same)]
-    rules += [dataclasses.replace(r, stack="encoder/stack", num_layers=cfg.num_encoder_layers) for r in encoder_layer]
-    rules.append(Rule(("encoder/final_norm/scale",), ("encoder.final_layer_norm.weight",), _same, _same))
-    rules.append(Rule(("decoder/relpos/rel_embedding",), ("decoder." + rel,), _same, _same))
-    rules += [dataclasses.replace(r, stack="decoder/stack", num_layers=cfg.num_layers) for r in decoder_layer]
-    rules.append(Rule(("decoder/final_norm/scale",), ("decoder.final_layer_norm.weight",), _same, _same))
-    if not cfg.tie_embeddings:
-        rules.append(Rule(("decoder/lm_head/kernel",), ("lm_head.weight",), _transpose, _transpose, vocab_axis=1))
-    return rules
+    return family.rules(cfg, prefix)
 
 
 def _ignorable(family: Family, cfg: ModelConfig) -> Callable[[str], bool]:
     """HF tensors that carry nothing for xlt: causal-mask and rotary buffers, tied copies of the embedding."""
-    patterns = {"gpt2": [r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$"],
-                "llama": [r"rotary_emb\.inv_freq$"],
-                # Tied copies of ``shared``; old T5 conversions also carry a cross-attention relative bias
-                # that transformers itself ignores.
-                "t5": [r"^(encoder|decoder)\.embed_tokens\.weight$",
-                       r"^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$"]}
-    patterns = patterns[family.model_type if family.model_type != "mt5" else "t5"]
+    patterns = list(family.ignorable)
     if cfg.tie_embeddings:
         patterns.append(r"^lm_head\.weight$")
     compiled = [re.compile(p) for p in patterns]
@@ -673,11 +341,7 @@ def _read_params(source: TensorSource, hf: Mapping[str, Any], family: Family, dt
     names = source.names
     cfg = config_from_hf(hf, names, dtype=dtype, pad_vocab_to_multiple=pad_vocab_to_multiple,
                          scan_layers=scan_layers)
-    prefix = ""  # the base model's prefix: GPT2LMHeadModel has transformer.*, GPT2Model none
-    if family.model_type == "gpt2":
-        prefix = _prefix(names, "wte.weight", ("transformer.", ""))
-    elif family.model_type == "llama":
-        prefix = _prefix(names, "embed_tokens.weight", ("model.", ""))
+    prefix = _prefix(names, family)
     expected = abstract_params(cfg)
     target = DTYPES[dtype]
     true_vocab = cfg.unpadded_vocab_size or cfg.vocab_size
@@ -729,15 +393,8 @@ def _read_params(source: TensorSource, hf: Mapping[str, Any], family: Family, dt
 
 
 def model_gin(cfg: ModelConfig, comments: Sequence[str] = ()) -> str:
-    """Gin bindings of ``cfg``: the layout plus every field that differs from the layout's defaults."""
-    base = ModelConfig(layout=cfg.layout)
-    always = ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff")
-    lines = [f"# {c}" for c in comments]
-    lines += ["train.model = @ModelConfig()", f"ModelConfig.layout = {cfg.layout!r}"]
-    for field in dataclasses.fields(cfg):
-        value = getattr(cfg, field.name)
-        if field.name != "layout" and (field.name in always or value != getattr(base, field.name)):
-            lines.append(f"ModelConfig.{field.name} = {value!r}")
+    """Gin bindings of ``cfg`` (``ModelConfig.gin_bindings``) under ``comments``."""
+    lines = [f"# {c}" for c in comments] + ["train.model = @ModelConfig()"] + cfg.gin_bindings()
     return "\n".join(lines) + "\n"
 
 
@@ -762,17 +419,6 @@ def import_hf(hf_dir: str | Path, out: str | Path, *, dtype: str = "float32", pa
     return checkpoints.save_params(out, params, meta, extra_files=extra, overwrite=overwrite)
 
 
-def _export_family(cfg: ModelConfig, meta: Mapping[str, Any]) -> Family:
-    source_type = (meta.get("source") or {}).get("model_type")
-    if source_type in FAMILIES and FAMILIES[source_type].layout == cfg.layout:
-        family = FAMILIES[source_type]
-        if family.model_type == "mt5" and cfg.scale_decoder_output:
-            family = FAMILIES["t5"]
-        return family
-    by_layout = {"gpt": "gpt2", "llama": "llama", "t5": "t5"}
-    return FAMILIES[by_layout[cfg.layout]]
-
-
 def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None,
               max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, overwrite: bool = False) -> Path:
     """Write the params of an xlt checkpoint (params-only or a training run) as a HF checkpoint directory:
@@ -784,8 +430,8 @@ def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None
         raise ConfigError(f"dtype={dtype!r}; choose one of {list(DTYPES)}")
     params, meta = checkpoints.load_params(xlt_path)
     cfg = checkpoints.model_config_from_meta(meta)
-    family = _export_family(cfg, meta)
-    _check_exportable(cfg, family)
+    family = export_family(cfg, (meta.get("source") or {}).get("model_type"))
+    family.check_exportable(cfg)
     flat = _flatten(params)
     expected = abstract_params(cfg)
     problem = checkpoints.describe_param_mismatch({k: list(v.shape) for k, v in flat.items()},
@@ -796,8 +442,7 @@ def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None
     stored = sorted({a.dtype for a in flat.values()}, key=str)
     out_dtype = DTYPES[dtype] if dtype else (stored[0] if len(stored) == 1 and stored[0] in SAFETENSORS_DTYPES
                                              else DTYPES["float32"])
-    prefix = {"gpt2": "transformer.", "llama": "model."}.get(family.model_type, "")
-    rules = rules_for(cfg, family, prefix)
+    rules = rules_for(cfg, family, family.prefixes[0])
     entries: list[tuple[str, tuple[int, ...], np.dtype]] = []
     for rule in rules:
         shapes = None

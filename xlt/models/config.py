@@ -1,6 +1,6 @@
 """One config dataclass for every model layout.
 
-A layout (``gpt``, ``llama``, ``t5``) is a named set of component choices — norm, MLP, positions,
+A layout (``gpt``, ``llama``, ``t5``, ``bloom``) is a named set of component choices — norm, MLP, positions,
 biases, tying — not a separate model file. Any choice a layout makes can be overridden field by
 field, so a new variant (say, GPT with rotary positions) is a gin binding rather than a copy.
 """
@@ -20,25 +20,34 @@ LAYOUTS: dict[str, dict[str, Any]] = {
     # PolyLM / GPT-2: learned absolute positions, pre-LayerNorm with bias, GELU MLP, tied embeddings.
     "gpt": dict(
         encoder_decoder=False, norm="layernorm", norm_eps=1e-5, activation="gelu_tanh", gated_mlp=False,
-        position="learned", use_bias=True, tie_embeddings=True, scale_attention=True,
+        position="learned", use_bias=True, tie_embeddings=True, scale_attention=True, embedding_norm=False,
     ),
     # Llama: rotary positions, RMSNorm, SwiGLU, grouped-query attention, untied embeddings.
     "llama": dict(
         encoder_decoder=False, norm="rmsnorm", norm_eps=1e-5, activation="silu", gated_mlp=True,
-        position="rope", use_bias=False, tie_embeddings=False, scale_attention=True,
+        position="rope", use_bias=False, tie_embeddings=False, scale_attention=True, embedding_norm=False,
     ),
     # T5 v1.1 / mT5: encoder-decoder, bucketed relative position bias shared across layers,
     # RMSNorm without bias, gated-GELU, untied LM head, unscaled attention logits (the scale is
     # folded into the query initialisation, as in Mesh TensorFlow).
     "t5": dict(
         encoder_decoder=True, norm="rmsnorm", norm_eps=1e-6, activation="gelu_tanh", gated_mlp=True,
-        position="relative", use_bias=False, tie_embeddings=False, scale_attention=False,
+        position="relative", use_bias=False, tie_embeddings=False, scale_attention=False, embedding_norm=False,
+    ),
+    # BLOOM / BLOOMZ (BigScience 2022): ALiBi positions (a per-head linear bias on the attention logits, no
+    # position table), a LayerNorm on the token embeddings, pre-LayerNorm with bias, tanh-GELU MLP (HF's
+    # ``bloom_gelu``), biases everywhere, tied embeddings.
+    "bloom": dict(
+        encoder_decoder=False, norm="layernorm", norm_eps=1e-5, activation="gelu_tanh", gated_mlp=False,
+        position="alibi", use_bias=True, tie_embeddings=True, scale_attention=True, embedding_norm=True,
     ),
 }
 
 NORMS = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
-POSITIONS = ("learned", "rope", "relative", "none")
+# 'alibi': BLOOM's attention with linear biases, head h adding slope_h * (key position) to its logits (see
+# xlt.models.layers.alibi_bias); decoder-only layouts.
+POSITIONS = ("learned", "rope", "relative", "alibi", "none")
 # 'xla': jax.nn.dot_product_attention's XLA path; 'blocked': xlt.models.layers.blocked_attention (einsums,
 # causal query blocks that skip the all-masked key blocks); 'cudnn': the fused GPU kernel; 'auto': see
 # xlt.models.layers.resolve_attention_impl.
@@ -76,6 +85,7 @@ class ModelConfig:
     use_bias: bool | None = None
     tie_embeddings: bool | None = None
     scale_attention: bool | None = None
+    embedding_norm: bool | None = None  # a norm (``norm``, ``use_bias``) on the token embeddings (BLOOM)
     # Numerics and compilation.
     dtype: str = "float32"  # compute dtype of activations
     param_dtype: str = "float32"
@@ -130,6 +140,11 @@ class ModelConfig:
         if self.encoder_decoder and self.position == "learned":
             raise ConfigError("ModelConfig.position='learned' is not implemented for encoder-decoder layouts; "
                               "use 'relative', 'rope' or 'none'")
+        if self.encoder_decoder and self.position == "alibi":
+            raise ConfigError("ModelConfig.position='alibi' is implemented for decoder-only layouts only; "
+                              "use 'relative', 'rope' or 'none'")
+        if self.encoder_decoder and self.embedding_norm:
+            raise ConfigError("ModelConfig.embedding_norm is implemented for decoder-only layouts only")
         if self.position == "relative" and not self.relative_max_distance > self.relative_buckets // 2 >= 1:
             raise ConfigError(f"ModelConfig.relative_max_distance={self.relative_max_distance} must exceed "
                               f"relative_buckets//2={self.relative_buckets // 2} (the exactly-bucketed range), "
@@ -144,6 +159,14 @@ class ModelConfig:
                               f"{self.loss_chunk_len}")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ConfigError(f"ModelConfig.dropout_rate must be in [0, 1), got {self.dropout_rate}")
+
+    def gin_bindings(self) -> list[str]:
+        """``ModelConfig.<field> = <value>`` lines that rebuild this config: the layout, the shape, and every
+        other field that differs from the layout's defaults."""
+        base = ModelConfig(layout=self.layout)
+        always = ("layout", "vocab_size", "d_model", "num_layers", "num_heads", "d_ff")
+        return [f"ModelConfig.{f.name} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                if f.name in always or getattr(self, f.name) != getattr(base, f.name)]
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
@@ -179,6 +202,7 @@ class ModelConfig:
             "decoder_layers": self.num_layers * dec_layer,
             "encoder_layers": self.num_encoder_stack_layers * enc_layer,
             "final_norms": norm * (2 if self.encoder_decoder else 1),
+            "embedding_norm": norm if self.embedding_norm else 0,
         }
         counts["total"] = sum(counts.values())
         return counts

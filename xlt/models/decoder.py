@@ -1,4 +1,4 @@
-"""Decoder-only language model: the ``gpt`` (PolyLM / GPT-2) and ``llama`` layouts.
+"""Decoder-only language model: the ``gpt`` (PolyLM / GPT-2), ``llama`` and ``bloom`` layouts.
 
 Inputs follow seqio's decoder feature converters: ``decoder_input_tokens`` and, when packed,
 ``decoder_segment_ids`` / ``decoder_positions``; ``decoder_causal_attention`` marks a prefix-LM's
@@ -9,6 +9,11 @@ bidirectional inputs.
 written; ``decoder_causal_attention`` makes the chunk's prefix bidirectional, so prefill a prefix-LM
 prompt in one call) and "shared" scores groups of rows, causally, against a prompt cache without
 writing it. The parameters are the same in every mode.
+
+Positions: a learned table (gpt), rotary (llama, applied inside attention), ALiBi (bloom: a per-head bias by key
+position, ``xlt.models.layers.alibi_bias``, from ``decoder_positions`` in training and from the cache's slot
+positions in cached calls) or T5's relative bias; ``embedding_norm`` (bloom) normalises the token embeddings
+before the first block.
 
 ``output="logits"`` (the default) returns the [batch, length, vocab] logits; ``output="hidden"`` returns
 ``(hidden, kernel)``, the final hidden states (after the final norm and its dropout) and the LM-head kernel,
@@ -25,8 +30,8 @@ import jax.numpy as jnp
 
 from xlt.models.blocks import Stack
 from xlt.models.config import ModelConfig
-from xlt.models.layers import (Embed, LMHead, SegmentMask, cache_context, cached_positions, constrain, make_norm,
-                               relative_bias)
+from xlt.models.layers import (Embed, LMHead, SegmentMask, alibi_bias, cache_context, cached_positions, constrain,
+                               make_norm, relative_bias)
 
 Array = jax.Array
 
@@ -59,11 +64,15 @@ class Decoder(nn.Module):
         if cfg.position == "learned":
             x = x + Embed(cfg.max_len, cfg.d_model, axes=("length", "embed"), dtype=cfg.dtype,
                           param_dtype=cfg.param_dtype, name="position_embedder")(positions)
+        if cfg.embedding_norm:  # BLOOM's word_embeddings_layernorm
+            x = make_norm(cfg, "embedding_norm")(x)
         x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
         x = constrain(x, ("batch", "length", "embed"))
         if cache_mode is None:
             mask = SegmentMask(segments, segments, batch.get("decoder_causal_attention"), causal=True)
             bias = relative_bias(cfg, bidirectional=False, length=tokens.shape[1])
+            if bias is None:
+                bias = alibi_bias(cfg, positions)
             cache_index = None
         else:
             mask, bias, cache_index = cache_context(self, cfg, cache_mode, positions, segments,

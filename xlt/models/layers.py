@@ -18,6 +18,7 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from xlt import losses, partitioning
 from xlt.errors import ConfigError
@@ -211,6 +212,40 @@ def relative_bias(cfg: ModelConfig, bidirectional: bool, length: int, q_position
     return RelativePositionBias(cfg, bidirectional=bidirectional, name="relpos")(length, length)
 
 
+def alibi_slopes(num_heads: int) -> np.ndarray:
+    """BLOOM's ALiBi slopes [heads] (Press et al. 2022; HF ``_get_alibi_slopes``), float32.
+
+    For n = the largest power of two <= heads, head h < n gets 2**(-8 (h + 1) / n); the remaining heads take
+    every other slope of the 2n-head sequence: 2**(-8 (2j + 1) / 2n) for j = 0, 1, ... Each slope is the
+    correctly rounded power of the float32 base (torch's float32 ``pow`` can be one ulp off it).
+    """
+    closest = 2 ** math.floor(math.log2(num_heads))
+    base = np.float64(np.float32(2.0 ** (-(2.0 ** -(math.log2(closest) - 3)))))
+    slopes = base ** np.arange(1, closest + 1)
+    if closest != num_heads:
+        extra_base = np.float64(np.float32(2.0 ** (-(2.0 ** -(math.log2(2 * closest) - 3)))))
+        extra = min(closest, num_heads - closest)
+        slopes = np.concatenate([slopes, extra_base ** np.arange(1, 1 + 2 * extra, 2)])
+    return slopes.astype(np.float32)
+
+
+def alibi_bias(cfg: ModelConfig, key_positions: Array) -> Array | None:
+    """ALiBi's attention bias [batch, heads, 1, keys] when ``cfg.position == 'alibi'`` (else None), float32.
+
+    Head h adds ``slope_h * key_positions[b, k]`` to every query's logit for key k, as HF's BLOOM does
+    (``build_alibi_tensor``: the key's position in its row). Within one query's softmax this equals the paper's
+    ``-slope_h * (query position - key position)``, since the two differ by a constant per query; so with
+    positions from ``decoder_positions`` it is exact for packed rows (positions restart per segment and a query
+    only sees its own segment), for padded rows, for a prefix-LM's bidirectional prefix and for the KV cache (a
+    slot's key position is its token's position). The query axis is 1 (broadcast), so the bias costs
+    [batch, heads, keys], not [batch, heads, queries, keys]. Kept in float32 whatever the compute dtype:
+    slope * position reaches the hundreds, where bf16 would round it by whole units."""
+    if cfg.position != "alibi":
+        return None
+    slopes = jnp.asarray(alibi_slopes(cfg.num_heads))
+    return slopes[None, :, None, None] * key_positions.astype(jnp.float32)[:, None, None, :]
+
+
 # --- Attention ------------------------------------------------------------------------------------
 
 
@@ -341,8 +376,9 @@ def blocked_attention(q: Array, k: Array, v: Array, mask: Array | SegmentMask | 
         logits = jnp.einsum(spec_logits, qt[..., q0:q1, :], kt[:, :, :k1], precision=precision,
                             preferred_element_type=logits_dtype)
         logits = logits * jnp.asarray(scale, logits_dtype)
-        if bias is not None:
-            logits = (logits + bias[..., q0:q1, :k1]).astype(logits_dtype)
+        if bias is not None:  # a query axis of 1 (ALiBi) broadcasts over every block
+            block_bias = bias[..., :k1] if bias.shape[-2] == 1 else bias[..., q0:q1, :k1]
+            logits = (logits + block_bias).astype(logits_dtype)
         if isinstance(mask, SegmentMask):
             block_mask = _grouped(mask.block(q0, q1, k1), kv_heads, group)
         else:
@@ -471,7 +507,8 @@ def shared_prefix_attention(q: Array, k: Array, v: Array, ctx_k: Array, ctx_v: A
     s_own = jnp.einsum("ngtkhd,ngskd->ngkhts", qg, kg, preferred_element_type=jnp.float32)
     logits = jnp.concatenate([s_ctx, s_own], axis=-1) * scale
     if bias is not None:
-        logits = logits + bias.reshape(n_ctx, group, kv_heads, per_kv, q_len, slots + q_len).astype(jnp.float32)
+        bias = bias.reshape(n_ctx, group, kv_heads, per_kv, bias.shape[2], slots + q_len)  # q axis: q_len or 1
+        logits = logits + bias.astype(jnp.float32)
     mask = mask.reshape(n_ctx, group, 1, 1, q_len, slots + q_len)
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min / 2)
     probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
@@ -545,6 +582,8 @@ class Attention(nn.Module):
             k = apply_rope(k, kv_positions, cfg.rope_theta)
         q, k, v = constrain(q, QUERY_AXES), constrain(k, KV_AXES), constrain(v, KV_AXES)
         impl = resolve_attention_impl(cfg.attention_impl, cfg.dtype)
+        if impl == "cudnn" and cfg.position == "alibi":
+            impl = "xla"  # the cuDNN kernel takes no [b, heads, 1, keys] bias
         scale = None if cfg.scale_attention else 1.0
         if capturing(self, ATTENTION_WEIGHTS):
             # Capture mode: the output is computed from the weights that are sown. 'blocked' keeps its causal
@@ -709,6 +748,8 @@ def cache_context(module: nn.Module, cfg: ModelConfig, mode: str, positions: Arr
     else:
         raise ConfigError(f"cache_mode={mode!r}; choose one of {list(CACHE_MODES)} or None")
     bias = relative_bias(cfg, False, positions.shape[1], positions, key_positions)
+    if bias is None:
+        bias = alibi_bias(cfg, key_positions)
     return mask, bias, index
 
 
