@@ -63,6 +63,11 @@ def _stem(path: Path) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+def file_stem(path: str | Path) -> str:
+    """File name without .gz and the format suffix: "xp3_paws-x_en.jsonl.gz" -> "xp3_paws-x_en"."""
+    return _stem(Path(path))
+
+
 def _records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where, record) for each JSON object of a JSON-lines file or a JSON array, or each row of a Parquet
     file; `where` is "file:line" ("file: row n" for Parquet)."""
