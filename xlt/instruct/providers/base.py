@@ -69,6 +69,10 @@ class Provider(abc.ABC):
     def splits(self, lang: str) -> tuple[str, ...]:
         """Splits with data for ``lang`` (a subset of train / validation / test)."""
 
+    def task_splits(self, task: str, lang: str) -> tuple[str, ...]:
+        """Splits with data for one task in ``lang``; by default every split of the language."""
+        return self.splits(lang)
+
     @abc.abstractmethod
     def tasks(self, lang: str) -> tuple[InstructionTask, ...]:
         """Tasks with data for ``lang``, in a stable order."""
@@ -294,6 +298,9 @@ class FileProvider(Provider):
     def splits(self, lang: str) -> tuple[str, ...]:
         have = {split for _, code, split in self._index.counts if code == lang}
         return tuple(s for s in SPLITS if s in have)
+
+    def task_splits(self, task: str, lang: str) -> tuple[str, ...]:
+        return tuple(s for s in SPLITS if (task, lang, s) in self._index.counts)
 
     def tasks(self, lang: str) -> tuple[InstructionTask, ...]:
         names = sorted({task for task, code, _ in self._index.counts if code == lang})
