@@ -343,11 +343,12 @@ def _train(args: list[str], env_extra: dict | None = None) -> subprocess.Complet
                           text=True, timeout=600)
 
 
+@pytest.mark.slow  # two `python -m xlt.train` processes: ~1 min on an idle 2-core machine, minutes when loaded
 def test_train_from_the_multialpaca_gin_file(tmp_path, alpaca_dir):
     model_dir = tmp_path / "run"
     common = ["--gin_file=models/gpt_tiny.gin", "--gin_file=runs/instruct_multialpaca.gin",
               f"--gin.DATA_DIR='{alpaca_dir}'", "--gin.TRAIN_LANGUAGES=['ko', 'ja', 'de']", "--gin.TRAIN_STEPS=3",
-              "--gin.BATCH_SIZE=4", "--gin.SEQ_LEN=128", "--gin.INPUT_LEN=96", "--gin.CHECKPOINT_EVERY=3"]
+              "--gin.BATCH_SIZE=8", "--gin.SEQ_LEN=128", "--gin.INPUT_LEN=96", "--gin.CHECKPOINT_EVERY=3"]
     bad = _train(common + [f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_LANGUAGES=['ko', 'en']"])
     assert bad.returncode == 2, bad.stderr[-2000:]
     last = bad.stderr.strip().splitlines()[-1]
