@@ -336,6 +336,47 @@ def test_hub_source_fails_in_one_line_offline(tmp_path, monkeypatch):
     assert "\n" not in str(info.value)
 
 
+# ------------------------------------------------------------------------------------------- gin files
+def write_xp3(root: Path) -> Path:
+    _jsonl(root / "ko" / "xp3_paws-x_ko_train_task_description.jsonl",
+           [{"inputs": f"문장 {i}\n같은 뜻인가요?", "targets": "예" if i % 2 else "아니요"} for i in range(6)])
+    _jsonl(root / "en" / "xp3_paws-x_en_train_task_description.jsonl",
+           [{"inputs": f"Sentence {i}\nSame meaning?", "targets": "Yes"} for i in range(10)])
+    return root
+
+
+def write_aya(root: Path) -> Path:
+    rows = [{"inputs": f"q{i}", "targets": f"a{i}", "language": "Korean" if i % 2 else "Standard Arabic",
+             "language_code": "kor" if i % 2 else "arb", "annotation_type": "original-annotations",
+             "user_id": "u"} for i in range(10)]
+    return _parquet(root / "data" / "train-00000-of-00001.parquet", rows).parent.parent
+
+
+@pytest.mark.parametrize("gin_file, writer, langs", [
+    ("runs/instruct_multialpaca.gin", write_multialpaca, ["ko", "de"]),
+    ("runs/instruct_xp3.gin", write_xp3, ["en", "ko"]),
+    ("runs/instruct_aya.gin", write_aya, ["ar", "ko"]),
+])
+def test_gin_files_register_their_mixture_from_a_local_copy(tmp_path, gin_file, writer, langs):
+    import gin
+
+    from xlt import cli, train
+
+    data_dir = writer(tmp_path / "data")
+    cli.load_gin(["models/gpt_tiny.gin", gin_file], [f"DATA_DIR = '{data_dir}'", f"TRAIN_LANGUAGES = {langs}",
+                                                     "MODEL_DIR = 'unused'"])
+    try:
+        train.register_data()
+        name = gin.query_parameter("%MIXTURE_OR_TASK_NAME")
+        template_mode = gin.query_parameter("%TEMPLATE_MODE")
+    finally:
+        gin.clear_config()
+    assert template_mode == "native"
+    tasks = _mixture_tasks(name)
+    assert {it.task_info(t).lang for t in tasks} == set(langs)
+    assert {it.task_info(t).provider.name for t in tasks} == {Path(gin_file).stem.removeprefix("instruct_")}
+
+
 # ------------------------------------------------------------------------------------------- end to end
 def _train(args: list[str], env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", **(env_extra or {})}
