@@ -205,7 +205,8 @@ def test_p3_training_mixture_excludes_held_out_clusters(tmp_path):
     assert trained == {"ag_news", "adversarial_qa_dbidaf"}
     assert {it.task_info(n).task for n in _mixture_tasks(reg.heldout_mixtures["en"])} == {
         "super_glue_cb", "super_glue_copa", "super_glue_wic"}
-    assert reg.train_rates == pytest.approx({"instruct_p3_ag_news_en": 8 / 12, "instruct_p3_adversarial_qa_dbidaf_en": 4 / 12})
+    assert reg.train_rates == pytest.approx({"instruct_p3_ag_news_en": 8 / 12,
+                                             "instruct_p3_adversarial_qa_dbidaf_en": 4 / 12})
     ds = seqio.get_mixture_or_task(reg.train_mixture).get_dataset(
         LENGTHS, split="train", shuffle=True, seed=0, num_epochs=None, passthrough_features=["cluster", "task"])
     seen = collections.Counter(ex["cluster"].decode() for ex in ds.take(200).as_numpy_iterator())
@@ -217,7 +218,8 @@ def test_p3_training_mixture_excludes_held_out_clusters(tmp_path):
 
 
 def test_files_provider_with_a_field_mapping(tmp_path):
-    _jsonl(tmp_path / "mine" / "train.jsonl", [{"prompt": f"p{i}", "response": f"r{i}", "locale": "ko" if i % 3 else "en"}
+    _jsonl(tmp_path / "mine" / "train.jsonl", [{"prompt": f"p{i}", "response": f"r{i}",
+                                                "locale": "ko" if i % 3 else "en"}
                                                for i in range(9)])
     _parquet(tmp_path / "mine" / "test-00000-of-00001.parquet", [{"prompt": "pt", "response": "rt", "locale": "ko"}])
     p = get_provider("files", tmp_path / "mine", inputs_field="prompt", targets_field="response", lang_field="locale",
@@ -246,7 +248,8 @@ def test_multialpaca_mixture_languages_and_rates(alpaca_dir):
     reg = it.register_instruct_tasks(vocab=VOCAB, languages=langs, train_languages=langs, data=p)
     assert reg.train_mixture == "instruct_multialpaca_train_ko_ja_de" and reg.data == "multialpaca"
     total = sum(ALPACA_SIZES.values())
-    assert reg.train_rates == pytest.approx({f"instruct_multialpaca_{lang}": n / total for lang, n in ALPACA_SIZES.items()})
+    assert reg.train_rates == pytest.approx({f"instruct_multialpaca_{lang}": n / total
+                                             for lang, n in ALPACA_SIZES.items()})
     ds = seqio.get_mixture_or_task(reg.train_mixture).get_dataset(
         LENGTHS, split="train", shuffle=True, seed=0, num_epochs=None, passthrough_features=["lang"])
     seen = collections.Counter(ex["lang"].decode() for ex in ds.take(1200).as_numpy_iterator())
@@ -306,7 +309,8 @@ def test_errors_are_one_line_and_come_before_registration(tmp_path, alpaca_dir):
          "already rendered"),
         (dict(languages=("ko",), train_languages=("ko",), held_out=("paraphrase",)), ConfigError,
          "unknown task cluster 'paraphrase'"),
-        (dict(languages=("ko",), train_languages=("ko",), rate="unimax"), ConfigError, "needs register_instruct_tasks.budget"),
+        (dict(languages=("ko",), train_languages=("ko",), rate="unimax"), ConfigError,
+         "needs register_instruct_tasks.budget"),
         (dict(languages=("ko",), train_languages=("ko",), size_unit="bytes"), ConfigError, "size unit 'bytes'"),
     ]
     for kwargs, error, message in cases:
@@ -339,7 +343,8 @@ def test_hub_source_fails_in_one_line_offline(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------- gin files
 def write_xp3(root: Path) -> Path:
     _jsonl(root / "ko" / "xp3_paws-x_ko_train_task_description.jsonl",
-           [{"inputs": f"문장 {i}\n같은 뜻인가요?", "targets": "예" if i % 2 else "아니요"} for i in range(6)])
+           [{"inputs": f"문장 {i}\n같은 뜻인가요?", "targets": "예" if i % 2 else "아니요"}
+            for i in range(6)])
     _jsonl(root / "en" / "xp3_paws-x_en_train_task_description.jsonl",
            [{"inputs": f"Sentence {i}\nSame meaning?", "targets": "Yes"} for i in range(10)])
     return root
@@ -393,7 +398,8 @@ def test_train_from_the_multialpaca_gin_file(tmp_path, alpaca_dir):
     bad = _train(common + [f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_LANGUAGES=['ko', 'en']"])
     assert bad.returncode == 2, bad.stderr[-2000:]
     last = bad.stderr.strip().splitlines()[-1]
-    assert last == "xlt: error: instruction data 'multialpaca' has no training language 'en'; it has: ko", bad.stderr[-2000:]
+    want = "xlt: error: instruction data 'multialpaca' has no training language 'en'; it has: ko"
+    assert last == want, bad.stderr[-2000:]
     assert not model_dir.exists()  # refused before anything was written
 
     done = _train(common + [f"--gin.MODEL_DIR='{model_dir}'"])
