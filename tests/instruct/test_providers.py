@@ -211,6 +211,10 @@ def test_p3_training_mixture_excludes_held_out_clusters(tmp_path):
         LENGTHS, split="train", shuffle=True, seed=0, num_epochs=None, passthrough_features=["cluster", "task"])
     seen = collections.Counter(ex["cluster"].decode() for ex in ds.take(200).as_numpy_iterator())
     assert set(seen) == {"topic_classification", "extractive_qa"}
+    capped = it.register_instruct_tasks(vocab=VOCAB, languages=("en",), train_languages=("en",), data=p,
+                                        max_task_examples=4, mixture_name="p3_capped")
+    assert capped.train_rates == pytest.approx({"instruct_p3_ag_news_en": 0.5,
+                                                "instruct_p3_adversarial_qa_dbidaf_en": 0.5})
     # a held-out cluster can be brought back only by naming held_out explicitly
     every = it.register_instruct_tasks(vocab=VOCAB, languages=("en",), train_languages=("en",), data=p, held_out=())
     assert every.train_mixture == "instruct_p3_train_en_all_clusters"
@@ -312,6 +316,8 @@ def test_errors_are_one_line_and_come_before_registration(tmp_path, alpaca_dir):
         (dict(languages=("ko",), train_languages=("ko",), rate="unimax"), ConfigError,
          "needs register_instruct_tasks.budget"),
         (dict(languages=("ko",), train_languages=("ko",), size_unit="bytes"), ConfigError, "size unit 'bytes'"),
+        (dict(languages=("ko",), train_languages=("ko",), size_unit="characters", max_task_examples=10), ConfigError,
+         "caps tasks in examples"),
     ]
     for kwargs, error, message in cases:
         with pytest.raises(error, match=message) as info:
@@ -322,6 +328,16 @@ def test_errors_are_one_line_and_come_before_registration(tmp_path, alpaca_dir):
         it.register_instruct_tasks(vocab=VOCAB, languages=("ko",), train_languages=("ko",),
                                    data=get_provider("multialpaca", wrong.parent), mixture_name="never")
     assert "missing field 'instruction'" in _first_line(info.value)
+    p3_wrong = _jsonl(tmp_path / "p3" / "ag_news_classify" / "train.jsonl", [{"inputs": "q", "targets": "a"}])
+    with pytest.raises(DataError, match=r"train\.jsonl:1: missing field 'inputs_pretokenized'"):
+        get_provider("p3", p3_wrong.parent.parent).languages()
+    aya_wrong = _jsonl(tmp_path / "aya" / "train.jsonl", [{"inputs": "q", "targets": "a", "lang": "ko"}])
+    with pytest.raises(DataError, match=r"train\.jsonl:1: missing field 'language_code'"):
+        get_provider("aya", aya_wrong.parent).languages()
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        (tmp_path / "broken").mkdir()
+        (tmp_path / "broken" / "ko.parquet").write_bytes(b"not parquet")
+        get_provider("files", tmp_path / "broken", lang="ko").languages()
     with pytest.raises(DataError, match="no data files found"):
         (tmp_path / "empty").mkdir()
         get_provider("multialpaca", tmp_path / "empty").languages()

@@ -180,8 +180,7 @@ def _register_task(info: TaskInfo, vocab: seqio.Vocabulary, splits: Sequence[str
     seqio.TaskRegistry.add_provider(info.name, task)
     _INFO[info.name] = info
     from xlt.data import tasks as data_tasks
-    size_unit = "examples" if unit == "examples" else unit
-    data_tasks.register_task_meta(info.name, info.lang, functools.partial(_size, info, size_unit, vocab), size_unit)
+    data_tasks.register_task_meta(info.name, info.lang, functools.partial(_size, info, unit, vocab), unit)
 
 
 def _size(info: TaskInfo, unit: str, vocab: seqio.Vocabulary, split: str) -> int:
@@ -281,7 +280,7 @@ def register_instruct_tasks(
     ``alpha``, UniMax with ``budget`` and ``max_epochs``) over the language's training size in
     ``size_unit`` (examples, characters or tokens of the run's vocabulary); within a language each task
     gets a share ∝ min(size, ``max_task_examples``) ** ``task_alpha`` (T0's capped examples-proportional
-    mixing). Template settings apply to templated data only: for already-rendered data (MultiAlpaca, xP3,
+    mixing; the cap needs ``size_unit='examples'`` and also caps the size a language's share is computed from). Template settings apply to templated data only: for already-rendered data (MultiAlpaca, xP3,
     Aya, P3, files) anything but the default ``native`` is a ConfigError.
 
     Every (task, language) is checked before anything is registered: an unknown code, provider, cluster or
@@ -306,10 +305,12 @@ def register_instruct_tasks(
     held = provider.check_clusters(provider.default_held_out if held_out is None else held_out)
     mixtures.check_rate(rate, "register_instruct_tasks.", alpha=alpha, budget=budget, max_epochs=max_epochs)
     _check_number(task_alpha, "task_alpha")
-    if max_task_examples is not None:
-        _check_number(max_task_examples, "max_task_examples", 1)
     vocab = vocab or data_tasks.vocabulary()
     unit = check_unit(size_unit, vocab)
+    if max_task_examples is not None:
+        _check_number(max_task_examples, "max_task_examples", 1)
+        if unit != "examples":
+            raise ConfigError(f"max_task_examples caps tasks in examples; it does not apply to size_unit={unit!r}")
     config = provider.config if isinstance(provider, MetaProvider) else (config or meta.DEFAULT_CONFIG)
     if tasks is None:
         wanted = provider.task_names()
@@ -344,7 +345,7 @@ def register_instruct_tasks(
             train_sizes[info.name] = provider.size(task, lang, "train", "examples", vocab, setting)
         if lang in train_langs and task in train_tasks:
             n = provider.size(task, lang, "train", unit, vocab, setting)
-            if max_task_examples is not None and unit == "examples":
+            if max_task_examples is not None:
                 n = min(n, max_task_examples)
             if n:
                 sizes.setdefault(lang, {})[info.name] = n

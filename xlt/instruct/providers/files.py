@@ -15,7 +15,7 @@ import re
 
 from xlt.data.sources import formats
 from xlt.errors import ConfigError, DataError
-from xlt.instruct.providers.base import FileProvider, Shard, data_files, resolve_source, split_of_file
+from xlt.instruct.providers.base import SPLITS, FileProvider, Shard, data_files, resolve_source, split_of_file
 
 
 class FilesProvider(FileProvider):
@@ -43,8 +43,8 @@ class FilesProvider(FileProvider):
         out = []
         for path in data_files(src.path):
             stem = formats.file_stem(path)
-            if split_of_file(path) is not None and split_of_file(path) == split_of_file(path.with_name(stem)):
-                stem = path.parent.name if path.parent != src.path else self.name  # train.jsonl: a split, not a task
+            if stem.split("-")[0] in SPLITS:  # train.jsonl, test-00000-of-00001.parquet: a split, not a task
+                stem = path.parent.name if path.parent != src.path else self.name
             task = self.task or re.sub(r"[^A-Za-z0-9_]", "_", stem).lower()
             out.append(Shard(str(path), split_of_file(path, "train") or "train",
                              lambda p=path: formats.read_instruction_file(p, **self.fields), task=task,
