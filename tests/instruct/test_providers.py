@@ -189,6 +189,22 @@ def test_p3_provider_maps_configs_to_t0_clusters(tmp_path):
     for dataset in ("anli", "super_glue_cb", "super_glue_rte", "super_glue_wsc.fixed", "winogrande_winogrande_xl",
                     "super_glue_copa", "hellaswag", "story_cloze_2016", "super_glue_wic"):
         assert DATASET_CLUSTERS[dataset] in T0_HELD_OUT
+    # P3's original release: data/<config>/<split>.tfrecord-00000-of-00001 with tf.train.Example records
+    import tensorflow as tf
+
+    old = tmp_path / "P3_tfrecord" / "data" / "ag_news_classify" / "train.tfrecord-00000-of-00001"
+    old.parent.mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(old)) as writer:
+        def text(value: str) -> tf.train.Feature:
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+
+        for i in range(3):
+            feature = {"inputs_pretokenized": text(f"news {i}\n"), "targets_pretokenized": text(" Sports"),
+                       "inputs": tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 2]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    tfr = get_provider("p3", tmp_path / "P3_tfrecord")
+    assert [(r["inputs"], r["targets"], r["template_id"]) for r in tfr.examples("ag_news", "en", "train")] == [
+        (f"news {i}", "Sports", "classify") for i in range(3)]
     _parquet(tmp_path / "P3" / "some_new_dataset_prompt" / "train-00000-of-00001.parquet",
              [{"inputs_pretokenized": "a", "targets_pretokenized": "b"}])
     with pytest.raises(DataError, match="'some_new_dataset_prompt' belongs to no dataset of the T0 cluster table"):

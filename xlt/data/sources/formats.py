@@ -188,10 +188,29 @@ def read_aya(path: str | Path, langs: Iterable[str] | None = None) -> Iterator[d
         yield out
 
 
+def _tfrecord_examples(path: Path, keys: tuple[str, ...]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """String features ``keys`` of each tf.train.Example in a TFRecord file (P3's original layout)."""
+    import tensorflow as tf  # only for TFRecord files
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        for i, raw in enumerate(tf.data.TFRecordDataset(str(path)).as_numpy_iterator(), 1):
+            features = tf.train.Example.FromString(raw).features.feature
+            yield f"{path}: record {i}", {k: features[k].bytes_list.value[0].decode("utf-8")
+                                           for k in keys if k in features and features[k].bytes_list.value}
+    except tf.errors.OpError as e:
+        raise DataError(f"{path}: not a readable TFRecord file ({type(e).__name__})") from None
+
+
 def read_p3(path: str | Path) -> Iterator[dict[str, str]]:
     """P3 records as {"inputs", "targets", "lang": "en"}: the rendered ``inputs_pretokenized`` and
-    ``targets_pretokenized`` (T5-tokenized ``inputs``/``targets`` ids are ignored), whitespace-stripped."""
-    for where, record in _records(path):
+    ``targets_pretokenized`` (T5-tokenized ``inputs``/``targets`` ids are ignored), whitespace-stripped.
+    Reads the hub's Parquet / JSON files and P3's original ``<split>.tfrecord-0000k-of-0000n`` files."""
+    path = Path(path)
+    keys = ("inputs_pretokenized", "targets_pretokenized")
+    records = _tfrecord_examples(path, keys) if ".tfrecord" in path.name else _records(path)
+    for where, record in records:
         inputs = _field(record, "inputs_pretokenized", where).strip()
         targets = _field(record, "targets_pretokenized", where).strip()
         if not targets:

@@ -2,8 +2,8 @@
 ICLR): the prompted English datasets T0 was trained on, with each dataset mapped to T0's task cluster.
 
 Published layout (hub ``bigscience/P3``, parquet): one folder per *config* = dataset + subset + prompt,
-``super_glue_cb_GPT_3_style/{train,validation,test}-00000-of-00001.parquet`` (older copies:
-``data/<config>/...``; a local ``<config>/<split>.jsonl`` works too), records ``{"inputs_pretokenized",
+``super_glue_cb_GPT_3_style/{train,validation,test}-00000-of-00001.parquet`` (the original release:
+``data/<config>/<split>.tfrecord-00000-of-00001``; a local ``<config>/<split>.jsonl`` works too), records ``{"inputs_pretokenized",
 "targets_pretokenized", "answer_choices", "inputs", "targets"}`` (``inputs``/``targets`` are T5 token ids and
 are ignored). ``*_score_eval`` configs (one row per answer choice, for rank evaluation) are skipped.
 
@@ -124,7 +124,8 @@ class P3Provider(FileProvider):
         if self.only is not None and self.only != ("en",):
             raise DataError(f"P3 is English-only; languages={list(self.only)}")
         out = []
-        for path in data_files(root):
+        tfrecords = [p for p in root.rglob("*.tfrecord*") if p.is_file()] if root.is_dir() else []
+        for path in sorted(data_files(root) + tfrecords):
             if path.parent == root:
                 raise DataError(f"{path}: P3 files live in one folder per config (<config>/<split>.parquet)")
             config = path.parent.name
