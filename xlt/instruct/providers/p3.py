@@ -3,9 +3,9 @@ ICLR): the prompted English datasets T0 was trained on, with each dataset mapped
 
 Published layout (hub ``bigscience/P3``, parquet): one folder per *config* = dataset + subset + prompt,
 ``super_glue_cb_GPT_3_style/{train,validation,test}-00000-of-00001.parquet`` (the original release:
-``data/<config>/<split>.tfrecord-00000-of-00001``; a local ``<config>/<split>.jsonl`` works too), records ``{"inputs_pretokenized",
-"targets_pretokenized", "answer_choices", "inputs", "targets"}`` (``inputs``/``targets`` are T5 token ids and
-are ignored). ``*_score_eval`` configs (one row per answer choice, for rank evaluation) are skipped.
+``data/<config>/<split>.tfrecord-00000-of-00001``; a local ``<config>/<split>.jsonl`` works too), records
+``{"inputs_pretokenized", "targets_pretokenized", "answer_choices", "inputs", "targets"}`` (``inputs`` /
+``targets`` are T5 token ids and are ignored). ``*_score_eval`` configs (one row per answer choice, for rank evaluation) are skipped.
 
 Each config is mapped to its dataset by the longest dataset prefix in ``DATASET_CLUSTERS``; the task is
 the dataset (its prompts are the ``template_id``s, all mixed in one seqio Task), and the cluster is the
