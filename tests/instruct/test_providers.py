@@ -370,6 +370,8 @@ def test_hub_source_fails_in_one_line_offline(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="cannot fetch hub dataset 'DAMO-NLP-MT/multialpaca'") as info:
         get_provider("multialpaca", languages=["ko"]).languages()
     assert "\n" not in str(info.value)
+    with pytest.raises(DataError, match="'data/multialpaca' is no local path, and as a hub name: cannot fetch"):
+        get_provider("multialpaca", "data/multialpaca", languages=["ko"]).languages()
 
 
 # ------------------------------------------------------------------------------------------- gin files

@@ -336,4 +336,11 @@ class FileProvider(Provider):
 def local_root(provider: FileProvider, default_hub: str, patterns: Sequence[str]) -> Path:
     """The directory (or file) a file provider reads: its local source, or a hub snapshot of ``patterns``."""
     source = resolve_source(provider.source, default_hub, provider.name)
-    return source.path if source.kind == "local" else hub_snapshot(source.location, patterns)
+    if source.kind == "local":
+        return source.path
+    try:
+        return hub_snapshot(source.location, patterns)
+    except DataError as e:
+        if provider.source is None:
+            raise
+        raise DataError(f"{provider.name}: {provider.source!r} is no local path, and as a hub name: {e}") from None
