@@ -1,4 +1,10 @@
-"""seqio Tasks and Mixtures over the instruction meta-datasets, for tuning and for evaluation.
+"""seqio Tasks and Mixtures over instruction data, for tuning and for evaluation.
+
+The data is any provider of ``xlt.instruct.providers`` (``register_instruct_tasks(data=...)``; gin:
+``@instruction_data()``): the built-in meta-datasets by default, or MultiAlpaca, xP3, Aya, P3 or generic files.
+Everything below holds for all of them, except that already-rendered data has no template settings (its Tasks
+are named ``instruct_<provider>_<task>_<lang>`` and stream from its files) and keeps its own held-out clusters
+(T0's for P3).
 
 ``register_instruct_tasks`` (gin-configurable) registers one seqio Task per (task, content language,
 template setting), named ``instruct_<setting>_<task>_<lang>`` (``instruct_native_country_currency_ko``,
