@@ -1,4 +1,10 @@
-"""seqio Tasks and Mixtures over the instruction meta-datasets, for tuning and for evaluation.
+"""seqio Tasks and Mixtures over instruction data, for tuning and for evaluation.
+
+The data is any provider of ``xlt.instruct.providers`` (``register_instruct_tasks(data=...)``; gin:
+``@instruction_data()``): the built-in meta-datasets by default, or MultiAlpaca, xP3, Aya, P3 or generic files.
+Everything below holds for all of them, except that already-rendered data has no template settings (its Tasks
+are named ``instruct_<provider>_<task>_<lang>`` and stream from its files) and keeps its own held-out clusters
+(T0's for P3).
 
 ``register_instruct_tasks`` (gin-configurable) registers one seqio Task per (task, content language,
 template setting), named ``instruct_<setting>_<task>_<lang>`` (``instruct_native_country_currency_ko``,
@@ -37,7 +43,7 @@ rank-classification or generation evaluator needs, for any (task, language, spli
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +56,9 @@ from xlt.data import mixtures
 from xlt.errors import ConfigError, DataError
 from xlt.instruct import meta
 from xlt.instruct import templates as tpl
+from xlt.instruct.providers import Provider, get_provider
+from xlt.instruct.providers.base import check_unit
+from xlt.instruct.providers.builtin import MetaProvider
 
 PREFIX = "instruct"
 SHUFFLE_BUFFER = 10_000
@@ -99,6 +108,12 @@ class TaskInfo:
     setting: Setting
     config: meta.MetaConfig
     eval_all_templates: bool
+    provider: Provider | None = None  # None: the built-in meta-datasets under ``config``
+    cluster: str = ""
+
+    @property
+    def data(self) -> Provider:
+        return self.provider if self.provider is not None else MetaProvider(self.config)
 
 
 @dataclass(frozen=True)
@@ -110,14 +125,20 @@ class Registration:
     train_mixture: str
     train_rates: dict[str, float]
     heldout_mixtures: dict[str, str]
+    data: str = "builtin"
+    size_unit: str = "examples"
 
 
 _INFO: dict[str, TaskInfo] = {}
 
 
 def task_name(task: str, lang: str, setting: Setting | str = "native") -> str:
-    """seqio name of one instruction task: ``instruct_<setting>_<task>_<lang>``."""
+    """seqio name of one instruction task: ``instruct_<setting>_<task>_<lang>`` (for already-rendered data
+    the setting part is the provider's name, and a task named like its provider is not repeated:
+    ``instruct_multialpaca_ko``, ``instruct_p3_super_glue_cb_en``)."""
     label = setting.name if isinstance(setting, Setting) else setting
+    if task == label:
+        return f"{PREFIX}_{label}_{lang}"
     return f"{PREFIX}_{label}_{task}_{lang}"
 
 
@@ -128,34 +149,35 @@ def task_info(name: str) -> TaskInfo:
     return _INFO[name]
 
 
-def _examples(info: TaskInfo, split: str) -> list[dict[str, Any]]:
-    return meta.examples(info.task, info.lang, split, mode=info.setting.mode,
-                         template_lang=info.setting.template_lang, fallback_lang=info.setting.fallback_lang,
-                         config=info.config, all_templates=info.eval_all_templates and split != "train")
+def _examples(info: TaskInfo, split: str) -> Iterable[dict[str, Any]]:
+    return info.data.examples(info.task, info.lang, split, info.setting,
+                              all_templates=info.eval_all_templates and split != "train")
+
+
+def _columns(row: dict[str, Any]) -> dict[str, str]:
+    return {"inputs": row["inputs"], "targets": row["targets"], "lang": row["content_lang"], "task": row["task"],
+            "cluster": row["cluster"], "template_lang": row["template_lang"], "template_id": row["template_id"]}
 
 
 def _dataset(split: str, shuffle_files: bool = False, seed: int | None = None, *, name: str) -> tf.data.Dataset:
-    del shuffle_files, seed  # built in memory, deterministic; the Task's shuffle buffer shuffles
-    rows = _examples(_INFO[name], split)
-    columns = {
-        "inputs": [r["inputs"] for r in rows],
-        "targets": [r["targets"] for r in rows],
-        "lang": [r["content_lang"] for r in rows],
-        "task": [r["task"] for r in rows],
-        "cluster": [r["cluster"] for r in rows],
-        "template_lang": [r["template_lang"] for r in rows],
-        "template_id": [r["template_id"] for r in rows],
-    }
-    return tf.data.Dataset.from_tensor_slices({k: tf.constant(v, dtype=tf.string, shape=(len(rows),))
-                                               for k, v in columns.items()})
+    del shuffle_files, seed  # deterministic order; the Task's shuffle buffer shuffles
+    info = _INFO[name]
+    if not info.data.templated:  # streamed from the provider's files, re-read each epoch
+        signature = {key: tf.TensorSpec((), tf.string) for key in _STRING_FEATURES}
+        return tf.data.Dataset.from_generator(lambda: (_columns(r) for r in _examples(info, split)),
+                                              output_signature=signature)
+    rows = [_columns(r) for r in _examples(info, split)]
+    return tf.data.Dataset.from_tensor_slices({k: tf.constant([r[k] for r in rows], dtype=tf.string,
+                                                              shape=(len(rows),)) for k in _STRING_FEATURES})
 
 
-def _register_task(info: TaskInfo, vocab: seqio.Vocabulary) -> None:
+def _register_task(info: TaskInfo, vocab: seqio.Vocabulary, splits: Sequence[str], unit: str,
+                   train_size: int | None) -> None:
     feature = seqio.Feature(vocab, add_eos=True, dtype=tf.int32)
-    source = seqio.FunctionDataSource(functools.partial(_dataset, name=info.name),
-                                      splits=("train", "validation", "test"))
+    source = seqio.FunctionDataSource(functools.partial(_dataset, name=info.name), splits=tuple(splits))
     # seqio repeats before it shuffles: a buffer larger than an epoch would tokenize several epochs up front.
-    buffer = min(SHUFFLE_BUFFER, info.config.max_train or SHUFFLE_BUFFER)
+    cap = info.config.max_train if info.data.templated else train_size
+    buffer = min(SHUFFLE_BUFFER, cap or SHUFFLE_BUFFER)
     task = seqio.Task(info.name, source=source,
                       preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
                       output_features={"inputs": feature, "targets": feature}, shuffle_buffer_size=buffer)
@@ -164,11 +186,11 @@ def _register_task(info: TaskInfo, vocab: seqio.Vocabulary) -> None:
     seqio.TaskRegistry.add_provider(info.name, task)
     _INFO[info.name] = info
     from xlt.data import tasks as data_tasks
-    data_tasks.register_task_meta(info.name, info.lang, functools.partial(_num_items, info), "examples")
+    data_tasks.register_task_meta(info.name, info.lang, functools.partial(_size, info, unit, vocab), unit)
 
 
-def _num_items(info: TaskInfo, split: str) -> int:
-    return len(meta.items(info.task, info.lang, split, info.config))
+def _size(info: TaskInfo, unit: str, vocab: seqio.Vocabulary, split: str) -> int:
+    return info.data.size(info.task, info.lang, split, unit, vocab, info.setting)
 
 
 def _register_mixture(name: str, rates: dict[str, float]) -> None:
@@ -202,14 +224,34 @@ def _codes(value: Sequence[str], what: str) -> tuple[str, ...]:
 
 
 def default_train_mixture_name(setting: Setting | str, train_languages: Sequence[str],
-                               held_out: Sequence[str] = meta.DEFAULT_HELD_OUT) -> str:
-    """``instruct_<setting>_train_<l1>_<l2>``; a non-default held-out set is named in a suffix."""
+                               held_out: Sequence[str] = meta.DEFAULT_HELD_OUT,
+                               default_held_out: Sequence[str] = meta.DEFAULT_HELD_OUT) -> str:
+    """``instruct_<setting>_train_<l1>_<l2>``; a held-out set other than the data's default is named in a
+    suffix. For already-rendered data the setting part is the provider's name."""
     label = setting.name if isinstance(setting, Setting) else setting
     name = f"{PREFIX}_{label}_train_{'_'.join(train_languages)}"
     held = tuple(sorted(held_out))
-    if held == tuple(sorted(meta.DEFAULT_HELD_OUT)):
+    if held == tuple(sorted(default_held_out)):
         return name
     return name + ("_all_clusters" if not held else "_without_" + "_".join(held))
+
+
+def _provider(data: Provider | str | None, config: meta.MetaConfig | None) -> Provider:
+    if data is None or data == "builtin":
+        return MetaProvider(config)
+    if isinstance(data, str):
+        return get_provider(data)
+    if not isinstance(data, Provider):
+        raise ConfigError(f"register_instruct_tasks.data must be a provider or its name, got {data!r}")
+    if config is not None and not data.templated:
+        raise ConfigError(f"register_instruct_tasks.config (a MetaConfig) applies to the built-in data only, "
+                          f"not to {data.name!r}")
+    return data
+
+
+def _check_number(value: Any, what: str, minimum: float = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise ConfigError(f"{what} must be a number >= {minimum}, got {value!r}")
 
 
 @gin.configurable
@@ -219,7 +261,7 @@ def register_instruct_tasks(
     template_mode: str = "native",
     template_lang: str | None = None,
     fallback_lang: str | None = None,
-    held_out: Sequence[str] = meta.DEFAULT_HELD_OUT,
+    held_out: Sequence[str] | None = None,
     train_languages: Sequence[str] = ("en",),
     rate: str = "proportional",
     alpha: float = 0.3,
@@ -228,13 +270,30 @@ def register_instruct_tasks(
     config: meta.MetaConfig | None = None,
     eval_all_templates: bool = True,
     mixture_name: str | None = None,
+    data: Provider | str | None = None,
+    size_unit: str = "examples",
+    budget: float | None = None,
+    max_epochs: float = 1.0,
+    max_task_examples: int | None = None,
 ) -> Registration:
-    """Register the instruction Tasks for ``languages`` and the training mixture for ``train_languages``.
+    """Register the instruction Tasks of ``data`` for ``languages`` and the training mixture for
+    ``train_languages``.
 
-    Every (task, language) is checked before anything is registered: an unknown code, cluster or task,
-    a language without native templates (``template_mode='native'`` and no ``fallback_lang``), a cross
-    setting whose template language equals a content language, or a training language with no training
-    data raise ConfigError/DataError. Re-registering replaces earlier Tasks and Mixtures of the same names.
+    ``data`` is a provider (``xlt.instruct.providers``; gin: ``@instruction_data()``) or its name; None is
+    the built-in meta-datasets under ``config``. ``held_out`` defaults to the data's own held-out clusters
+    (the meta-datasets' ``meta.DEFAULT_HELD_OUT``, T0's for P3, none for the others). Rates: a language's
+    share is ``rate`` (any rate registered in ``xlt.data.mixtures``: proportional, temperature with
+    ``alpha``, UniMax with ``budget`` and ``max_epochs``) over the language's training size in
+    ``size_unit`` (examples, characters or tokens of the run's vocabulary); within a language each task
+    gets a share ∝ min(size, ``max_task_examples``) ** ``task_alpha`` (T0's capped examples-proportional
+    mixing; the cap needs ``size_unit='examples'`` and also caps the size a language's share is computed from). Template settings apply to templated data only: for already-rendered data (MultiAlpaca, xP3,
+    Aya, P3, files) anything but the default ``native`` is a ConfigError.
+
+    Every (task, language) is checked before anything is registered: an unknown code, provider, cluster or
+    task, a language the data lacks, a language without native templates (``template_mode='native'`` and
+    no ``fallback_lang``), a cross setting whose template language equals a content language, or a
+    training language with no training data raise ConfigError/DataError. Re-registering replaces earlier
+    Tasks and Mixtures of the same names.
     """
     from xlt.data import tasks as data_tasks
 
@@ -243,58 +302,87 @@ def register_instruct_tasks(
     missing = [code for code in train_langs if code not in langs]
     if missing:
         raise ConfigError(f"train_languages {missing} are not in languages {list(langs)}")
-    held = meta.check_clusters(held_out)
-    mixtures.check_rate(rate, alpha=alpha)
-    if isinstance(task_alpha, bool) or not isinstance(task_alpha, (int, float)) or task_alpha < 0:
-        raise ConfigError(f"task_alpha must be a number >= 0, got {task_alpha!r}")
-    wanted = tuple(meta.TASKS) if tasks is None else tuple(meta.task_spec(t).name for t in tasks)
     setting = Setting(template_mode, template_lang, fallback_lang)
-    config = config or meta.DEFAULT_CONFIG
+    provider = _provider(data, config)
+    if not provider.templated and setting != Setting():
+        raise ConfigError(f"instruction data {provider.name!r} is already rendered (it carries its own prompts): "
+                          f"template_mode={template_mode!r}, template_lang and fallback_lang do not apply to it")
+    label = setting.name if provider.templated else provider.name
+    held = provider.check_clusters(provider.default_held_out if held_out is None else held_out)
+    mixtures.check_rate(rate, "register_instruct_tasks.", alpha=alpha, budget=budget, max_epochs=max_epochs)
+    _check_number(task_alpha, "task_alpha")
     vocab = vocab or data_tasks.vocabulary()
-    train_tasks = set(meta.training_tasks(held))
-    if not train_tasks & set(wanted):
+    unit = check_unit(size_unit, vocab)
+    if max_task_examples is not None:
+        _check_number(max_task_examples, "max_task_examples", 1)
+        if unit != "examples":
+            raise ConfigError(f"max_task_examples caps tasks in examples; it does not apply to size_unit={unit!r}")
+    config = provider.config if isinstance(provider, MetaProvider) else (config or meta.DEFAULT_CONFIG)
+    if tasks is None:
+        wanted = provider.task_names()
+    else:
+        if isinstance(tasks, str):
+            raise ConfigError(f"tasks must be a list of task names, got the string {tasks!r}")
+        wanted = tuple(tasks)
+        for task in wanted:
+            provider.cluster_of(task)
+    train_tasks = {t for t in wanted if provider.cluster_of(t) not in held}
+    if not train_tasks:
         raise ConfigError(f"held_out={list(held)} leaves no training task among {list(wanted)}")
+    for lang in langs:  # a language the data lacks is an error now, not an empty mixture later
+        provider.check_language(lang, "training language" if lang in train_langs else "language")
 
     infos: dict[tuple[str, str], TaskInfo] = {}
     for lang in langs:
-        for task in meta.tasks_for(lang, config=config):
-            if task in wanted:
-                setting.template_language(task, lang)  # ConfigError now rather than inside tf.data
-                infos[(task, lang)] = TaskInfo(task_name(task, lang, setting), task, lang, setting, config,
-                                               eval_all_templates)
+        for entry in provider.tasks(lang):
+            if entry.name in wanted:
+                if provider.templated:
+                    setting.template_language(entry.name, lang)  # ConfigError now rather than inside tf.data
+                infos[(entry.name, lang)] = TaskInfo(task_name(entry.name, lang, label), entry.name, lang, setting,
+                                                     config, eval_all_templates,
+                                                     None if provider.templated else provider, entry.cluster)
 
-    sizes: dict[str, dict[str, int]] = {}
+    sizes: dict[str, dict[str, float]] = {}
+    train_sizes: dict[str, int] = {}
     for (task, lang), info in infos.items():
+        if "train" not in provider.task_splits(task, lang):
+            continue
+        if not provider.templated:  # the shuffle buffer of a streamed Task is capped at its size
+            train_sizes[info.name] = provider.size(task, lang, "train", "examples", vocab, setting)
         if lang in train_langs and task in train_tasks:
-            n = len(meta.items(task, lang, "train", config))
+            n = provider.size(task, lang, "train", unit, vocab, setting)
+            if max_task_examples is not None:
+                n = min(n, max_task_examples)
             if n:
                 sizes.setdefault(lang, {})[info.name] = n
     empty = [code for code in train_langs if code not in sizes]
     if empty:
-        raise DataError(f"training language(s) {empty} have no training examples in tasks {sorted(train_tasks)}")
+        raise DataError(f"training language(s) {empty} have no training examples in the training tasks of "
+                        f"{provider.name!r} (held out: {list(held)})")
 
-    for info in infos.values():
-        _register_task(info, vocab)
+    for (task, lang), info in infos.items():
+        _register_task(info, vocab, provider.task_splits(task, lang), unit, train_sizes.get(info.name))
     totals = {lang: float(sum(by_task.values())) for lang, by_task in sizes.items()}
-    lang_weights = mixtures.rate_weights(rate, totals, alpha=alpha)
+    lang_weights = mixtures.rate_weights(rate, totals, "register_instruct_tasks.", alpha=alpha, budget=budget,
+                                         max_epochs=max_epochs)
     train_rates: dict[str, float] = {}
     for lang, by_task in sizes.items():
         scaled = {name: n ** task_alpha for name, n in by_task.items()}
         norm = sum(scaled.values())
         for name, x in scaled.items():
             train_rates[name] = lang_weights[lang] * x / norm
-    name = mixture_name or default_train_mixture_name(setting, train_langs, held)
+    name = mixture_name or default_train_mixture_name(label, train_langs, held, provider.default_held_out)
     _register_mixture(name, train_rates)
 
     heldout_mixtures = {}
     for lang in langs:
         rates = {info.name: 1.0 for (task, code), info in infos.items()
-                 if code == lang and meta.TASKS[task].cluster in held}
+                 if code == lang and info.cluster in held}
         if rates:
-            heldout_mixtures[lang] = f"{PREFIX}_{setting.name}_heldout_{lang}"
+            heldout_mixtures[lang] = f"{PREFIX}_{label}_heldout_{lang}"
             _register_mixture(heldout_mixtures[lang], rates)
-    return Registration(setting.name, {key: info.name for key, info in infos.items()}, name, train_rates,
-                        heldout_mixtures)
+    return Registration(label, {key: info.name for key, info in infos.items()}, name, train_rates,
+                        heldout_mixtures, provider.name, unit)
 
 
 def eval_examples(task: str, lang: str, split: str = "test", *, template_mode: str = "native",
@@ -308,4 +396,4 @@ def eval_examples(task: str, lang: str, split: str = "test", *, template_mode: s
 
 def registered_examples(name: str, split: str = "test") -> list[dict[str, Any]]:
     """The raw example dicts behind a registered Task, in the order its data source yields them."""
-    return _examples(task_info(name), split)
+    return list(_examples(task_info(name), split))

@@ -1,7 +1,8 @@
 """Readers for public instruction-tuning and pretraining file formats.
 
 These sets cannot be downloaded here, so the readers are tested on small files that the tests write. Each
-reader streams one file (JSON lines, or a JSON array; gzip when the name ends in .gz) and yields plain
+reader streams one file (JSON lines, or a JSON array; gzip when the name ends in .gz; Apache Parquet when
+the name ends in .parquet, the layout of the Hugging Face hub's parquet conversions) and yields plain
 dicts: {"inputs", "targets", "lang"} for instruction data, {"text", "lang"} for pretraining text. A record
 with a missing, non-string or empty required field raises DataError naming the file and line (or record
 number in a JSON array), so a bad shard fails loudly instead of training on holes.
@@ -12,7 +13,14 @@ Formats:
   * xP3 (BigScience): {"inputs", "targets"}; language from the `lang` argument.
   * Aya dataset (Cohere For AI): {"inputs", "targets", "language", "language_code", "annotation_type",
     "user_id"}; language from "language_code" (ISO 639-3, mapped by xlt.data.languages). Records in
-    languages xlt does not support are skipped, since one Aya file mixes 65 languages.
+    languages xlt does not support are skipped, since one Aya file mixes 65 languages. The Aya collection
+    ({"id", "inputs", "targets", "dataset_name", "sub_dataset_name", "task_type", "template_id", "language",
+    "script", "split"}) names its ISO 639-3 code "language" (some configs "language_code"): ``read_aya``
+    takes either and keeps "dataset_name" / "task_type" / "template_id" when present.
+  * P3 (BigScience, T0's training data): {"inputs_pretokenized", "targets_pretokenized", "answer_choices",
+    "inputs", "targets"} per prompted config; ``read_p3`` yields the pretokenized (rendered) texts, stripped.
+  * Any instruction file: ``read_instruction_file`` with a field mapping (inputs_field, targets_field and
+    either lang_field or a fixed lang).
   * Pretraining: mC4-style JSON lines {"text", "timestamp", "url"} (only "text" is required), or plain
     text (.txt) where documents are separated by blank lines.
 """
@@ -55,9 +63,18 @@ def _stem(path: Path) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+def file_stem(path: str | Path) -> str:
+    """File name without .gz and the format suffix: "xp3_paws-x_en.jsonl.gz" -> "xp3_paws-x_en"."""
+    return _stem(Path(path))
+
+
 def _records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(where, record) for each JSON object of a JSON-lines file or a JSON array; `where` is "file:line"."""
+    """(where, record) for each JSON object of a JSON-lines file or a JSON array, or each row of a Parquet
+    file; `where` is "file:line" ("file: row n" for Parquet)."""
     path = Path(path)
+    if path.name.endswith(".parquet"):
+        yield from _parquet_records(path)
+        return
     seen_content = False
     for line_no, line, f in _lines(path):
         if not line.strip():
@@ -72,6 +89,23 @@ def _records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
         except json.JSONDecodeError as e:
             raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
         yield _as_object(record, where)
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Rows of a Parquet file as dicts, read one record batch at a time."""
+    import pyarrow.parquet as pq  # a dependency of `datasets`; only needed for .parquet files
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        table = pq.ParquetFile(path)
+    except Exception as e:  # noqa: BLE001  (pyarrow raises ArrowInvalid and OSError kinds)
+        raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__})") from None
+    row = 0
+    for batch in table.iter_batches(batch_size=4096):
+        for record in batch.to_pylist():
+            row += 1
+            yield f"{path}: row {row}", record
 
 
 def _array_records(path: Path, data: bytes, first_line: int) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -136,14 +170,82 @@ def read_xp3(path: str | Path, lang: str) -> Iterator[dict[str, str]]:
 
 
 def read_aya(path: str | Path, langs: Iterable[str] | None = None) -> Iterator[dict[str, str]]:
-    """Aya dataset records in supported languages (only `langs` if given) as {"inputs", "targets", "lang"}."""
+    """Aya dataset / collection records in supported languages (only `langs` if given) as {"inputs",
+    "targets", "lang"}, plus "dataset_name", "task_type" and "template_id" (as text) where the record has them.
+
+    The language is the ISO 639-3 "language_code" (Aya dataset) or "language" (Aya collection)."""
     wanted = {languages.validate(code) for code in langs} if langs is not None else None
     for where, record in _records(path):
         inputs, targets = _field(record, "inputs", where), _field(record, "targets", where)
-        lang = languages.from_iso639_3(_field(record, "language_code", where))
+        key = "language_code" if "language_code" in record or "language" not in record else "language"
+        lang = languages.from_iso639_3(_field(record, key, where))
         if lang is None or (wanted is not None and lang not in wanted):
             continue
-        yield {"inputs": inputs, "targets": targets, "lang": lang}
+        out = {"inputs": inputs, "targets": targets, "lang": lang}
+        for extra in ("dataset_name", "task_type", "template_id"):
+            if record.get(extra) is not None:
+                out[extra] = str(record[extra])
+        yield out
+
+
+def _tfrecord_examples(path: Path, keys: tuple[str, ...]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """String features ``keys`` of each tf.train.Example in a TFRecord file (P3's original layout)."""
+    import tensorflow as tf  # only for TFRecord files
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        for i, raw in enumerate(tf.data.TFRecordDataset(str(path)).as_numpy_iterator(), 1):
+            features = tf.train.Example.FromString(raw).features.feature
+            yield f"{path}: record {i}", {k: features[k].bytes_list.value[0].decode("utf-8")
+                                           for k in keys if k in features and features[k].bytes_list.value}
+    except tf.errors.OpError as e:
+        raise DataError(f"{path}: not a readable TFRecord file ({type(e).__name__})") from None
+
+
+def read_p3(path: str | Path) -> Iterator[dict[str, str]]:
+    """P3 records as {"inputs", "targets", "lang": "en"}: the rendered ``inputs_pretokenized`` and
+    ``targets_pretokenized`` (T5-tokenized ``inputs``/``targets`` ids are ignored), whitespace-stripped.
+    Reads the hub's Parquet / JSON files and P3's original ``<split>.tfrecord-0000k-of-0000n`` files."""
+    path = Path(path)
+    keys = ("inputs_pretokenized", "targets_pretokenized")
+    records = _tfrecord_examples(path, keys) if ".tfrecord" in path.name else _records(path)
+    for where, record in records:
+        inputs = _field(record, "inputs_pretokenized", where).strip()
+        targets = _field(record, "targets_pretokenized", where).strip()
+        if not targets:
+            raise DataError(f"{where}: field 'targets_pretokenized' is empty")
+        yield {"inputs": inputs, "targets": targets, "lang": "en"}
+
+
+def read_instruction_file(path: str | Path, inputs_field: str = "inputs", targets_field: str = "targets",
+                          lang_field: str | None = None, lang: str | None = None,
+                          lang_codes: str = "iso639_1") -> Iterator[dict[str, str]]:
+    """Any instruction file (JSON lines, JSON array or Parquet) as {"inputs", "targets", "lang"}.
+
+    The language is a fixed ``lang`` or each record's ``lang_field`` (exactly one of the two), read as
+    ISO 639-1 codes (``lang_codes='iso639_1'``: a code xlt does not know is an error) or ISO 639-3
+    (``'iso639_3'``: records in languages xlt does not support are skipped, as for Aya)."""
+    if (lang is None) == (lang_field is None):
+        raise DataError(f"{path}: give exactly one of lang= (a fixed language) and lang_field=")
+    if lang_codes not in ("iso639_1", "iso639_3"):
+        raise DataError(f"lang_codes={lang_codes!r}; choose 'iso639_1' or 'iso639_3'")
+    fixed = languages.validate(lang) if lang is not None else None
+    for where, record in _records(path):
+        inputs, targets = _field(record, inputs_field, where), _field(record, targets_field, where)
+        code = fixed
+        if code is None:
+            raw = _field(record, lang_field, where)
+            if lang_codes == "iso639_3":
+                code = languages.from_iso639_3(raw)
+                if code is None:
+                    continue
+            else:
+                try:
+                    code = languages.validate(raw)
+                except DataError as e:
+                    raise DataError(f"{where}: {e}") from None
+        yield {"inputs": inputs, "targets": targets, "lang": code}
 
 
 def read_pretraining(path: str | Path, lang: str) -> Iterator[dict[str, str]]:
