@@ -17,6 +17,7 @@ from xlt.benchmarks import templates as btpl
 from xlt.benchmarks.registry import CHOICE_METRICS, Benchmark, register
 from xlt.data import languages as language_table
 from xlt.data.splits import SPLITS
+from xlt.errors import ConfigError
 from xlt.instruct import meta
 from xlt.instruct import templates as tpl
 
@@ -51,15 +52,15 @@ class BuiltinTask(Benchmark):
         self.check_language(lang)
         split = self.check_split(split)
         if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1):
-            from xlt.errors import ConfigError
             raise ConfigError(f"max_items must be a positive int or None, got {max_items!r}")
         found = meta.examples(self.task, lang, split, mode=template_mode, template_lang=template_lang,
                               fallback_lang=fallback_lang, all_templates=all_templates)
         items = {item.uid: item for item in meta.items(self.task, lang, split)}
         by_id = {}
+        prefix = f"{self.task}/{lang}/{split}/"
         out, kept = [], []
         for ex in found:
-            uid = ex["id"].split("/")[3]
+            uid = ex["id"][len(prefix):-len(ex["template_id"]) - 1]  # an item uid may hold "/"
             if uid not in kept:
                 if max_items is not None and len(kept) >= max_items:
                     continue

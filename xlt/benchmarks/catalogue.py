@@ -144,9 +144,9 @@ CATALOGUE: dict[str, dict[str, tuple[_T, ...]]] = {
                  "True or false?", "False", "True")),
         "ko": (L("문장 1: {sentence1}\n문장 2: {sentence2}\n두 문장에서 '{word}'의 의미가 같나요? 예 또는 아니요로 답하세요.",
                  "아니요", "예"),
-               L("'{word}'{word:이/가} 다음 두 문장에 쓰였습니다.\n1. {sentence1}\n2. {sentence2}\n두 문장에서 뜻이 같은가요, "
+               L("단어 '{word}'의 뜻을 다음 두 문장에서 비교하세요.\n1. {sentence1}\n2. {sentence2}\n두 문장에서 뜻이 같은가요, "
                  "다른가요?", "다름", "같음"),
-               L("{sentence1}\n{sentence2}\n질문: 위 두 문장에서 '{word}'{word:은/는} 같은 뜻으로 쓰였나요? 참 또는 거짓으로 "
+               L("{sentence1}\n{sentence2}\n질문: 위 두 문장에 쓰인 단어 '{word}'의 뜻은 서로 같은가요? 참 또는 거짓으로 "
                  "답하세요.", "거짓", "참")),
     },
     # ----------------------------------------------------------------- COPA: options from the record
