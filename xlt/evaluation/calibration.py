@@ -76,6 +76,11 @@ def choose(examples: Sequence[dict[str, Any]], score: ScoreFn, *, calibrate: boo
     layout. Content-free prompts are scored once per distinct (null prompt, options) pair, so a template's
     label verbalizer costs one extra prompt, not one per example.
     """
+    if calibrate:
+        missing = [i for i, ex in enumerate(examples) if "null_inputs" not in ex]
+        if missing:
+            raise ConfigError(f"PMI calibration needs null_inputs; example {examples[missing[0]].get('id', missing[0])!r}"
+                              " has none")
     prompts = [ex["inputs"] for ex in examples]
     options = [list(ex["options"]) for ex in examples]
     scored = score(prompts, options)
@@ -83,10 +88,6 @@ def choose(examples: Sequence[dict[str, Any]], score: ScoreFn, *, calibrate: boo
         raise ConfigError(f"score() returned {len(scored)} results for {len(examples)} prompts")
     nulls: list[Sequence[float] | None] = [None] * len(examples)
     if calibrate:
-        missing = [i for i, ex in enumerate(examples) if "null_inputs" not in ex]
-        if missing:
-            raise ConfigError(f"PMI calibration needs null_inputs; example {examples[missing[0]].get('id', missing[0])!r}"
-                              " has none")
         keys = [(ex["null_inputs"], tuple(ex["options"])) for ex in examples]
         unique = list(dict.fromkeys(keys))
         null_scores = score([k[0] for k in unique], [list(k[1]) for k in unique])

@@ -10,6 +10,9 @@ the benchmark's ``compute_metrics``:
 2. split it into lines and keep the lines with at least ``MIN_TOKENS`` (5) tokens: whitespace tokens, or,
    for zh and ja, characters (the benchmark segments them with jieba / fugashi, which xlt does not depend
    on; five characters is a shorter line than five words, so a few more short zh/ja lines are kept);
+   Tokens follow the *expected* language, so a line in a script without spaces (a Japanese line in a
+   response expected in Korean) is one token and is skipped, exactly as in the benchmark; the
+   whole-answer rate below catches such answers;
 3. a response with no line left is skipped (counted in neither numerator nor denominator);
 4. a line passes when lid.176's top label is the expected language with probability above
    ``THRESHOLD`` (0.3); a label under the threshold is "unknown", which fails, as in the benchmark;

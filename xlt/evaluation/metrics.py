@@ -425,6 +425,8 @@ def extract_final_number(text: str, lang: str | None = None) -> float | None:
     """
     if not isinstance(text, str):
         raise ConfigError(f"extract_final_number() needs a string, got {type(text).__name__}")
+    # NFKC would turn the no-break spaces that group thousands ("12\u202f345") into plain spaces: mark them first.
+    text = text.replace("\u00a0", "'").replace("\u202f", "'")
     found = _NUMBER.findall(unicodedata.normalize("NFKC", text))
     for token in reversed(found):
         value = _parse_number(token, lang)
