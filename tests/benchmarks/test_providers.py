@@ -221,6 +221,13 @@ def test_missing_local_files_name_what_is_there(tmp_path, bench_dirs):
     assert _one_line(err)
 
 
+def test_hub_parquet_conversion_layout_is_read(tmp_path):
+    # <config>/<split>/0000.parquet, as the hub's parquet branch lays a dataset out
+    fx.write_parquet(tmp_path / "en" / "test" / "0000.parquet", fx.XWINOGRAD["en"])
+    ex = benchmarks.get("xwinograd", source=str(tmp_path)).examples("en")
+    assert len(ex) == 3 and ex[0]["targets"] == "trophy"
+
+
 def test_malformed_jsonl_is_one_line(tmp_path):
     (tmp_path / "en").mkdir()
     (tmp_path / "en" / "test.jsonl").write_text('{"premise": "a"\n', encoding="utf-8")

@@ -4,6 +4,7 @@ A *source* is either
 
 * a local directory laid out as ``<config>/<split>.jsonl`` (or ``<config>/<split>.json`` holding JSON
   lines, ``<config>/<split>.parquet``, or the hub's own shard names ``<config>/<split>-00000-of-00001.parquet``),
+  or a folder of shards ``<config>/<split>/0000.parquet`` (the hub's parquet conversion),
   where ``<config>`` is the hub's config name for the language (``kor_Hang`` for Belebele, ``jp`` for
   XWinograd, ``secondary_task`` for TyDiQA GoldP) and every record keeps the hub's field names, so an
   offline copy of a hub dataset (``datasets.load_dataset(...).to_json(...)`` or the hub's parquet files)
@@ -44,6 +45,7 @@ def local_files(root: str | Path, config: str, split: str) -> list[Path]:
         if exact.is_file():
             found.append(exact)
         found.extend(sorted(p for p in folder.glob(f"{split}-*{suffix}") if p.is_file()))
+        found.extend(sorted(p for p in (folder / split).glob(f"*{suffix}") if p.is_file()))
     return found
 
 
