@@ -32,6 +32,11 @@ class BuiltinTask(Benchmark):
     task = ""
     held_out = False
 
+    def __init__(self, source: str | None = None):
+        if source is not None:
+            raise ConfigError(f"{self.name} is built from the packaged Bible/CLDR and takes no source, got {source!r}")
+        super().__init__(None)
+
     @property
     def configs(self):  # type: ignore[override]
         return {code: code for code in language_table.CODES if meta.unavailable_reason(self.task, code) is None}

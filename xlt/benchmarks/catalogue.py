@@ -210,7 +210,7 @@ CATALOGUE: dict[str, dict[str, tuple[_T, ...]]] = {
         "en": (O("{passage}\n\nQuestion: {question}\n{options}", "letter"),
                O("Read the passage and answer the question.\nPassage: {passage}\nQuestion: {question}\nOptions:\n"
                  "{options}", "number"),
-               O("{passage}\nBased on the text above, {question}\n{options}")),
+               O("{passage}\nAnswer according to the text above.\n{question}\n{options}")),
         "ko": (O("{passage}\n\n질문: {question}\n{options}", "letter"),
                O("지문을 읽고 질문에 답하세요.\n지문: {passage}\n질문: {question}\n선택지:\n{options}", "number"),
                O("{passage}\n위 글에 따르면, {question}\n{options}")),
