@@ -202,3 +202,39 @@ def test_the_evaluators_record_builder_consumes_benchmark_examples(bench_dirs):
               for m, f in benchmarks.metric_functions().items() if m in gen.metrics}
     assert values == {"squad_exact_match": 1.0, "squad_f1": 1.0}
     assert math.isfinite(values["squad_f1"])
+
+
+def test_pmi_choices_with_a_real_model_match_an_independent_computation(bench_dirs):
+    """``calibration.choose`` over ``score_options`` (shared prompt cache) equals argmax of
+    log p(option | prompt) - log p(option | null prompt) from the one-forward-per-pair reference."""
+    import numpy as np
+
+    from random_params import random_params
+    from xlt.evaluation import scoring
+    from xlt.models import ModelConfig, build_model
+
+    cfg = ModelConfig(vocab_size=96, d_model=32, num_layers=2, d_ff=64, max_len=24, layout="gpt")
+    model = build_model(cfg)
+    params = random_params(cfg, model, seed=3)
+
+    def encode(text, keep):  # a toy byte vocabulary that fits the tiny model (the text's first bytes)
+        return [2 + b % 94 for b in text.encode("utf-8")][:keep]
+
+    def score(prompts, options):
+        out = scoring.score_options(model, params, [encode(p, 16) for p in prompts],
+                                    [[encode(o, 6) for o in opts] for opts in options], batch_size=4)
+        return [(s.loglik, s.num_tokens) for s in out]
+
+    examples = (benchmarks.get("xcopa", source=str(bench_dirs["xcopa"])).examples("zh")
+                + benchmarks.get("pawsx", source=str(bench_dirs["pawsx"])).examples("ko"))
+    picks = calibration.choose(examples, score)
+    assert any(p["pmi"] != p["sum"] for p in picks)  # the calibration changes some choices
+    for ex, pick in zip(examples, picks):
+        opts = [[encode(o, 6) for o in ex["options"]]]
+        cond = scoring.score_options_naive(model, params, [encode(ex["inputs"], 16)], opts)[0]
+        null = scoring.score_options_naive(model, params, [encode(ex["null_inputs"], 16)], opts)[0]
+        np.testing.assert_allclose(cond.loglik, score([ex["inputs"]], [ex["options"]])[0][0], rtol=1e-4, atol=1e-4)
+        assert pick["pmi"] == int(np.argmax(cond.loglik - null.loglik))
+        assert pick["sum"] == int(np.argmax(cond.loglik))
+        assert pick["per_char"] == int(np.argmax(cond.loglik / np.array([len(o) for o in ex["options"]])))
+        assert pick["per_token"] == int(np.argmax(cond.loglik / cond.num_tokens))
