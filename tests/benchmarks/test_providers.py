@@ -296,3 +296,47 @@ def test_builtin_tasks_through_the_protocol_keep_meta_examples():
     assert "null_inputs" not in gen.examples("en", max_items=1)[0]
     with pytest.raises(ConfigError, match="has no language"):
         benchmarks.get("verse_version_pair").examples("ko")
+
+
+# ------------------------------------------------------------------------------------------- TFDS path
+def test_tfds_source_maps_records_to_the_hub_schema(monkeypatch):
+    import numpy as np
+    import tensorflow_datasets as tfds
+
+    calls = []
+    tfds_xnli = [{  # TFDS's xnli layout, as tfds.as_numpy yields it (bytes, numpy ints)
+        "premise": {"de": "Der Zug fährt um acht Uhr ab.".encode(), "en": b"The train leaves at eight."},
+        "hypothesis": {"language": np.array([b"de", b"en"], dtype=object),
+                       "translation": np.array(["Heute fährt kein Zug.".encode(), b"No train runs today."],
+                                               dtype=object)},
+        "label": np.int64(2)}]
+    tfds_paws = [{"sentence1": "그는 런던에서 태어났다.".encode(), "sentence2": "그는 파리에서 태어났다.".encode(),
+                  "label": np.int64(0)}]
+
+    def load(name, split, data_dir, download):
+        calls.append((name, split, data_dir, download))
+        return {"xnli": tfds_xnli, "paws_x_wiki/ko": tfds_paws}[name]
+
+    monkeypatch.setattr(tfds, "load", load)
+    monkeypatch.setattr(tfds, "as_numpy", lambda ds: iter(ds))
+    ex = benchmarks.get("xnli", source="tfds:/data/tfds").examples("de", "validation")
+    assert ex[0]["inputs"].startswith("Der Zug fährt um acht Uhr ab.") and "Heute fährt kein Zug." in ex[0]["inputs"]
+    assert ex[0]["answer"] == 2 and ex[0]["targets"] == "Nein"
+    paws = benchmarks.get("pawsx", source="tfds").examples("ko")
+    assert paws[0]["targets"] == "아니요"
+    assert calls == [("xnli", "validation", "/data/tfds", False), ("paws_x_wiki/ko", "test", None, False)]
+    with pytest.raises(ConfigError, match="'belebele' is not in TensorFlow Datasets") as err:
+        benchmarks.get("belebele", source="tfds").examples("ko")
+    assert _one_line(err)
+
+
+def test_an_unprepared_tfds_dataset_is_one_line(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def load(*args, **kwargs):
+        raise AssertionError("Dataset xnli: could not find data in /nowhere.\nPlease make sure to call ...")
+
+    monkeypatch.setattr(tfds, "load", load)
+    with pytest.raises(DataError, match=r"xnli: cannot read TFDS dataset 'xnli' split 'test'") as err:
+        benchmarks.get("xnli", source="tfds:/nowhere").examples("en")
+    assert _one_line(err)

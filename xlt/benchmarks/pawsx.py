@@ -23,6 +23,7 @@ class PAWSX(Benchmark):
     splits = ("train", "validation", "test")
     default_split = "test"
     fields = ("sentence1", "sentence2", "label")
+    tfds_name = "paws_x_wiki/{lang}"  # same fields; labels different_meaning (0), paraphrase (1)
 
     def item(self, record, index, lang):
         return Item(uid_of(record, index, "id"),

@@ -73,6 +73,7 @@ class Benchmark:
     default_split: ClassVar[str] = "test"
     fields: ClassVar[tuple[str, ...]] = ()
     builtin: ClassVar[bool] = False
+    tfds_name: ClassVar[str | None] = None  # "{lang}" is filled in; None: TFDS does not have the set
 
     def __init__(self, source: str | None = None):
         if source is not None and (not isinstance(source, str) or not source.strip()):
@@ -120,9 +121,22 @@ class Benchmark:
         """The raw records (hub field names) of one language and split, schema-checked."""
         config = self.config_for(lang)
         split = self.check_split(split)
-        found = sources.read(self.source, config, split, self.name)
-        sources.check_fields(found, self.fields, self.name, f"{self.source}:{config}/{split}")
+        if sources.is_tfds(self.source):
+            if self.tfds_name is None:
+                raise ConfigError(f"benchmark {self.name!r} is not in TensorFlow Datasets; use its hub name "
+                                  f"{self.hub_name!r} or a local directory")
+            name = self.tfds_name.format(lang=lang)
+            found = [self.from_tfds(r, lang) for r in sources.read(self.source, name, split, self.name)]
+            where = f"tfds:{name}/{split}"
+        else:
+            found = sources.read(self.source, config, split, self.name)
+            where = f"{self.source}:{config}/{split}"
+        sources.check_fields(found, self.fields, self.name, where)
         return self.select(found, lang)
+
+    def from_tfds(self, record: dict[str, Any], lang: str) -> dict[str, Any]:
+        """A TFDS record in the hub's field names (the same names unless a benchmark says otherwise)."""
+        return record
 
     def item(self, record: Mapping[str, Any], index: int, lang: str) -> Item:
         raise NotImplementedError

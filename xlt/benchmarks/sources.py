@@ -12,6 +12,11 @@ A *source* is either
 * a hub name (``facebook/xnli``): read with ``datasets.load_dataset(name, config, split=split)``. Hub access
   needs the network; without it the error names the benchmark and says how to point it at a local copy.
 
+* ``"tfds"`` or ``"tfds:<data_dir>"``: TensorFlow Datasets, for the sets TFDS has (``xnli``,
+  ``paws_x_wiki/<lang>``, ``tydi_qa/goldp``), prepared beforehand (``download=False``: nothing is fetched
+  at evaluation time). The benchmark maps TFDS's records to the hub's field names (``from_tfds``), so the
+  rest of the pipeline is the same.
+
 A string that names an existing directory, or that looks like a path (starts with ``/``, ``.`` or ``~``),
 is a local source; anything else is a hub name. Records are returned as plain dicts; the benchmark checks
 their schema (``check_fields``), so a file in the wrong schema fails with one line naming the file, the
@@ -29,6 +34,13 @@ from typing import Any
 from xlt.errors import DataError
 
 LOCAL_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".parquet")
+
+
+TFDS_PREFIX = "tfds"
+
+
+def is_tfds(source: str) -> bool:
+    return source == TFDS_PREFIX or source.startswith(TFDS_PREFIX + ":")
 
 
 def is_local(source: str) -> bool:
@@ -121,15 +133,49 @@ def read_hub(name: str, config: str | None, split: str, benchmark: str) -> list[
     return [dict(r) for r in ds]
 
 
+def _plain(value: Any) -> Any:
+    """A TFDS numpy record as plain Python: bytes -> str, numpy scalars and arrays -> numbers and lists."""
+    import numpy as np
+
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()] if value.dtype != object else [_plain(v) for v in value]
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_tfds(source: str, name: str, split: str, benchmark: str) -> list[dict[str, Any]]:
+    """Records of a prepared TFDS dataset (``source`` "tfds" or "tfds:<data_dir>"), as plain Python."""
+    import tensorflow_datasets as tfds
+
+    data_dir = source.partition(":")[2] or None
+    try:
+        ds = tfds.load(name, split=split, data_dir=data_dir, download=False)
+        return [_plain(r) for r in tfds.as_numpy(ds)]
+    except Exception as e:  # not prepared, unknown name or split
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{benchmark}: cannot read TFDS dataset {name!r} split {split!r} "
+                        f"(data_dir={data_dir!r}): {first[:200]}") from None
+
+
 @functools.lru_cache(maxsize=64)
 def _cached(source: str, config: str, split: str, benchmark: str) -> tuple[dict[str, Any], ...]:
+    if is_tfds(source):
+        return tuple(read_tfds(source, config, split, benchmark))
     if is_local(source):
         return tuple(read_local(source, config, split, benchmark))
     return tuple(read_hub(source, config, split, benchmark))
 
 
 def read(source: str, config: str, split: str, benchmark: str) -> list[dict[str, Any]]:
-    """Records of one (config, split) from a local directory or a hub name (cached per process).
+    """Records of one (config, split) from a local directory, a hub name or TFDS (``config`` is then the
+    TFDS name), cached per process.
 
     Local files are re-read when the cache is cleared (``clear_cache``); tests that rewrite fixtures
     in place call it."""

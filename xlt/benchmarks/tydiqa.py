@@ -32,6 +32,7 @@ class TyDiQAGoldP(Benchmark):
     splits = ("train", "validation")
     default_split = "validation"
     fields = ("id", "context", "question", "answers")
+    tfds_name = "tydi_qa/goldp"  # SQuAD-like features with the same ids; "validation" holds every language
 
     def select(self, records, lang):
         prefix = _BY_LANG[lang] + "-"
