@@ -8,7 +8,7 @@ template language). Label formats list their verbalizer in label-id order; no te
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
 
 from xlt.benchmarks.templates import add_template
 

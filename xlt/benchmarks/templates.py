@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from xlt.errors import ConfigError, DataError
 from xlt.instruct import templates as instruct_templates
