@@ -179,6 +179,19 @@ def test_a_language_the_benchmark_lacks_is_one_line(name, lang, bench_dirs):
     assert _one_line(err)
 
 
+def test_check_validates_without_reading_data(tmp_path):
+    b = benchmarks.get("xnli", source=str(tmp_path / "not_there_yet"))
+    assert b.check("de") == ("test", "de")
+    assert b.check("sw", "validation") == ("validation", "en")  # English fallback
+    assert b.check("de", template_mode="cross", template_lang="en") == ("test", "en")
+    for bad, match in [(dict(lang="ko"), "has no language"), (dict(lang="de", split="dev"), "has no split"),
+                       (dict(lang="de", template_mode="cross", template_lang="de"), "cross mode")]:
+        with pytest.raises(ConfigError, match=match):
+            b.check(bad.pop("lang"), **bad)
+    assert benchmarks.get("next_verse_choice").check("ko", template_mode="cross", template_lang="en") == \
+        ("test", "en")
+
+
 def test_unknown_split_is_one_line(bench_dirs):
     with pytest.raises(ConfigError, match="has no split 'test'; splits: train, eval") as err:
         bench("xstorycloze", bench_dirs).examples("en", "test")

@@ -159,6 +159,18 @@ class Benchmark:
                 raise DataError(f"{self.name}: {where} record {i}: unexpected value ({type(e).__name__}: {e})") from None
         return out
 
+    def check(self, lang: str, split: str | None = None, *, template_mode: str = "native",
+              template_lang: str | None = None, fallback_lang: str | None = btpl.DEFAULT_FALLBACK) -> tuple[str, str]:
+        """Validate a request without reading any data (for configs checked whole before a run starts):
+        the language, split and template setting; returns (split, template language)."""
+        self.check_language(lang)
+        split = self.check_split(split)
+        if self.builtin:
+            t_lang = tpl_resolve_builtin(template_mode, lang, self.name, template_lang, fallback_lang)
+        else:
+            t_lang, _ = btpl.resolve(template_mode, lang, self.format, template_lang, fallback_lang)
+        return split, t_lang
+
     # ------------------------------------------------------------------------------------ examples
     def examples(self, lang: str, split: str | None = None, *, template_mode: str = "native",
                  template_lang: str | None = None, fallback_lang: str | None = btpl.DEFAULT_FALLBACK,
@@ -214,6 +226,13 @@ class Benchmark:
         if self.kind == CHOICE:
             example["null_inputs"] = btpl.render_null(template, values, item.variant)
         return example
+
+
+def tpl_resolve_builtin(mode: str, lang: str, task: str, template_lang: str | None,
+                        fallback_lang: str | None) -> str:
+    from xlt.instruct import templates as instruct_templates
+
+    return instruct_templates.resolve_template_lang(mode, lang, task, template_lang, fallback_lang)
 
 
 # ------------------------------------------------------------------------------------------- registry
