@@ -48,6 +48,9 @@ class BuiltinTask(Benchmark):
     def templates(self, lang: str):  # type: ignore[override]
         return tpl.templates(self.task, lang)
 
+    def resolve_template_lang(self, mode, lang, template_lang, fallback_lang):
+        return tpl.resolve_template_lang(mode, lang, self.task, template_lang, fallback_lang)
+
     def records(self, lang, split=None):
         raise NotImplementedError(f"{self.name} is built from the packaged Bible/CLDR; use examples()")
 

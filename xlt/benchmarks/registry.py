@@ -165,11 +165,11 @@ class Benchmark:
         the language, split and template setting; returns (split, template language)."""
         self.check_language(lang)
         split = self.check_split(split)
-        if self.builtin:
-            t_lang = tpl_resolve_builtin(template_mode, lang, self.name, template_lang, fallback_lang)
-        else:
-            t_lang, _ = btpl.resolve(template_mode, lang, self.format, template_lang, fallback_lang)
-        return split, t_lang
+        return split, self.resolve_template_lang(template_mode, lang, template_lang, fallback_lang)
+
+    def resolve_template_lang(self, mode: str, lang: str, template_lang: str | None,
+                              fallback_lang: str | None) -> str:
+        return btpl.resolve(mode, lang, self.format, template_lang, fallback_lang)[0]
 
     # ------------------------------------------------------------------------------------ examples
     def examples(self, lang: str, split: str | None = None, *, template_mode: str = "native",
@@ -226,13 +226,6 @@ class Benchmark:
         if self.kind == CHOICE:
             example["null_inputs"] = btpl.render_null(template, values, item.variant)
         return example
-
-
-def tpl_resolve_builtin(mode: str, lang: str, task: str, template_lang: str | None,
-                        fallback_lang: str | None) -> str:
-    from xlt.instruct import templates as instruct_templates
-
-    return instruct_templates.resolve_template_lang(mode, lang, task, template_lang, fallback_lang)
 
 
 # ------------------------------------------------------------------------------------------- registry
