@@ -283,6 +283,22 @@ def test_hub_names_configs_and_splits_go_to_datasets(monkeypatch, name, lang, hu
     assert calls == [(hub, config, split)]
 
 
+def test_a_script_only_hub_set_is_read_from_its_parquet_conversion(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def load_dataset(path, cfg, split, revision=None):
+        calls.append(revision)
+        if revision is None:
+            raise RuntimeError("Dataset scripts are no longer supported, but found mgsm.py")
+        return [dict(r) for r in fx.MGSM["en"]]
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    assert benchmarks.get("mgsm").examples("en")[0]["references"] == ["18"]
+    assert calls == [None, "refs/convert/parquet"]
+
+
 def test_an_unreachable_hub_is_one_line(monkeypatch):
     import datasets
 

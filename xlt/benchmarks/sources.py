@@ -9,8 +9,9 @@ A *source* is either
   XWinograd, ``secondary_task`` for TyDiQA GoldP) and every record keeps the hub's field names, so an
   offline copy of a hub dataset (``datasets.load_dataset(...).to_json(...)`` or the hub's parquet files)
   is read as it is; or
-* a hub name (``facebook/xnli``): read with ``datasets.load_dataset(name, config, split=split)``. Hub access
-  needs the network; without it the error names the benchmark and says how to point it at a local copy.
+* a hub name (``facebook/xnli``): read with ``datasets.load_dataset(name, config, split=split)`` (for a set
+  that only has a loading script, which ``datasets`` no longer runs, from the hub's parquet conversion,
+  revision ``refs/convert/parquet``). Hub access needs the network; without it the error names the benchmark and says how to point it at a local copy.
 
 * ``"tfds"`` or ``"tfds:<data_dir>"``: TensorFlow Datasets, for the sets TFDS has (``xnli``,
   ``paws_x_wiki/<lang>``, ``tydi_qa/goldp``), prepared beforehand (``download=False``: nothing is fetched
@@ -34,6 +35,7 @@ from typing import Any
 from xlt.errors import DataError
 
 LOCAL_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".parquet")
+PARQUET_REVISION = "refs/convert/parquet"  # the hub's parquet conversion of a script-based dataset
 
 
 TFDS_PREFIX = "tfds"
@@ -124,7 +126,14 @@ def read_hub(name: str, config: str | None, split: str, benchmark: str) -> list[
         raise DataError(f"{benchmark}: reading hub dataset {name!r} needs the `datasets` package "
                         "(pip install datasets), or give a local directory as the source") from None
     try:
-        ds = datasets.load_dataset(name, config, split=split)
+        try:
+            ds = datasets.load_dataset(name, config, split=split)
+        except RuntimeError as e:
+            if "scripts are no longer supported" not in str(e):
+                raise
+            # A set published with a loading script (datasets >= 4 runs none): the hub's own parquet
+            # conversion of it keeps the config and split names.
+            ds = datasets.load_dataset(name, config, split=split, revision=PARQUET_REVISION)
     except Exception as e:  # network errors, missing configs and splits all end here
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"{benchmark}: cannot load hub dataset {name!r} config {config!r} split {split!r} "
