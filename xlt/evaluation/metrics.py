@@ -336,3 +336,188 @@ def rouge_l(preds: Sequence[str], refs: Sequence[Reference], lang: str, *, level
     """Mean ROUGE-L F-measure (0-1) with language-aware tokenization (`default_level(lang)` unless given)."""
     scores = rouge_l_scores(preds, refs, lang, level=level)
     return math.fsum(scores) / len(scores)
+
+
+# ------------------------------------------------------------------------ extractive QA (SQuAD / TyDiQA)
+# The official SQuAD v1.1 evaluation (also TyDi QA GoldP's): lower case, delete ASCII punctuation, delete
+# the English articles a/an/the, collapse whitespace; exact match on the normalised strings, and F1 over
+# the bags of whitespace tokens; each prediction takes its best gold answer. Fractions in [0, 1] (the
+# official script prints them x100). The rules are English-centred by design (they are the published
+# metric): for zh/ja text without spaces a whole sentence is one token.
+_SQUAD_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_SQUAD_ARTICLES = regex.compile(r"\b(a|an|the)\b")
+
+
+def squad_normalize(text: str) -> str:
+    """SQuAD v1.1 ``normalize_answer``: lower, drop punctuation and articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in _SQUAD_PUNCT)
+    return " ".join(_SQUAD_ARTICLES.sub(" ", text).split())
+
+
+def _squad_f1_one(pred: str, gold: str) -> float:
+    from collections import Counter
+
+    pred_tokens, gold_tokens = squad_normalize(pred).split(), squad_normalize(gold).split()
+    same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred_tokens), same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(preds: Sequence[str], refs: Sequence[Reference]) -> tuple[list[float], list[float]]:
+    """Per example (exact match, F1), each the maximum over the example's gold answers."""
+    preds, alts = _check_pairs(preds, refs)
+    em = [max(float(squad_normalize(p) == squad_normalize(g)) for g in golds) for p, golds in zip(preds, alts)]
+    f1 = [max(_squad_f1_one(p, g) for g in golds) for p, golds in zip(preds, alts)]
+    return em, f1
+
+
+def squad_exact_match(preds: Sequence[str], refs: Sequence[Reference]) -> float:
+    """Mean SQuAD exact match (0-1), the best gold answer per example."""
+    em, _ = squad_scores(preds, refs)
+    return math.fsum(em) / len(em)
+
+
+def squad_f1(preds: Sequence[str], refs: Sequence[Reference]) -> float:
+    """Mean SQuAD token F1 (0-1), the best gold answer per example."""
+    _, f1 = squad_scores(preds, refs)
+    return math.fsum(f1) / len(f1)
+
+
+# ------------------------------------------------------------------------------- final number (MGSM)
+# A number: digits with optional grouping separators (",", ".", no-break and narrow no-break spaces, "'")
+# and a decimal part. Text is NFKC-normalised first, so full-width digits (１８) count.
+_NUMBER = regex.compile(r"-?\d(?:[\d,.'\u00a0\u202f]*\d)?")
+_GROUPED = regex.compile(r"\d{1,3}(?:[,.'\u00a0\u202f]\d{3})+")
+# Languages whose decimal separator is a comma (a single "." before three digits is a thousands separator).
+_DECIMAL_COMMA_LANGS = frozenset({"de", "es", "fr", "it", "pt", "ru", "uk", "pl", "ro", "tr", "id", "vi"})
+
+
+def _parse_number(token: str, lang: str | None) -> float | None:
+    token = token.replace("\u00a0", "").replace("\u202f", "").replace("'", "")
+    sign = -1.0 if token.startswith("-") else 1.0
+    body = token.lstrip("-")
+    if "," in body and "." in body:
+        decimal = "," if body.rfind(",") > body.rfind(".") else "."
+        body = body.replace("." if decimal == "," else ",", "").replace(decimal, ".")
+    elif "," in body or "." in body:
+        sep = "," if "," in body else "."
+        groups = body.split(sep)
+        thousands = len(groups) > 2 or (len(groups[-1]) == 3 and (sep == "," or lang in _DECIMAL_COMMA_LANGS)
+                                         and _GROUPED.fullmatch(body) is not None)
+        if len(groups) > 2 and not _GROUPED.fullmatch(body):
+            return None  # "1.2.3": a version or a date, not a number
+        body = body.replace(sep, "") if thousands else body.replace(sep, ".")
+    try:
+        return sign * float(body)
+    except ValueError:
+        return None
+
+
+def extract_final_number(text: str, lang: str | None = None) -> float | None:
+    """The last number written in ``text`` (None when there is none), as MGSM is scored.
+
+    "The answer is 1,234." -> 1234.0; "答案是１８。" -> 18.0; "$18.00" -> 18.0; "2,5 kg" (de) -> 2.5. A comma
+    before exactly three digits groups thousands ("1,234"); otherwise it is a decimal comma. A single
+    "." before exactly three digits groups thousands only in languages that write decimals with a comma
+    (``lang`` in de, es, fr, ru, ...: "1.000" is one thousand in German, one in English).
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"extract_final_number() needs a string, got {type(text).__name__}")
+    # NFKC would turn the no-break spaces that group thousands ("12\u202f345") into plain spaces: mark them first.
+    text = text.replace("\u00a0", "'").replace("\u202f", "'")
+    found = _NUMBER.findall(unicodedata.normalize("NFKC", text))
+    for token in reversed(found):
+        value = _parse_number(token, lang)
+        if value is not None:
+            return value
+    return None
+
+
+def number_match_scores(preds: Sequence[str], refs: Sequence[Reference], lang: str | None = None) -> list[float]:
+    """Per example, 1.0 when the last number of the prediction equals (within 1e-6) one of its references'
+    numbers (references are numbers written as text, e.g. MGSM's ``answer_number``)."""
+    preds, alts = _check_pairs(preds, refs)
+    out = []
+    for pred, golds in zip(preds, alts):
+        value = extract_final_number(pred, lang)
+        gold_values = [extract_final_number(g) for g in golds]
+        if any(g is None for g in gold_values):
+            raise ConfigError(f"number references must be numbers, got {golds!r}")
+        out.append(float(value is not None and any(abs(value - g) <= 1e-6 for g in gold_values)))  # type: ignore
+    return out
+
+
+def number_match(preds: Sequence[str], refs: Sequence[Reference], lang: str | None = None) -> float:
+    """Fraction of predictions whose final number is the reference number (MGSM's accuracy)."""
+    scores = number_match_scores(preds, refs, lang)
+    return math.fsum(scores) / len(scores)
+
+
+# --------------------------------------------------------------------------- Korean morpheme ROUGE-L
+# The English/Korean instruction-tuning study scores Korean generation with ROUGE-L over morphemes. MeCab-ko
+# (python-mecab-ko, which ships its dictionary) is the analyser of record; Kiwi (kiwipiepy) is the fallback
+# when MeCab-ko is not installed, or can be asked for. Punctuation and symbols (Sejong tags S*) are dropped
+# except foreign words (SL), Hanja (SH) and numbers (SN), for both analysers, as `tokenize(level="morpheme")`
+# does for Kiwi.
+KOREAN_ANALYZERS: tuple[str, ...] = ("mecab", "kiwi")
+
+
+@functools.lru_cache(maxsize=1)
+def _mecab() -> Any:
+    try:
+        import mecab
+    except ImportError:
+        raise ConfigError("Korean MeCab morphemes need python-mecab-ko: pip install python-mecab-ko") from None
+    return mecab.MeCab()
+
+
+def korean_analyzer(analyzer: str | None = None) -> str:
+    """The analyser used: ``analyzer`` if given (checked), else mecab when importable, else kiwi."""
+    if analyzer is not None:
+        if analyzer not in KOREAN_ANALYZERS:
+            raise ConfigError(f"unknown Korean analyser {analyzer!r}; use one of {', '.join(KOREAN_ANALYZERS)}")
+        return analyzer
+    try:
+        _mecab()
+        return "mecab"
+    except ConfigError:
+        return "kiwi"
+
+
+def korean_morphemes(text: str, analyzer: str | None = None) -> list[str]:
+    """Morphemes of a Korean text (NFKC, casefolded), punctuation and symbols dropped."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    if korean_analyzer(analyzer) == "kiwi":
+        return _morphemes(text)
+    keep = []
+    for form, tag in _mecab().pos(text):
+        first = tag.split("+")[0]
+        if not first.startswith("S") or first in _KIWI_KEEP_SYMBOL_TAGS:
+            keep.append(form)
+    return keep
+
+
+def rouge_l_korean_scores(preds: Sequence[str], refs: Sequence[Reference], *, unit: str = "morpheme",
+                          analyzer: str | None = None) -> list[float]:
+    """Per-example Korean ROUGE-L F-measure over morphemes (``unit='morpheme'``) or syllables ('char')."""
+    if unit not in ("morpheme", "char"):
+        raise ConfigError(f"Korean ROUGE-L unit must be 'morpheme' or 'char', got {unit!r}")
+    preds, alts = _check_pairs(preds, refs)
+    if unit == "morpheme":
+        name = korean_analyzer(analyzer)
+
+        def tok(text: str) -> list[str]:
+            return korean_morphemes(text, name)
+    else:
+        def tok(text: str) -> list[str]:
+            return tokenize(text, "ko", "char")
+    return [max(rouge_l_fmeasure(tok(p), tok(r)) for r in golds) for p, golds in zip(preds, alts)]
+
+
+def rouge_l_korean(preds: Sequence[str], refs: Sequence[Reference], *, unit: str = "morpheme",
+                   analyzer: str | None = None) -> float:
+    """Mean Korean ROUGE-L (0-1), morpheme level (MeCab-ko, Kiwi as fallback) or syllable level."""
+    scores = rouge_l_korean_scores(preds, refs, unit=unit, analyzer=analyzer)
+    return math.fsum(scores) / len(scores)
