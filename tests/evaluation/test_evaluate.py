@@ -10,6 +10,7 @@ import pytest
 
 from xlt import checkpoints, cli, train
 from xlt.data import tasks as data_tasks
+from xlt.data import vocab as vocab_lib
 from xlt.evaluation import evaluate as ev
 from xlt.evaluation.scoring import score_options_naive
 from xlt.models import build_model
@@ -92,4 +93,5 @@ def test_model_and_vocabulary_come_from_the_checkpoint(trained):
     params, meta = checkpoints.load_params(trained["t5"])
     cfg = checkpoints.model_config_from_meta(meta)
     assert cfg.encoder_decoder and build_model(cfg) is not None
-    assert meta["data"]["vocabulary"] == data_tasks.vocabulary_id(data_tasks.vocabulary())
+    assert meta.vocabulary.same_ids(vocab_lib.record_of(data_tasks.vocabulary()))
+    assert ev.Evaluator(str(trained["t5"])).vocab == checkpoints.vocabulary_of(meta)
