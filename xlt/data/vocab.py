@@ -59,8 +59,8 @@ class TokenizersVocabulary(seqio.Vocabulary):
     ``encode`` is ``Tokenizer.encode(text, add_special_tokens=False).ids``: the ids transformers'
     ``tokenizer(text, add_special_tokens=False)`` gives for the same file. ``eos_id`` / ``bos_id`` /
     ``unk_id`` are the tokenizer's special tokens (a ``tokenizer.json`` does not say which of its added
-    tokens is the EOS: ``tokenizer_config.json`` does, see ``special_ids``); seqio's ``append_eos`` appends
-    ``eos_id``. ``decode`` drops special tokens. The TF ops (``encode_tf`` / ``decode_tf``, used by seqio
+    tokens is the EOS: ``tokenizer_config.json`` does, see ``special_ids``; ``unk_id`` defaults to the
+    model's own unknown token); seqio's ``append_eos`` appends ``eos_id``. ``decode`` drops special tokens. The TF ops (``encode_tf`` / ``decode_tf``, used by seqio
     tasks) call the same Python tokenizer through ``tf.numpy_function``.
     """
 
@@ -82,6 +82,9 @@ class TokenizersVocabulary(seqio.Vocabulary):
         for name, value in (("eos_id", eos_id), ("bos_id", bos_id), ("unk_id", unk_id)):
             if value is not None and not 0 <= value < self._size:
                 raise ConfigError(f"{name}={value} is outside the {self._size} ids of {self._path}")
+        if unk_id is None:  # the model's own unknown token (WordLevel, WordPiece, BPE without byte fallback)
+            unk_token = getattr(self._tokenizer.model, "unk_token", None)
+            unk_id = self._tokenizer.token_to_id(unk_token) if isinstance(unk_token, str) else None
         self._eos, self._bos, self._unk = eos_id, bos_id, unk_id
 
     @property
@@ -116,7 +119,8 @@ class TokenizersVocabulary(seqio.Vocabulary):
         return self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
 
     def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
-        def encode(x) -> np.ndarray:
+        def encode(x) -> np.ndarray:  # x: bytes, or a 0-d numpy array of bytes
+            x = x.item() if isinstance(x, np.ndarray) else x
             return np.asarray(self._encode(x.decode("utf-8")), np.int32)
 
         s = tf.convert_to_tensor(s, tf.string)
