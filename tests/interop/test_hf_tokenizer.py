@@ -235,7 +235,7 @@ def imported(tmp_path_factory) -> dict[str, tuple]:
     d.mkdir()
     spm_bytes = io.BytesIO()
     spm.SentencePieceTrainer.train(sentence_iterator=iter(_demo_verses("train", 120)), model_writer=spm_bytes,
-                                   vocab_size=1000, character_coverage=0.995, num_threads=1, minloglevel=2,
+                                   vocab_size=2000, character_coverage=0.995, num_threads=1, minloglevel=2,
                                    model_type="bpe", unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
                                    normalization_rule_name="identity", byte_fallback=True, split_digits=True,
                                    remove_extra_whitespaces=False, allow_whitespace_only_pieces=True)
@@ -243,7 +243,7 @@ def imported(tmp_path_factory) -> dict[str, tuple]:
     (d / "tokenizer_config.json").write_text(
         '{"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>", '
         '"unk_token": "<unk>", "tokenizer_class": "LlamaTokenizer"}')
-    model = _llama(1000, 1, 2)
+    model = _llama(2000, 1, 2)
     model.save_pretrained(d)
     out["llama2_spm"] = model, transformers.LlamaTokenizer.from_pretrained(d), hf.import_hf(d, root / "llama2_xlt")
     return out
