@@ -76,9 +76,10 @@ def test_bad_input(trained, tmp_path):
         evaluate(trained["gpt"], languages=("en",), clusters=("no_such_cluster",))
     with pytest.raises(Exception, match="does not exist|cannot|not found|no checkpoint"):
         evaluate(tmp_path / "missing", languages=("en",))
-    cli.load_gin([], ["vocabulary.kind='byte'", "vocabulary.extra_ids=10"])
-    with pytest.raises(Exception, match="vocabulary does not match"):
-        ev.Evaluator(str(trained["gpt"]))
+    params, meta = checkpoints.load_params(trained["gpt"])  # the vocabulary comes from the record: none, refused
+    bare = checkpoints.save_params(tmp_path / "bare", params, meta.replace(vocabulary=None))
+    with pytest.raises(Exception, match="records no vocabulary"):
+        ev.Evaluator(str(bare))
     assert not (tmp_path / "eval").exists()
 
 
