@@ -36,7 +36,6 @@ import gin
 
 from xlt import checkpoints, cli, partitioning
 from xlt.data import languages as language_table
-from xlt.data import tasks as data_tasks
 from xlt.decoding import EOS_ID, generate
 from xlt.errors import ConfigError
 from xlt.evaluation import langid, metrics, report as report_lib
