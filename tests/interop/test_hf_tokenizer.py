@@ -137,6 +137,7 @@ def test_llama_tokenizer_leading_whitespace_caveat(llama_style):
 torch = pytest.importorskip("torch")
 
 from xlt import checkpoints, probe  # noqa: E402
+from xlt.errors import CheckpointError  # noqa: E402
 from xlt.data import vocab as vocab_lib  # noqa: E402
 from xlt.interop import hf  # noqa: E402
 
@@ -297,3 +298,53 @@ def test_probe_score_equals_transformers_loglik(imported, demo_texts, name):
     params, _ = checkpoints.load_params(out)
     from_zero = probe.Probe(p.cfg, params, p.vocab, start_id=0).score([""] * len(texts), texts)
     assert np.max(np.abs(from_zero - np.asarray(theirs))) > 0.1
+
+
+def test_mt5_import_records_sentencepiece_and_scores_like_transformers(tmp_path, demo_texts):
+    """An encoder-decoder: spiece.model as the sentencepiece kind, EOS appended to a text, decoding from
+    decoder_start_token_id; probe.score(prompt, continuation) = transformers' log-likelihood of the labels."""
+    d = tmp_path / "mt5"
+    d.mkdir()
+    spm_bytes = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(_demo_verses("train", 120)), model_writer=spm_bytes,
+                                   vocab_size=2000, character_coverage=0.995, num_threads=1, minloglevel=2,
+                                   model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   normalization_rule_name="nmt_nfkc")
+    (d / "spiece.model").write_bytes(spm_bytes.getvalue())
+    (d / "tokenizer_config.json").write_text('{"extra_ids": 0, "eos_token": "</s>", "unk_token": "<unk>", '
+                                             '"pad_token": "<pad>"}')
+    torch.manual_seed(0)
+    cfg = transformers.MT5Config(vocab_size=2000, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
+                                 relative_attention_num_buckets=8, relative_attention_max_distance=20,
+                                 dropout_rate=0.0, initializer_factor=3.0, decoder_start_token_id=0)
+    model = transformers.MT5ForConditionalGeneration(cfg).eval()
+    model.save_pretrained(d)
+    tokenizer = transformers.T5Tokenizer.from_pretrained(d, extra_ids=0)
+    out = hf.import_hf(d, tmp_path / "mt5_xlt")
+    record = checkpoints.read_meta(out).vocabulary
+    c = record.conventions
+    assert (record.kind, record.file, record.size) == ("sentencepiece", "hf/spiece.model", len(tokenizer))
+    assert (c.add_bos, c.add_eos, c.eos_id, c.pad_id, c.decoder_start_id) == (False, True, 1, 0, 0)
+    p = probe.load(out)
+    for text in demo_texts:
+        assert list(p.vocab.encode(text)) == tokenizer(text, add_special_tokens=False)["input_ids"], text
+    prompts, conts = demo_texts[:6], demo_texts[6:12]
+    ours = p.score(prompts, conts)
+    theirs = []
+    for prompt, cont in zip(prompts, conts):
+        labels = torch.tensor([tokenizer(cont, add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([tokenizer(prompt)["input_ids"]]), labels=labels).logits[0]
+        logp = torch.log_softmax(logits.double(), -1)
+        theirs.append(float(logp.gather(-1, labels[0][:, None]).sum()))
+    np.testing.assert_allclose(ours, theirs, **SCORE_TOL)
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused(imported, tmp_path):
+    _, tokenizer, _ = imported["llama3"]
+    d = tmp_path / "small"
+    tokenizer.save_pretrained(d)
+    _llama(100, 0, 1).save_pretrained(d)
+    with pytest.raises(CheckpointError, match=r"has \d+ ids but the model only 100"):
+        hf.import_hf(d, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
