@@ -120,7 +120,7 @@ class CheckpointMeta:
             vocabulary = data.get("vocabulary")
             fields = dict(kind=data.get("kind", kind), vocabulary=None if vocabulary is None else
                           VocabularyRecord.from_dict(vocabulary, f"checkpoint {where}"),
-                          data=data.get("data"), step=data.get("step", step),
+                          data=data.get("data"), step=data["step"] if data.get("step") is not None else step,
                           init_checkpoint=data.get("init_checkpoint"), source=data.get("source"),
                           xlt_version=str(data.get("xlt_version", "unknown")))
         elif fmt in (None, LEGACY_PARAMS_FORMAT):
@@ -152,7 +152,8 @@ def _legacy_fields(data: Mapping[str, Any], kind: str, where: str, root: str | P
         from xlt.interop import hf  # lazy: hf imports this module
 
         vocabulary = hf.tokenizer_record(Path(root) / "hf", source.get("hf_config") or {}, prefix="hf/")
-    return dict(kind=kind, vocabulary=vocabulary, data=run_data or None, step=data.get("step", step),
+    return dict(kind=kind, vocabulary=vocabulary, data=run_data or None,
+                step=data["step"] if data.get("step") is not None else step,
                 init_checkpoint=data.get("init_checkpoint"), source=source, xlt_version="unknown")
 
 
@@ -178,7 +179,7 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, meta: CheckpointMeta | Mapping[str, Any], force: bool = False) -> bool:
         self.directory.mkdir(parents=True, exist_ok=True)
-        record = as_meta(meta, "train").to_dict()
+        record = as_meta(meta, "train").replace(step=int(step)).to_dict()  # the record's step is the saved one
         return self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)), force=force)
 
