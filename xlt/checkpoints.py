@@ -24,11 +24,10 @@ import logging
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import orbax.checkpoint as ocp
-import seqio
 
 from xlt import __version__ as XLT_VERSION
 from xlt.data import vocab as vocab_lib
@@ -36,6 +35,9 @@ from xlt.data.vocab import VocabularyRecord
 from xlt.errors import CheckpointError
 from xlt.files import read_json_object
 from xlt.models.config import ModelConfig
+
+if TYPE_CHECKING:
+    import seqio
 
 # Keys of the data position that must match for a resumed run to see the batches it would have seen.
 DATA_IDENTITY = ("mixture_or_task_name", "seed", "batch_size", "feature_lengths")

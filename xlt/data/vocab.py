@@ -23,14 +23,16 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gin
-import numpy as np
-import seqio
-import tensorflow as tf
 
 from xlt.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    import seqio
+
+    from xlt.data.tokenizers_vocab import TokenizersVocabulary
 
 KINDS = ("byte", "sentencepiece", "tokenizers")
 # Where a training run keeps its vocabulary file, relative to MODEL_DIR (the record's ``file``).
@@ -43,6 +45,8 @@ def _first_line(e: BaseException) -> str:
 
 
 def sha256_of(path: str | Path) -> str:
+    import tensorflow as tf
+
     digest = hashlib.sha256()
     with tf.io.gfile.GFile(str(path), "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -53,100 +57,13 @@ def sha256_of(path: str | Path) -> str:
 # --- The Hugging Face `tokenizers` kind ---------------------------------------------------------------------
 
 
-class TokenizersVocabulary(seqio.Vocabulary):
-    """A Hugging Face ``tokenizer.json`` as a seqio vocabulary.
-
-    ``encode`` is ``Tokenizer.encode(text, add_special_tokens=False).ids``: the ids transformers'
-    ``tokenizer(text, add_special_tokens=False)`` gives for the same file. ``eos_id`` / ``bos_id`` /
-    ``unk_id`` are the tokenizer's special tokens (a ``tokenizer.json`` does not say which of its added
-    tokens is the EOS: ``tokenizer_config.json`` does, see ``special_ids``; ``unk_id`` defaults to the
-    model's own unknown token); seqio's ``append_eos`` appends ``eos_id``. ``decode`` drops special tokens. The TF ops (``encode_tf`` / ``decode_tf``, used by seqio
-    tasks) call the same Python tokenizer through ``tf.numpy_function``.
-    """
-
-    def __init__(self, path: str | Path, *, eos_id: int | None = None, bos_id: int | None = None,
-                 unk_id: int | None = None):
-        from tokenizers import Tokenizer
-
-        super().__init__(extra_ids=0)
-        self._path = str(path)
-        try:
-            with tf.io.gfile.GFile(self._path, "rb") as f:
-                text = f.read().decode("utf-8")
-            self._tokenizer = Tokenizer.from_str(text)
-        except Exception as e:
-            raise ConfigError(f"cannot read Hugging Face tokenizer {self._path}: {_first_line(e)}") from e
-        self._digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        ids = self._tokenizer.get_vocab(with_added_tokens=True).values()
-        self._size = max(ids) + 1 if ids else 0
-        for name, value in (("eos_id", eos_id), ("bos_id", bos_id), ("unk_id", unk_id)):
-            if value is not None and not 0 <= value < self._size:
-                raise ConfigError(f"{name}={value} is outside the {self._size} ids of {self._path}")
-        if unk_id is None:  # the model's own unknown token (WordLevel, WordPiece, BPE without byte fallback)
-            unk_token = getattr(self._tokenizer.model, "unk_token", None)
-            unk_id = self._tokenizer.token_to_id(unk_token) if isinstance(unk_token, str) else None
-        self._eos, self._bos, self._unk = eos_id, bos_id, unk_id
-
-    @property
-    def path(self) -> str:
-        return self._path
-
-    @property
-    def tokenizer(self):
-        """The ``tokenizers.Tokenizer``."""
-        return self._tokenizer
-
-    @property
-    def eos_id(self) -> int | None:
-        return self._eos
-
-    @property
-    def bos_id(self) -> int | None:
-        return self._bos
-
-    @property
-    def unk_id(self) -> int | None:
-        return self._unk
-
-    @property
-    def _base_vocab_size(self) -> int:
-        return self._size
-
-    def _encode(self, s: str) -> list[int]:
-        return list(self._tokenizer.encode(s, add_special_tokens=False).ids)
-
-    def _decode(self, ids) -> str:
-        return self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
-
-    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
-        def encode(x) -> np.ndarray:  # x: bytes, or a 0-d numpy array of bytes
-            x = x.item() if isinstance(x, np.ndarray) else x
-            return np.asarray(self._encode(x.decode("utf-8")), np.int32)
-
-        s = tf.convert_to_tensor(s, tf.string)
-        if s.shape.rank == 0:
-            out = tf.numpy_function(encode, [s], tf.int32, stateful=False)
-            out.set_shape([None])
-            return out
-        return tf.map_fn(self._encode_tf, s, fn_output_signature=tf.RaggedTensorSpec([None], tf.int32))
-
-    def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
-        def decode(x: np.ndarray) -> np.ndarray:
-            rows = x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
-            out = np.array([self._decode(r).encode("utf-8") for r in rows], dtype=object)
-            return out.reshape(x.shape[:-1]) if x.ndim else out.reshape(())
-
-        ids = tf.convert_to_tensor(ids, tf.int32)
-        out = tf.numpy_function(decode, [ids], tf.string, stateful=False)
-        out.set_shape(ids.shape[:-1])
-        return out
-
-    def __eq__(self, other: Any) -> bool:
-        return (isinstance(other, TokenizersVocabulary) and self._digest == other._digest
-                and (self._eos, self._bos, self._unk) == (other._eos, other._bos, other._unk))
-
-    def __hash__(self) -> int:
-        return hash(self._digest)
+def __getattr__(name: str):
+    """``TokenizersVocabulary`` (xlt.data.tokenizers_vocab) is imported on first use: it subclasses
+    seqio.Vocabulary, and seqio pulls in TensorFlow, which code that only reads records need not load."""
+    if name == "TokenizersVocabulary":
+        from xlt.data.tokenizers_vocab import TokenizersVocabulary
+        return TokenizersVocabulary
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _token_content(value: Any) -> str | None:
@@ -181,7 +98,10 @@ def special_ids(directory: str | Path, token_to_id: Callable[[str], int | None])
 
 def tokenizers_vocabulary(path: str | Path, **ids: int | None) -> TokenizersVocabulary:
     """A ``tokenizer.json``; special ids not given are read from the ``tokenizer_config.json`` beside it."""
+    import tensorflow as tf
     from tokenizers import Tokenizer
+
+    from xlt.data.tokenizers_vocab import TokenizersVocabulary
 
     path = Path(path)
     if not tf.io.gfile.exists(str(path)):
@@ -205,6 +125,9 @@ def tokenizers_vocabulary(path: str | Path, **ids: int | None) -> TokenizersVoca
 def vocabulary(kind: str = "byte", path: str | None = None, extra_ids: int = 0) -> seqio.Vocabulary:
     """The run's vocabulary: UTF-8 bytes (no training needed; ByT5's), a sentencepiece ``.model`` file, or a
     Hugging Face ``tokenizer.json`` (kind ``tokenizers``; no extra ids)."""
+    import seqio
+    import tensorflow as tf
+
     if kind == "byte":
         return seqio.ByteVocabulary(extra_ids=extra_ids)
     if kind not in KINDS:
@@ -223,6 +146,10 @@ def vocabulary(kind: str = "byte", path: str | None = None, extra_ids: int = 0) 
 
 
 def kind_of(vocab: seqio.Vocabulary) -> str:
+    import seqio
+
+    from xlt.data.tokenizers_vocab import TokenizersVocabulary
+
     if isinstance(vocab, seqio.ByteVocabulary):
         return "byte"
     if isinstance(vocab, seqio.SentencePieceVocabulary):
@@ -245,6 +172,8 @@ def source_file(vocab: seqio.Vocabulary) -> str | None:
 def vocabulary_id(vocab: seqio.Vocabulary) -> str:
     """The one-string identity checkpoints recorded before ``VocabularyRecord`` (read back by
     ``record_from_legacy_id``): ``ByteVocabulary:<size>`` or ``sentencepiece:<sha256[:16]>:<size>:extra_ids=<n>``."""
+    import seqio
+
     if isinstance(vocab, seqio.SentencePieceVocabulary):
         return f"sentencepiece:{sha256_of(vocab.sentencepiece_model_file)[:16]}:{vocab.vocab_size}:" \
                f"extra_ids={vocab.extra_ids}"
@@ -395,6 +324,10 @@ def record_from_legacy_id(vocab_id: Any) -> VocabularyRecord | None:
 def vocabulary_from_record(record: VocabularyRecord, checkpoint_dir: str | Path) -> seqio.Vocabulary:
     """Rebuild the vocabulary a record describes; its file is ``checkpoint_dir / record.file`` and must have
     the recorded sha256 (a changed or replaced file is refused: the ids would mean other tokens)."""
+    import seqio
+
+    from xlt.data.tokenizers_vocab import TokenizersVocabulary
+
     if record.kind == "byte":
         vocab: seqio.Vocabulary = seqio.ByteVocabulary(extra_ids=record.extra_ids)
     else:
@@ -426,6 +359,8 @@ def vocabulary_from_record(record: VocabularyRecord, checkpoint_dir: str | Path)
 
 def of_task(mixture_or_task_name: str) -> seqio.Vocabulary:
     """The one vocabulary a registered seqio task or mixture tokenizes with (every feature of every task)."""
+    import seqio
+
     item = seqio.get_mixture_or_task(mixture_or_task_name)
     tasks = item.tasks if isinstance(item, seqio.Mixture) else [item]
     found: list[seqio.Vocabulary] = []
