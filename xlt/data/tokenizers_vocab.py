@@ -25,9 +25,10 @@ class TokenizersVocabulary(seqio.Vocabulary):
     ``encode`` is ``Tokenizer.encode(text, add_special_tokens=False).ids``: the ids transformers'
     ``tokenizer(text, add_special_tokens=False)`` gives for the same file. ``eos_id`` / ``bos_id`` /
     ``unk_id`` are the tokenizer's special tokens (a ``tokenizer.json`` does not say which of its added
-    tokens is the EOS: ``tokenizer_config.json`` does, see ``special_ids``; ``unk_id`` defaults to the
-    model's own unknown token); seqio's ``append_eos`` appends ``eos_id``. ``decode`` drops special tokens. The TF ops (``encode_tf`` / ``decode_tf``, used by seqio
-    tasks) call the same Python tokenizer through ``tf.numpy_function``.
+    tokens is the EOS: ``tokenizer_config.json`` does, see ``xlt.data.vocab.special_ids``; ``unk_id``
+    defaults to the model's own unknown token); seqio's ``append_eos`` appends ``eos_id``. ``decode`` drops
+    special tokens. The TF ops (``encode_tf`` / ``decode_tf``, used by seqio tasks) call the same Python
+    tokenizer through ``tf.numpy_function``.
     """
 
     def __init__(self, path: str | Path, *, eos_id: int | None = None, bos_id: int | None = None,

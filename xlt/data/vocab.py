@@ -14,6 +14,9 @@ checkpoint (``None`` for bytes), its sha256 and the number of ids, plus the ``Co
 trained or imported with (is a BOS put in front of a text, is an EOS appended, which id starts the decoder,
 which id pads). ``xlt.checkpoints`` stores the record in every checkpoint's ``CheckpointMeta``;
 ``vocabulary_from_record`` rebuilds the vocabulary from it after checking the file's sha256.
+
+seqio (and with it TensorFlow) is imported only where a vocabulary is built, so reading a record stays light
+(``tools/convert_hf.py``); the ``tokenizers`` kind's class lives in ``xlt.data.tokenizers_vocab``.
 """
 
 from __future__ import annotations
