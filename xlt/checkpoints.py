@@ -1,26 +1,51 @@
-"""Orbax checkpoints of the train state plus a JSON record of the model and the data position.
+"""Checkpoints and their one record, ``CheckpointMeta``: this module alone reads and writes it.
 
-Layout: MODEL_DIR/checkpoints/<step>/{state, meta}. Saves are asynchronous and atomic (orbax writes a
-temporary directory and renames it), so a crash mid-save leaves the previous checkpoint intact. The
-``meta`` item holds the model config, every parameter's shape and the data position; a restart with a
-different model or data stream is refused rather than silently overwriting or diverging.
+Three kinds of checkpoint carry the same record:
+
+* training checkpoints, ``MODEL_DIR/checkpoints/<step>/{state, meta}`` (``Checkpointer``): orbax saves are
+  asynchronous and atomic (a temporary directory renamed into place), so a crash mid-save leaves the previous
+  checkpoint intact. The run's vocabulary file sits at ``MODEL_DIR/vocab/<name>``.
+* params-only checkpoints, ``DIR/{params, meta.json}`` (``save_params``), written e.g. by
+* a Hugging Face import (``xlt.interop.hf.import_hf``), whose tokenizer file is copied to ``DIR/hf/<name>``.
+
+The record holds the model config, every parameter's shape, the vocabulary (``xlt.data.vocab.VocabularyRecord``:
+kind, file inside the checkpoint, sha256, size and the token conventions), the data identity and position, the
+step, the xlt version and the source (an init checkpoint, an imported Hugging Face directory). A restart with a
+different model, data stream or vocabulary is refused rather than silently overwriting or diverging; fine-tuning,
+evaluation and probing take the vocabulary from the record (``vocabulary_of``). Records written by older xlt
+versions (an unversioned training ``meta``, ``meta.json`` format ``xlt-params`` version 1) are read and converted.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from xlt import __version__ as XLT_VERSION
+from xlt.data import vocab as vocab_lib
+from xlt.data.vocab import VocabularyRecord
 from xlt.errors import CheckpointError
 from xlt.files import read_json_object
+from xlt.models.config import ModelConfig
+
+if TYPE_CHECKING:
+    import seqio
 
 # Keys of the data position that must match for a resumed run to see the batches it would have seen.
 DATA_IDENTITY = ("mixture_or_task_name", "seed", "batch_size", "feature_lengths")
+
+FORMAT = "xlt-checkpoint"
+FORMAT_VERSION = 2
+LEGACY_PARAMS_FORMAT = "xlt-params"  # meta.json of version 1 (before CheckpointMeta)
+KINDS = ("train", "params")
 
 
 def param_shapes(params: Any) -> dict[str, list[int]]:
@@ -28,7 +53,122 @@ def param_shapes(params: Any) -> dict[str, list[int]]:
     return {jax.tree_util.keystr(p, simple=True, separator="/"): list(x.shape) for p, x in flat}
 
 
+def _model_config(model: Any, where: str) -> ModelConfig:
+    """A ModelConfig from its recorded dict (fields this xlt does not know are refused)."""
+    if isinstance(model, ModelConfig):
+        return model
+    if not isinstance(model, Mapping):
+        raise CheckpointError(f"checkpoint {where} records no model config (meta['model'])")
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(model) - known)
+    if unknown:
+        raise CheckpointError(f"checkpoint {where} records ModelConfig fields this xlt does not know: {unknown}")
+    try:
+        return ModelConfig(**dict(model))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {where} records an invalid model config: {_first_line(e)}") from e
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointMeta:
+    """The record of one checkpoint (training step, params-only directory or Hugging Face import).
+
+    ``kind`` is ``train`` or ``params``; ``vocabulary`` None only for a checkpoint that records none (an
+    import of a directory without tokenizer files, an older checkpoint): fine-tuning, evaluation and
+    probing refuse it. ``data`` (training runs) holds the ``DATA_IDENTITY`` keys and the position ``step``;
+    ``source`` says where an import came from; ``init_checkpoint`` what a fine-tuning run started from.
+    ``path`` (where it was read) and ``root`` (the directory the record's files are relative to: the params
+    directory, or a training run's MODEL_DIR) are not written."""
+
+    kind: str
+    model: ModelConfig
+    vocabulary: VocabularyRecord | None
+    param_shapes: Mapping[str, list[int]] = dataclasses.field(default_factory=dict)
+    param_dtypes: tuple[str, ...] = ()
+    data: Mapping[str, Any] | None = None
+    step: int | None = None
+    init_checkpoint: str | None = None
+    source: Mapping[str, Any] | None = None
+    xlt_version: str = XLT_VERSION
+    path: str | None = dataclasses.field(default=None, compare=False)
+    root: str | None = dataclasses.field(default=None, compare=False)
+
+    def replace(self, **changes: Any) -> CheckpointMeta:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON written to disk (``path``/``root`` left out)."""
+        return {"format": FORMAT, "version": FORMAT_VERSION, "kind": self.kind, "model": self.model.to_dict(),
+                "vocabulary": self.vocabulary.to_dict() if self.vocabulary else None,
+                "param_shapes": {k: list(v) for k, v in self.param_shapes.items()},
+                "param_dtypes": list(self.param_dtypes), "data": dict(self.data) if self.data is not None else None,
+                "step": self.step, "init_checkpoint": self.init_checkpoint,
+                "source": dict(self.source) if self.source is not None else None, "xlt_version": self.xlt_version}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, kind: str, path: str | Path | None = None,
+                  root: str | Path | None = None, step: int | None = None) -> CheckpointMeta:
+        """Read a record of this format or an older one (converted). ``step`` fills in a record without one
+        (older training metas took it from the directory name)."""
+        where = str(path or "")
+        if not isinstance(data, Mapping):
+            raise CheckpointError(f"checkpoint metadata {where} is not a JSON object")
+        fmt = data.get("format")
+        if fmt == FORMAT:
+            version = data.get("version")
+            if not isinstance(version, int) or version > FORMAT_VERSION:
+                raise CheckpointError(f"checkpoint {where} has record version {version!r}; this xlt reads up to "
+                                      f"{FORMAT_VERSION}")
+            vocabulary = data.get("vocabulary")
+            fields = dict(kind=data.get("kind", kind), vocabulary=None if vocabulary is None else
+                          VocabularyRecord.from_dict(vocabulary, f"checkpoint {where}"),
+                          data=data.get("data"), step=data["step"] if data.get("step") is not None else step,
+                          init_checkpoint=data.get("init_checkpoint"), source=data.get("source"),
+                          xlt_version=str(data.get("xlt_version", "unknown")))
+        elif fmt in (None, LEGACY_PARAMS_FORMAT):
+            fields = _legacy_fields(data, kind, where, root, step)
+        else:
+            raise CheckpointError(f"checkpoint {where} is not an xlt checkpoint (format={fmt!r})")
+        if fields["kind"] not in KINDS:
+            raise CheckpointError(f"checkpoint {where} has kind {fields['kind']!r}, not one of {list(KINDS)}")
+        shapes = data.get("param_shapes") or {}
+        if not isinstance(shapes, Mapping):
+            raise CheckpointError(f"checkpoint {where} records param_shapes that are not an object")
+        return cls(model=_model_config(data.get("model"), where), param_shapes=dict(shapes),
+                   param_dtypes=tuple(data.get("param_dtypes") or ()), path=None if path is None else str(path),
+                   root=None if root is None else str(root), **fields)
+
+
+def _legacy_fields(data: Mapping[str, Any], kind: str, where: str, root: str | Path | None,
+                   step: int | None) -> dict[str, Any]:
+    """Fields of a record written before version 2. The vocabulary was kept under three names: a training
+    run's ``data.vocabulary`` and a params checkpoint's ``vocabulary`` (``xlt.data.vocab.vocabulary_id``
+    strings), or, for a Hugging Face import, only as tokenizer files under ``hf/`` (read now, with the
+    conventions ``xlt.interop.hf`` derives from the recorded ``config.json``)."""
+    if data.get("format") == LEGACY_PARAMS_FORMAT and data.get("version", 0) > 1:
+        raise CheckpointError(f"checkpoint {where} has format version {data['version']}; this xlt reads up to 1")
+    run_data = dict(data.get("data") or {})
+    vocabulary = vocab_lib.record_from_legacy_id(run_data.pop("vocabulary", None) or data.get("vocabulary"))
+    source = data.get("source")
+    if vocabulary is None and isinstance(source, Mapping) and root is not None and (Path(root) / "hf").is_dir():
+        from xlt.interop import hf  # lazy: hf imports this module
+
+        vocabulary = hf.tokenizer_record(Path(root) / "hf", source.get("hf_config") or {}, prefix="hf/")
+    return dict(kind=kind, vocabulary=vocabulary, data=run_data or None,
+                step=data["step"] if data.get("step") is not None else step,
+                init_checkpoint=data.get("init_checkpoint"), source=source, xlt_version="unknown")
+
+
+def as_meta(meta: CheckpointMeta | Mapping[str, Any], kind: str) -> CheckpointMeta:
+    """A record from a ``CheckpointMeta`` or its dict (any format ``CheckpointMeta.from_dict`` reads)."""
+    if isinstance(meta, CheckpointMeta):
+        return meta.replace(kind=kind)
+    return CheckpointMeta.from_dict(meta, kind=kind)
+
+
 class Checkpointer:
+    """Training checkpoints of one run: ``MODEL_DIR/checkpoints/<step>/{state, meta}``."""
+
     def __init__(self, directory: str | Path, max_to_keep: int = 3, async_save: bool = True):
         self.directory = Path(directory).absolute()
         self._manager = ocp.CheckpointManager(
@@ -39,19 +179,19 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
-    def all_steps(self) -> list[int]:
-        return list(self._manager.all_steps())
-
-    def save(self, step: int, state: Any, meta: Mapping[str, Any], force: bool = False) -> bool:
+    def save(self, step: int, state: Any, meta: CheckpointMeta | Mapping[str, Any], force: bool = False) -> bool:
         self.directory.mkdir(parents=True, exist_ok=True)
+        record = as_meta(meta, "train").replace(step=int(step)).to_dict()  # the record's step is the saved one
         return self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))), force=force)
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)), force=force)
 
-    def read_meta(self, step: int) -> dict[str, Any]:
+    def read_meta(self, step: int) -> CheckpointMeta:
+        where = self.directory / str(step)
         try:
-            return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+            raw = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         except Exception as e:  # orbax raises several types for missing or corrupt items
-            raise CheckpointError(f"cannot read checkpoint metadata at {self.directory}/{step}: {e}") from e
+            raise CheckpointError(f"cannot read checkpoint metadata at {where}: {e}") from e
+        return CheckpointMeta.from_dict(dict(raw), kind="train", path=where, root=self.directory.parent, step=step)
 
     def restore(self, step: int, abstract_state: Any) -> Any:
         try:
@@ -69,10 +209,10 @@ class Checkpointer:
         self._manager.close()
 
 
-def check_compatible(meta: Mapping[str, Any], shapes: Mapping[str, list[int]], data: Mapping[str, Any],
-                     where: str) -> None:
-    """Refuse a checkpoint written for another model shape or another data stream."""
-    saved = meta.get("param_shapes", {})
+def check_compatible(meta: CheckpointMeta, shapes: Mapping[str, list[int]], data: Mapping[str, Any],
+                     vocabulary: VocabularyRecord, where: str) -> None:
+    """Refuse a checkpoint written for another model shape, data stream or vocabulary."""
+    saved = dict(meta.param_shapes)
     if saved != dict(shapes):
         missing = sorted(set(shapes) - set(saved))
         extra = sorted(set(saved) - set(shapes))
@@ -84,8 +224,8 @@ def check_compatible(meta: Mapping[str, Any], shapes: Mapping[str, list[int]], d
             detail = f"parameters {(missing or extra)[:2]} are {'missing there' if missing else 'extra there'}"
         raise CheckpointError(f"checkpoint {where} was written for a different model ({detail}); "
                               "use another MODEL_DIR or the matching model config")
-    saved_data = meta.get("data", {})
-    check_vocabulary(saved_data.get("vocabulary"), data.get("vocabulary"), where)
+    check_vocabulary(meta, vocabulary, where)
+    saved_data = meta.data or {}
     for key in DATA_IDENTITY:
         if key in saved_data and key in data and saved_data[key] != data[key]:
             raise CheckpointError(f"checkpoint {where} was trained with {key}={saved_data[key]!r}, this run has "
@@ -93,24 +233,76 @@ def check_compatible(meta: Mapping[str, Any], shapes: Mapping[str, list[int]], d
     logging.info("checkpoint %s matches the model and data stream", where)
 
 
-def check_vocabulary(saved: str | None, current: str | None, where: str) -> None:
-    """Token ids mean nothing under another vocabulary: refuse a checkpoint trained with a different one."""
-    if saved and current and saved != current:
-        raise CheckpointError(f"the vocabulary does not match checkpoint {where}: it was trained with {saved!r}, "
-                              f"this run uses {current!r}")
+def check_vocabulary(saved: CheckpointMeta | VocabularyRecord | None, current: VocabularyRecord, where: str) -> None:
+    """Token ids mean nothing under another vocabulary: refuse a checkpoint that records none, or one
+    trained with different ids (records compared by kind, size and file digest, not by name). Differing
+    conventions (e.g. a Hugging Face import's BOS start, fine-tuned with xlt's start 0) are logged."""
+    record = saved.vocabulary if isinstance(saved, CheckpointMeta) else saved
+    if record is None:
+        raise CheckpointError(f"checkpoint {where} records no vocabulary, so its token ids cannot be checked; "
+                              "re-import it with its tokenizer files (or re-save it with a vocabulary record)")
+    if not record.same_ids(current):
+        raise CheckpointError(f"the vocabulary does not match checkpoint {where}: it was trained with "
+                              f"{record.describe()}, this run uses {current.describe()}")
+    if record.conventions != current.conventions:
+        logging.warning("checkpoint %s used token conventions %s; this run uses %s", where,
+                        record.conventions, current.conventions)
+
+
+def vocabulary_of(meta: CheckpointMeta) -> seqio.Vocabulary:
+    """The vocabulary a checkpoint records, rebuilt from the file inside it (sha256 checked); a checkpoint
+    without a vocabulary record is a CheckpointError."""
+    where = meta.path or meta.root or "?"
+    if meta.vocabulary is None:
+        raise CheckpointError(f"checkpoint {where} records no vocabulary; re-import it with its tokenizer files "
+                              "(or pass the vocabulary explicitly where the caller allows it)")
+    return vocab_lib.vocabulary_from_record(meta.vocabulary, meta.root or where)
+
+
+def training_meta(*, model: ModelConfig, shapes: Mapping[str, list[int]], vocabulary: VocabularyRecord,
+                  data: Mapping[str, Any], step: int, init_checkpoint: str | None) -> CheckpointMeta:
+    """The record a training run saves with step ``step`` (``data``: identity plus position)."""
+    return CheckpointMeta(kind="train", model=model, vocabulary=vocabulary, param_shapes=dict(shapes),
+                          data={**data, "step": step}, step=step,
+                          init_checkpoint=str(init_checkpoint) if init_checkpoint else None)
+
+
+def run_vocabulary(mixture_or_task_name: str) -> tuple[seqio.Vocabulary, VocabularyRecord]:
+    """The vocabulary a training run tokenizes with (the registered task's) and its record, its file to be
+    kept at ``MODEL_DIR/vocab/<name>`` by ``keep_vocabulary_file``."""
+    vocab = vocab_lib.of_task(mixture_or_task_name)
+    return vocab, vocab_lib.record_of(vocab)
+
+
+def keep_vocabulary_file(model_dir: str | Path, vocab: seqio.Vocabulary, record: VocabularyRecord) -> None:
+    """Copy a run's vocabulary file into MODEL_DIR at ``record.file`` (process 0; atomic; skipped when the
+    same file is already there), so the run's checkpoints carry their vocabulary."""
+    import tensorflow as tf
+
+    source = vocab_lib.source_file(vocab)
+    if source is None or record.file is None or not _is_primary():
+        return
+    target = Path(model_dir) / record.file
+    if target.is_file() and vocab_lib.sha256_of(target) == record.sha256:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.xlt-tmp"
+    try:
+        tf.io.gfile.copy(source, str(tmp), overwrite=True)
+        tmp.replace(target)
+    except Exception as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot copy the vocabulary {source} to {target}: {_first_line(e)}") from e
 
 
 # --- Params-only checkpoints ------------------------------------------------------------------------------
 #
 # Layout of a params-only checkpoint directory (written by ``save_params``, e.g. by a Hugging Face import):
 #   DIR/params/     orbax (StandardSave) tree of the model parameters, nothing else
-#   DIR/meta.json   {"format": "xlt-params", "version": 1, "model": ModelConfig dict, "param_shapes": {...},
-#                    "param_dtypes": [...], ...caller's fields (e.g. "source")}
-#   DIR/...         optional extra files (model.gin, hf/ tokenizer files) written before the rename
+#   DIR/meta.json   the CheckpointMeta (``CheckpointMeta.to_dict``; kind "params")
+#   DIR/...         extra files written before the rename (model.gin, the vocabulary file, hf/ tokenizer files)
 # ``load_params`` reads this layout or a training run's TrainState checkpoints (params only).
 
-PARAMS_FORMAT = "xlt-params"
-PARAMS_FORMAT_VERSION = 1
 PARAMS_ITEM = "params"
 META_FILE = "meta.json"
 
@@ -129,37 +321,27 @@ def _sync(name: str) -> None:
         ocp.multihost.sync_global_processes(name)
 
 
-def _plain_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The caller's meta with a ModelConfig turned into its dict; it must name the model."""
-    out = dict(meta)
-    model = out.get("model")
-    if model is None:
-        raise CheckpointError("save_params needs meta['model'] (the ModelConfig or its dict)")
-    if hasattr(model, "to_dict"):
-        out["model"] = model.to_dict()
-    return out
-
-
-def save_params(directory: str | Path, params: Any, meta: Mapping[str, Any], *,
+def save_params(directory: str | Path, params: Any, meta: CheckpointMeta | Mapping[str, Any], *,
                 extra_files: Mapping[str, str | bytes | Path] | None = None, overwrite: bool = False) -> Path:
     """Write a params-only checkpoint atomically: everything goes to a sibling temporary directory that is
     renamed into place only when complete, so a failure never leaves a half-written ``directory``.
 
-    ``params`` is a tree of numpy or (possibly sharded) jax arrays; ``meta`` must hold ``model`` (a
-    ModelConfig or its dict) and may add any JSON fields. ``extra_files`` maps relative names to text,
-    bytes or a file to copy. An existing non-empty ``directory`` is refused unless ``overwrite``.
+    ``params`` is a tree of numpy or (possibly sharded) jax arrays; ``meta`` is the record (or its dict in
+    any format ``CheckpointMeta.from_dict`` reads); its parameter shapes and dtypes are taken from
+    ``params``. ``extra_files`` maps relative names to text, bytes or a file to copy; the vocabulary file the
+    record names must be among them. An existing non-empty ``directory`` is refused unless ``overwrite``.
     """
-    import json
-    import shutil
-
     directory = Path(directory).absolute()
-    meta = _plain_meta(meta)
+    meta = as_meta(meta, "params")
+    vocab_file = meta.vocabulary.file if meta.vocabulary else None
+    if vocab_file and vocab_file not in (extra_files or {}):
+        raise CheckpointError(f"the record names vocabulary file {vocab_file!r} but save_params was not given it "
+                              "in extra_files")
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())) and not overwrite:
         raise CheckpointError(f"output {directory} already exists and is not empty; remove it or pass overwrite")
     tmp = directory.parent / f".{directory.name}.xlt-tmp"
     dtypes = sorted({str(x.dtype) for x in jax.tree.leaves(params)})
-    record = {"format": PARAMS_FORMAT, "version": PARAMS_FORMAT_VERSION, **meta,
-              "param_shapes": param_shapes(params), "param_dtypes": dtypes}
+    record = meta.replace(param_shapes=param_shapes(params), param_dtypes=tuple(dtypes)).to_dict()
     try:
         if _is_primary():
             if tmp.exists():
@@ -235,27 +417,34 @@ def resolve_params_path(path: str | Path) -> tuple[str, Path]:
                           "a MODEL_DIR with checkpoints/<step>/, or a checkpoints/<step> directory")
 
 
-def _read_json_meta(kind: str, where: Path) -> dict[str, Any]:
+def _files_root(kind: str, where: Path) -> Path:
+    """The directory a record's files are relative to: the params directory, or the MODEL_DIR above
+    ``MODEL_DIR/checkpoints/<step>``."""
+    return where if kind == "params" else where.parent.parent
+
+
+def read_meta(path: str | Path) -> CheckpointMeta:
+    """The record of the checkpoint at ``path`` (any form ``load_params`` takes), without reading parameters."""
+    return _read_meta(*resolve_params_path(path))
+
+
+def _read_meta(kind: str, where: Path) -> CheckpointMeta:
+    root = _files_root(kind, where)
+    step = int(where.name) if kind == "state" and where.name.isdigit() else None
     if kind == "params":
         file = where / META_FILE
         if not file.is_file():
             raise CheckpointError(f"params checkpoint {where} has no {META_FILE} (incomplete or not an xlt checkpoint)")
-        meta = read_json_object(file, "checkpoint metadata")
-        if meta.get("format") != PARAMS_FORMAT:
-            raise CheckpointError(f"{file} is not an xlt params checkpoint (format={meta.get('format')!r})")
-        if meta.get("version", 0) > PARAMS_FORMAT_VERSION:
-            raise CheckpointError(f"{file} has format version {meta['version']}; this xlt reads up to "
-                                  f"{PARAMS_FORMAT_VERSION}")
-        return meta
+        raw = read_json_object(file, "checkpoint metadata")
+        return CheckpointMeta.from_dict(raw, kind="params", path=where, root=root)
     if not (where / "meta").is_dir():
-        return {"step": int(where.name) if where.name.isdigit() else None}
+        raise CheckpointError(f"training checkpoint {where} has no meta item (incomplete or not an xlt checkpoint)")
     try:
         with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
-            meta = dict(ckptr.restore(where / "meta"))
+            raw = dict(ckptr.restore(where / "meta"))
     except Exception as e:
         raise CheckpointError(f"cannot read checkpoint metadata at {where}/meta: {_first_line(e)}") from e
-    meta.setdefault("step", int(where.name) if where.name.isdigit() else None)
-    return meta
+    return CheckpointMeta.from_dict(raw, kind="train", path=where, root=root, step=step)
 
 
 def _saved_param_metadata(kind: str, where: Path) -> Any:
@@ -296,7 +485,7 @@ def describe_param_mismatch(saved: Mapping[str, list[int]], wanted: Mapping[str,
     return None
 
 
-def load_params(path: str | Path, abstract_params: Any = None) -> tuple[Any, dict[str, Any]]:
+def load_params(path: str | Path, abstract_params: Any = None) -> tuple[Any, CheckpointMeta]:
     """Restore only the model parameters from ``path``; returns ``(params, meta)``.
 
     ``path`` is a params-only checkpoint (``save_params``), a training MODEL_DIR (its latest step), its
@@ -305,13 +494,13 @@ def load_params(path: str | Path, abstract_params: Any = None) -> tuple[Any, dic
     saved dtype. With ``abstract_params`` (a tree of ``jax.ShapeDtypeStruct``, possibly carrying shardings,
     e.g. ``StepFns.abstract_state.params``; flax-boxed trees are unboxed) shapes are checked first, arrays are
     cast to its dtypes and restored directly into its shardings (leaves without a sharding become numpy).
-    ``meta`` is the checkpoint's record (``model``, ``param_shapes``, ...; ``step`` for training runs).
+    ``meta`` is the checkpoint's ``CheckpointMeta`` (``path`` set to the directory read).
     """
     import flax.linen as nn
     import numpy as np
 
     kind, where = resolve_params_path(path)
-    meta = _read_json_meta(kind, where)
+    meta = _read_meta(kind, where)
     saved_tree = _saved_param_metadata(kind, where)
     saved_shapes = param_shapes(saved_tree)
     if abstract_params is None:
@@ -339,23 +528,11 @@ def load_params(path: str | Path, abstract_params: Any = None) -> tuple[Any, dic
     except Exception as e:
         raise CheckpointError(f"cannot restore parameters from {where}: {_first_line(e)}") from e
     params = restored["params"] if kind == "state" else restored
-    meta.setdefault("param_shapes", saved_shapes)
-    meta["path"] = str(where)
+    if not meta.param_shapes:
+        meta = meta.replace(param_shapes=saved_shapes)
     return params, meta
 
 
-def model_config_from_meta(meta: Mapping[str, Any]):
-    """The ModelConfig recorded in a checkpoint's meta (fields this xlt does not know are refused)."""
-    import dataclasses
-
-    from xlt.models.config import ModelConfig
-
-    model = meta.get("model")
-    if not isinstance(model, Mapping):
-        raise CheckpointError(f"checkpoint {meta.get('path', '')} records no model config (meta['model'])")
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(model) - known)
-    if unknown:
-        raise CheckpointError(f"checkpoint {meta.get('path', '')} records ModelConfig fields this xlt does not know: "
-                              f"{unknown}")
-    return ModelConfig(**dict(model))
+def model_config_from_meta(meta: CheckpointMeta) -> ModelConfig:
+    """The ModelConfig recorded in a checkpoint (kept for callers; ``meta.model`` is the same)."""
+    return meta.model

@@ -1,14 +1,15 @@
 """Probing a checkpoint from Python: scores, generations, hidden states and attention weights.
 
-``probe = load("results/transfer_demo/base")`` restores the parameters and the model config recorded in the
-checkpoint and picks the vocabulary (byte, or the sentencepiece model an HF import carries; pass
-``vocabulary=`` otherwise). Every method takes and returns plain Python / numpy values.
+``probe = load("results/transfer_demo/base")`` restores the parameters, the model config and the vocabulary
+recorded in the checkpoint (``xlt.checkpoints.CheckpointMeta``). Every method takes and returns plain
+Python / numpy values.
 
 Token layout (seqio's feature converters, as in training; ``xlt.models.api.ModelAPI.text_tokens``):
 
-* decoder-only: a text (or prompt) is fed as ``[start] + ids(text)`` (start: 0, the shifted-in start token of
-  the decoder inputs); no EOS is appended. ``score`` appends ``ids(continuation)`` to the prompt row and sums
-  the log-probability of those tokens.
+* decoder-only: a text (or prompt) is fed as ``[start] + ids(text)``: ``start`` is the recorded
+  ``decoder_start_id`` (0, seqio's shifted-in token, for models xlt trained; the BOS of an imported
+  Llama or GPT-2); no EOS is appended. ``score`` appends ``ids(continuation)`` to the prompt row
+  and sums the log-probability of those tokens.
 * encoder-decoder: a text (or prompt) is the encoder input ``ids(text) + [EOS]`` (seqio appends EOS to
   ``inputs``); a continuation is the decoder target ``ids(continuation)``, decoded from the start token.
 
@@ -41,6 +42,7 @@ import numpy as np
 import seqio
 
 from xlt import checkpoints, decoding, partitioning
+from xlt.data.vocab import Conventions
 from xlt.errors import CheckpointError, ConfigError
 from xlt.evaluation.scoring import score_options
 from xlt.models.api import model_api
@@ -49,25 +51,25 @@ from xlt.models.config import ModelConfig
 from xlt.models.layers import Attention, Dense, Embed, RelativePositionBias
 
 
-def _vocabulary_from(meta: dict[str, Any], where: Path, vocabulary: Any) -> seqio.Vocabulary:
-    from xlt.data import tasks
+def _vocabulary_from(meta: checkpoints.CheckpointMeta, vocabulary: Any) -> tuple[seqio.Vocabulary, Conventions]:
+    """The checkpoint's recorded vocabulary and conventions; an explicit ``vocabulary`` ('byte', a
+    sentencepiece .model or tokenizer.json path, a seqio.Vocabulary) for a checkpoint that records none, or
+    one with the same ids as the record (a different one is refused)."""
+    from xlt.data import vocab as vocab_lib
 
-    if isinstance(vocabulary, seqio.Vocabulary):
-        return vocabulary
+    if vocabulary is None:
+        return checkpoints.vocabulary_of(meta), meta.vocabulary.conventions
     if isinstance(vocabulary, str):
-        return tasks.vocabulary("byte") if vocabulary == "byte" else tasks.vocabulary("sentencepiece", vocabulary)
-    if vocabulary is not None:
-        raise ConfigError(f"vocabulary must be 'byte', a sentencepiece .model path or a seqio.Vocabulary, "
-                          f"got {type(vocabulary).__name__}")
-    recorded = (meta.get("data") or {}).get("vocabulary") or meta.get("vocabulary")
-    if isinstance(recorded, str) and recorded.startswith("ByteVocabulary"):
-        return tasks.vocabulary("byte")
-    for root in (where, where.parent, where.parent.parent):
-        models = sorted((root / "hf").glob("*.model")) if (root / "hf").is_dir() else []
-        if models:
-            return tasks.vocabulary("sentencepiece", str(models[0]))
-    raise ConfigError(f"cannot tell the vocabulary of checkpoint {where} (recorded: {recorded!r}); "
-                      "pass vocabulary='byte' or a sentencepiece .model path")
+        kind = "byte" if vocabulary == "byte" else "tokenizers" if vocabulary.endswith(".json") else "sentencepiece"
+        vocabulary = vocab_lib.vocabulary(kind, None if kind == "byte" else vocabulary)
+    if not isinstance(vocabulary, seqio.Vocabulary):
+        raise ConfigError(f"vocabulary must be 'byte', a sentencepiece .model or tokenizer.json path or a "
+                          f"seqio.Vocabulary, got {type(vocabulary).__name__}")
+    record = vocab_lib.record_of(vocabulary)
+    if meta.vocabulary is not None:
+        checkpoints.check_vocabulary(meta, record, meta.path or "?")
+        return vocabulary, meta.vocabulary.conventions
+    return vocabulary, record.conventions
 
 
 def _block_filter(mdl: nn.Module, method_name: str, attention_layer: str | None, stack: tuple[str, ...]) -> bool:
@@ -91,15 +93,16 @@ class Probe:
     """A loaded model with probing methods (see the module docstring for the token layout)."""
 
     def __init__(self, cfg: ModelConfig, params: Any, vocab: seqio.Vocabulary, *, mesh=None,
-                 meta: dict[str, Any] | None = None, batch_size: int = 32):
+                 meta: Any = None, batch_size: int = 32, start_id: int | None = None, eos_id: int | None = None):
         if cfg.scan_layers:
             params = model_api(cfg).unscan(params)
         self.cfg = cfg.replace(scan_layers=False, remat_policy="none", dropout_rate=0.0)
-        self.api = model_api(self.cfg)
+        # The token layout with the checkpoint's conventions (decoder start token, EOS): model_api owns it.
+        self.api = model_api(self.cfg, start_id=start_id, eos_id=eos_id)
         self.model = self.api.model
         self.vocab = vocab
         self.mesh = mesh
-        self.meta = dict(meta or {})
+        self.meta = meta
         self.batch_size = int(batch_size)
         if vocab.vocab_size > self.cfg.vocab_size:
             raise ConfigError(f"vocabulary has {vocab.vocab_size} ids but the model only {self.cfg.vocab_size}")
@@ -150,11 +153,11 @@ class Probe:
                  seed: int = 0) -> list[str]:
         """Continuations of each prompt (greedy at temperature 0), decoded up to EOS."""
         rows = self._text_ids(prompts, "prompts")
-        out = decoding.generate(self.api, self.params, rows, max_new_tokens=max_new_tokens,
+        out = decoding.generate(self.api, self.params, rows, max_new_tokens=max_new_tokens, eos_id=self.api.eos_id,
                                 temperature=temperature, rng=jax.random.key(seed), mesh=self.mesh)
         texts = []
         for toks, n in zip(out.tokens, out.lengths):
-            ids = [int(t) for t in toks[:n] if 2 <= t < self.vocab.vocab_size]
+            ids = [int(t) for t in toks[:n] if t != self.api.eos_id and t < self.vocab.vocab_size]
             texts.append(self.vocab.decode(ids))
         return texts
 
@@ -283,11 +286,12 @@ def load(checkpoint_dir: str | Path, *, mesh_shape: Sequence[int] | None = None,
          batch_size: int = 32) -> Probe:
     """A ``Probe`` on the checkpoint at ``checkpoint_dir`` (a training MODEL_DIR, a ``checkpoints/<step>``
     directory or a params-only directory). ``mesh_shape`` (data, fsdp, tensor) places the parameters on
-    a mesh of the local devices; ``vocabulary`` is 'byte', a sentencepiece .model path or a
-    seqio.Vocabulary (default: the one the checkpoint records)."""
+    a mesh of the local devices. The vocabulary and its conventions (the decoder's start token) are the ones
+    the checkpoint records; ``vocabulary`` ('byte', a sentencepiece .model or tokenizer.json path, a
+    seqio.Vocabulary) serves a checkpoint that records none."""
     params, meta = checkpoints.load_params(checkpoint_dir)
-    cfg = checkpoints.model_config_from_meta(meta)
-    vocab = _vocabulary_from(meta, Path(meta.get("path", checkpoint_dir)), vocabulary)
+    cfg = meta.model
+    vocab, conventions = _vocabulary_from(meta, vocabulary)
     mesh = None
     if mesh_shape is not None:
         shape = tuple(int(s) for s in mesh_shape)
@@ -298,7 +302,8 @@ def load(checkpoint_dir: str | Path, *, mesh_shape: Sequence[int] | None = None,
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     try:
-        return Probe(cfg, params, vocab, mesh=mesh, meta=meta, batch_size=batch_size)
+        return Probe(cfg, params, vocab, mesh=mesh, meta=meta, batch_size=batch_size,
+                     start_id=conventions.decoder_start_id, eos_id=conventions.eos_id)
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"checkpoint {checkpoint_dir} does not match its recorded model: {e}") from e
 

@@ -179,18 +179,18 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
     ckpt = checkpoints.Checkpointer(model_dir_path / "checkpoints", keep_checkpoints, async_checkpoints)
     shapes_now = checkpoints.param_shapes(fns.abstract_state.params)
     data_identity = {"mixture_or_task_name": mixture_or_task_name, "seed": seed, "batch_size": batch_size,
-                     "feature_lengths": lengths, "vocabulary": vocab_id}
+                     "feature_lengths": lengths}
+    vocab, vocab_record = checkpoints.run_vocabulary(mixture_or_task_name)
     start = ckpt.latest_step()
     if start is not None:
         where = f"{model_dir_path}/checkpoints/{start}"
-        checkpoints.check_compatible(ckpt.read_meta(start), shapes_now, data_identity, where)
+        checkpoints.check_compatible(ckpt.read_meta(start), shapes_now, data_identity, vocab_record, where)
         state = ckpt.restore(start, fns.abstract_state)
         logging.warning("resumed from %s", where)
     elif init_checkpoint:  # fine-tuning: parameters from a checkpoint, fresh optimizer, step 0
         start = 0
         params, init_meta = checkpoints.load_params(init_checkpoint, fns.abstract_state.params)
-        checkpoints.check_vocabulary(init_meta.get("data", {}).get("vocabulary") or init_meta.get("vocabulary"),
-                                     vocab_id, init_checkpoint)
+        checkpoints.check_vocabulary(init_meta, vocab_record, init_checkpoint)
         state = fns.init_from(params)
         logging.warning("initialised parameters from %s", init_checkpoint)
     else:
@@ -203,6 +203,7 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
         return []
 
     model_dir_path.mkdir(parents=True, exist_ok=True)
+    checkpoints.keep_vocabulary_file(model_dir_path, vocab, vocab_record)
     if jax.process_index() == 0:
         atomic_write_text(model_dir_path / "config.gin", gin.config_str())
     log = MetricsLog(model_dir_path, start)
@@ -214,9 +215,9 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
     preemption = Preemption()
     records: list[dict[str, Any]] = []
 
-    def meta(at: int) -> dict[str, Any]:
-        return {"model": cfg.to_dict(), "param_shapes": shapes_now, "data": {**data_identity, "step": at},
-                "init_checkpoint": str(init_checkpoint) if init_checkpoint else None}
+    def meta(at: int) -> checkpoints.CheckpointMeta:
+        return checkpoints.training_meta(model=cfg, shapes=shapes_now, vocabulary=vocab_record, data=data_identity,
+                                         step=at, init_checkpoint=init_checkpoint)
 
     window_start, window_steps, first_step_seconds = time.perf_counter(), 0, None
     step = start

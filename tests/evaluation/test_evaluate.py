@@ -10,6 +10,7 @@ import pytest
 
 from xlt import checkpoints, cli, train
 from xlt.data import tasks as data_tasks
+from xlt.data import vocab as vocab_lib
 from xlt.evaluation import evaluate as ev
 from xlt.evaluation.scoring import score_options_naive
 from xlt.models import build_model
@@ -75,9 +76,10 @@ def test_bad_input(trained, tmp_path):
         evaluate(trained["gpt"], languages=("en",), clusters=("no_such_cluster",))
     with pytest.raises(Exception, match="does not exist|cannot|not found|no checkpoint"):
         evaluate(tmp_path / "missing", languages=("en",))
-    cli.load_gin([], ["vocabulary.kind='byte'", "vocabulary.extra_ids=10"])
-    with pytest.raises(Exception, match="vocabulary does not match"):
-        ev.Evaluator(str(trained["gpt"]))
+    params, meta = checkpoints.load_params(trained["gpt"])  # the vocabulary comes from the record: none, refused
+    bare = checkpoints.save_params(tmp_path / "bare", params, meta.replace(vocabulary=None))
+    with pytest.raises(Exception, match="records no vocabulary"):
+        ev.Evaluator(str(bare))
     assert not (tmp_path / "eval").exists()
 
 
@@ -92,4 +94,5 @@ def test_model_and_vocabulary_come_from_the_checkpoint(trained):
     params, meta = checkpoints.load_params(trained["t5"])
     cfg = checkpoints.model_config_from_meta(meta)
     assert cfg.encoder_decoder and build_model(cfg) is not None
-    assert meta["data"]["vocabulary"] == data_tasks.vocabulary_id(data_tasks.vocabulary())
+    assert meta.vocabulary.same_ids(vocab_lib.record_of(data_tasks.vocabulary()))
+    assert ev.Evaluator(str(trained["t5"])).vocab == checkpoints.vocabulary_of(meta)

@@ -272,7 +272,7 @@ def test_bf16_import_and_sharded_export(hf_models, tmp_path):
     reference = _load_hf(hf_dir, encdec=True)
     out = hf.import_hf(hf_dir, tmp_path / "xlt", dtype="bfloat16")
     params, meta = checkpoints.load_params(out)
-    assert meta["param_dtypes"] == ["bfloat16"]
+    assert meta.param_dtypes == ("bfloat16",)
     assert {str(x.dtype) for x in jax.tree.leaves(params)} == {"bfloat16"}
     exported = hf.export_hf(out, tmp_path / "hf", max_shard_bytes=8_000)
     assert (exported / "model.safetensors.index.json").is_file()
@@ -298,7 +298,7 @@ def test_model_gin_rebuilds_the_config(hf_models, tmp_path):
         assert ModelConfig() == checkpoints.model_config_from_meta(meta)
     finally:
         gin.clear_config()
-    assert json.loads((out / "meta.json").read_text())["vocab"] == {"size": 101, "padded_size": 128}
+    assert (meta.model.unpadded_vocab_size, meta.model.vocab_size) == (101, 128)  # the true and the padded size
 
 
 # --- load_params: training checkpoints, sharded restore, corrupt input ------------------------------------------
@@ -322,10 +322,10 @@ def test_load_params_from_a_training_run_and_sharded(hf_models, tmp_path, device
     ckpt.close()
 
     latest, meta = checkpoints.load_params(tmp_path / "run")
-    assert meta["step"] == 3 and checkpoints.model_config_from_meta(meta) == cfg
+    assert meta.step == 3 and checkpoints.model_config_from_meta(meta) == cfg
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, 2.0 * b), latest, params)
     first, meta = checkpoints.load_params(tmp_path / "run" / "checkpoints" / "1")
-    assert meta["step"] == 1
+    assert meta.step == 1
     jax.tree.map(np.testing.assert_array_equal, first, params)
 
     mesh = jax.sharding.Mesh(np.array(devices).reshape(2, 4), ("data", "model"))

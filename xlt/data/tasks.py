@@ -18,7 +18,6 @@ elsewhere joins with ``register_task_meta``.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -29,24 +28,8 @@ import seqio
 import tensorflow as tf
 
 from xlt.data.sources import bible
+from xlt.data.vocab import vocabulary, vocabulary_id  # noqa: F401 - the vocabulary kinds live in xlt.data.vocab
 from xlt.errors import ConfigError, DataError
-
-VOCABULARIES = ("byte", "sentencepiece")
-
-
-@gin.configurable
-def vocabulary(kind: str = "byte", path: str | None = None, extra_ids: int = 0) -> seqio.Vocabulary:
-    """UTF-8 bytes (no training needed; ByT5's) or a sentencepiece model file."""
-    if kind == "byte":
-        return seqio.ByteVocabulary(extra_ids=extra_ids)
-    if kind == "sentencepiece":
-        if not path:
-            raise ConfigError("vocabulary.kind='sentencepiece' needs vocabulary.path (a .model file)")
-        if not tf.io.gfile.exists(path):
-            raise ConfigError(f"sentencepiece model not found: {path}")
-        return seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
-    raise ConfigError(f"vocabulary.kind={kind!r}; choose one of {list(VOCABULARIES)}")
-
 
 def _bible_dataset(split: str, shuffle_files: bool = False, seed: int | None = None, *, lang: str) -> tf.data.Dataset:
     """One split's verses. Shuffled here, as raw strings with a buffer the size of the split: a full
@@ -267,15 +250,3 @@ def register_mc4_tasks(vocab: seqio.Vocabulary | None = None, languages: tuple[s
             lang, size, unit)
         names.append(name)
     return names
-
-
-def vocabulary_id(vocab: seqio.Vocabulary) -> str:
-    """A short identity of a vocabulary, recorded in checkpoints so a mismatched one is refused.
-
-    A sentencepiece model is identified by the sha256 of its bytes (not its path: a copied model is the
-    same vocabulary, a retrained one at the same path is not)."""
-    if isinstance(vocab, seqio.SentencePieceVocabulary):
-        with tf.io.gfile.GFile(vocab.sentencepiece_model_file, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()[:16]
-        return f"sentencepiece:{digest}:{vocab.vocab_size}:extra_ids={vocab.extra_ids}"
-    return f"{type(vocab).__name__}:{vocab.vocab_size}"

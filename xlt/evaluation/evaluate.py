@@ -15,8 +15,8 @@ decoder-only — ``[0] + inputs + [EOS]`` attended bidirectionally (prefix-LM), 
 encoder-decoder — ``inputs + [EOS]`` into the encoder, the answer decoded from token 0. Prompts longer
 than ``max_input_len`` keep their last tokens (where the question and the options are).
 
-The model config comes from the checkpoint; the vocabulary from gin (``vocabulary.*``) and must match
-the one recorded in the checkpoint. Outputs in OUTPUT_DIR: ``records.json`` (the raw per-template
+The model config and the vocabulary come from the checkpoint's record (``xlt.checkpoints.vocabulary_of``:
+the file inside the checkpoint, its sha256 checked; a checkpoint without a vocabulary is refused). Outputs in OUTPUT_DIR: ``records.json`` (the raw per-template
 records), ``report.json`` and ``report.md`` (aggregated), ``predictions.jsonl`` (every example's
 prediction). Every file is written atomically.
 """
@@ -36,7 +36,6 @@ import gin
 
 from xlt import checkpoints, cli, partitioning
 from xlt.data import languages as language_table
-from xlt.data import tasks as data_tasks
 from xlt.decoding import EOS_ID, generate
 from xlt.errors import ConfigError
 from xlt.evaluation import langid, metrics, report as report_lib
@@ -76,9 +75,7 @@ class Evaluator:
                  mesh_shape: Sequence[int] | None = None):
         self.params, self.meta = checkpoints.load_params(checkpoint)
         self.cfg = checkpoints.model_config_from_meta(self.meta)
-        self.vocab = data_tasks.vocabulary()
-        saved_vocab = self.meta.get("data", {}).get("vocabulary") or self.meta.get("vocabulary")
-        checkpoints.check_vocabulary(saved_vocab, data_tasks.vocabulary_id(self.vocab), str(checkpoint))
+        self.vocab = checkpoints.vocabulary_of(self.meta)
         if self.vocab.vocab_size > self.cfg.vocab_size:
             raise ConfigError(f"the vocabulary has {self.vocab.vocab_size} ids but the model only "
                               f"{self.cfg.vocab_size}")

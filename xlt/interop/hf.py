@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,6 +34,7 @@ import ml_dtypes
 import numpy as np
 
 from xlt import checkpoints
+from xlt.data import vocab as vocab_lib
 from xlt.errors import CheckpointError, ConfigError
 from xlt.files import read_json_object
 from xlt.models import ModelConfig
@@ -389,6 +391,140 @@ def _read_params(source: TensorSource, hf: Mapping[str, Any], family: Family, dt
     return cfg, _unflatten(flat)
 
 
+# --- Tokenizers ----------------------------------------------------------------------------------------------
+#
+# An imported model brings its tokenizer: a sentencepiece model (``spiece.model``: T5 / mT5, ``tokenizer.model``:
+# Llama-2 style) as xlt's sentencepiece kind, else ``tokenizer.json`` (GPT-2, BLOOM, Llama-3 style BPE) as the
+# Hugging Face ``tokenizers`` kind. The file is copied into the checkpoint (``hf/<name>``) and recorded with its
+# sha256 and the conventions transformers applies around a text (``tokenizer_conventions``).
+
+SENTENCEPIECE_FILES = ("spiece.model", "tokenizer.model")  # not sentencepiece.bpe.model: XLM-R shifts its ids
+TOKENIZERS_FILE = "tokenizer.json"
+
+
+def tokenizer_file(directory: str | Path) -> str | None:
+    """The tokenizer file of a HF directory that xlt reads (sentencepiece first: it is what the documented
+    fine-tuning runs bind as ``vocabulary.path``), or None."""
+    return next((n for n in (*SENTENCEPIECE_FILES, TOKENIZERS_FILE) if (Path(directory) / n).is_file()), None)
+
+
+def _config_id(hf: Mapping[str, Any], key: str) -> int | None:
+    value = hf.get(key)
+    if isinstance(value, list):  # e.g. Llama-3 instruct lists several EOS ids; the first is the tokenizer's
+        value = value[0] if value else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _added_around(encode: Callable[[str, bool], list[int]]) -> tuple[list[int], list[int]]:
+    """The ids a tokenizer's post-processor puts before and after a text (its BOS / EOS)."""
+    text = "a b"
+    plain, full = encode(text, False), encode(text, True)
+    for i in range(len(full) - len(plain) + 1):
+        if full[i:i + len(plain)] == plain:
+            return full[:i], full[i + len(plain):]
+    raise CheckpointError(f"the tokenizer's special tokens change the ids of {text!r} itself: {full} vs {plain}")
+
+
+def tokenizer_conventions(directory: str | Path, hf: Mapping[str, Any], vocab) -> vocab_lib.Conventions:
+    """How transformers lays a text out for this model: BOS/EOS added or not (``tokenizer_config.json``'s
+    ``add_bos_token``/``add_eos_token``, else what ``tokenizer.json``'s post-processor adds, else the
+    family's sentencepiece tokenizer class: Llama adds BOS, T5 appends EOS), the special ids (the tokenizer's
+    files, then ``config.json``), and the decoder start: ``decoder_start_token_id`` for encoder-decoders, the
+    BOS for decoder-only models (for GPT-2, which adds none, its ``<|endoftext|>``: the prefix
+    lm-evaluation-harness scores from), else the EOS."""
+    directory = Path(directory)
+    config_file = directory / "tokenizer_config.json"
+    tok_cfg = read_json_object(config_file, "tokenizer_config.json") if config_file.is_file() else {}
+    if isinstance(vocab, vocab_lib.TokenizersVocabulary):
+        token_to_id = vocab.tokenizer.token_to_id
+
+        def encode(text: str, special: bool) -> list[int]:
+            return list(vocab.tokenizer.encode(text, add_special_tokens=special).ids)
+
+        before, after = _added_around(encode)
+        own = {"bos": None, "eos": None, "pad": None, "unk": None}
+    else:
+        sp = vocab.tokenizer
+
+        def token_to_id(token: str) -> int | None:
+            i = sp.piece_to_id(token)
+            return i if sp.id_to_piece(i) == token else None
+
+        llama = hf.get("model_type") == "llama"
+        before = [i for i in [sp.bos_id()] if llama and i >= 0]
+        after = [i for i in [sp.eos_id()] if not llama and i >= 0]
+        own = {k: (i if i >= 0 else None) for k, i in
+               (("bos", sp.bos_id()), ("eos", sp.eos_id()), ("pad", sp.pad_id()), ("unk", sp.unk_id()))}
+    named = vocab_lib.special_ids(directory, token_to_id)
+
+    def pick(key: str, added: list[int]) -> int | None:
+        for value in (named[key], added[0] if added else None, own[key], _config_id(hf, f"{key}_token_id")):
+            if value is not None:
+                return value
+        return None
+
+    bos, eos, pad = pick("bos", before), pick("eos", after), pick("pad", [])
+    add_bos = tok_cfg.get("add_bos_token") if isinstance(tok_cfg.get("add_bos_token"), bool) else bool(before)
+    add_eos = tok_cfg.get("add_eos_token") if isinstance(tok_cfg.get("add_eos_token"), bool) else bool(after)
+    if hf.get("is_encoder_decoder") or _config_id(hf, "decoder_start_token_id") is not None:
+        start = _config_id(hf, "decoder_start_token_id")
+        start = start if start is not None else (pad if pad is not None else 0)
+    else:
+        start = bos if bos is not None else (eos if eos is not None else 0)
+    return vocab_lib.Conventions(add_bos=add_bos, bos_id=bos, add_eos=add_eos, eos_id=eos, pad_id=pad,
+                                 decoder_start_id=start)
+
+
+def tokenizer_vocabulary(directory: str | Path, hf: Mapping[str, Any]):
+    """``(vocabulary, conventions, file name)`` of the tokenizer in a HF directory, or None without one."""
+    import seqio
+
+    directory = Path(directory)
+    name = tokenizer_file(directory)
+    if name is None:
+        return None
+    path = directory / name
+    try:
+        if name in SENTENCEPIECE_FILES:
+            config_file = directory / "tokenizer_config.json"
+            tok_cfg = read_json_object(config_file, "tokenizer_config.json") if config_file.is_file() else {}
+            extra = tok_cfg.get("extra_ids", 100 if name == "spiece.model" else 0)  # T5Tokenizer's default
+            vocab = seqio.SentencePieceVocabulary(str(path), extra_ids=int(extra or 0))
+            vocab.tokenizer  # noqa: B018 - load now, so a corrupt file fails here
+        else:
+            vocab = vocab_lib.TokenizersVocabulary(path)
+    except (ConfigError, RuntimeError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read the tokenizer {path}: {str(e).strip().splitlines()[0]}") from e
+    conventions = tokenizer_conventions(directory, hf, vocab)
+    if isinstance(vocab, vocab_lib.TokenizersVocabulary):  # its EOS/BOS are what the files name
+        vocab = vocab_lib.TokenizersVocabulary(path, eos_id=conventions.eos_id, bos_id=conventions.bos_id)
+    return vocab, conventions, name
+
+
+def tokenizer_record(directory: str | Path, hf: Mapping[str, Any], prefix: str = "hf/"
+                     ) -> vocab_lib.VocabularyRecord | None:
+    """The vocabulary record of the tokenizer in ``directory``, its file to sit at ``prefix + name`` inside
+    the checkpoint; None when the directory has no tokenizer xlt reads."""
+    found = tokenizer_vocabulary(directory, hf)
+    if found is None:
+        return None
+    vocab, conventions, name = found
+    return vocab_lib.record_of(vocab, file=prefix + name, conventions=conventions)
+
+
+def tokenizer_files_for_export(meta: checkpoints.CheckpointMeta) -> dict[str, Path]:
+    """HF-named tokenizer files to write next to an exported model: the kept ``hf/`` files of an import,
+    else the vocabulary file the checkpoint records when its name is one transformers reads."""
+    root = Path(meta.root or meta.path or ".")
+    kept = root / "hf"
+    if kept.is_dir():
+        return {f.name: f for f in sorted(kept.iterdir()) if f.is_file() and f.name in KEPT_FILES}
+    record = meta.vocabulary
+    if record is not None and record.file and Path(record.file).name in KEPT_FILES and (root / record.file).is_file():
+        return {Path(record.file).name: root / record.file}
+    return {}
+
+
 # --- Import / export -----------------------------------------------------------------------------------------
 
 
@@ -414,9 +550,21 @@ def import_hf(hf_dir: str | Path, out: str | Path, *, dtype: str = "float32", pa
     for name in KEPT_FILES:
         if (hf_dir / name).is_file():
             extra[f"hf/{name}"] = hf_dir / name
-    meta = {"model": cfg.to_dict(), "source": info,
-            "vocab": {"size": cfg.unpadded_vocab_size or cfg.vocab_size, "padded_size": cfg.vocab_size}}
+    meta = checkpoints.CheckpointMeta(kind="params", model=cfg, source=info,
+                                      vocabulary=import_tokenizer(hf_dir, info["hf_config"], cfg))
     return checkpoints.save_params(out, params, meta, extra_files=extra, overwrite=overwrite)
+
+
+def import_tokenizer(hf_dir: Path, hf: Mapping[str, Any], cfg: ModelConfig) -> vocab_lib.VocabularyRecord | None:
+    """The record of the tokenizer an import copies to ``hf/`` (None, with a warning, without one)."""
+    record = tokenizer_record(hf_dir, hf, prefix="hf/")
+    if record is None:
+        logging.warning("%s has no tokenizer (%s): the checkpoint records no vocabulary, so fine-tuning, evaluation "
+                        "and probing will refuse it", hf_dir, ", ".join((*SENTENCEPIECE_FILES, TOKENIZERS_FILE)))
+    elif record.size > (cfg.unpadded_vocab_size or cfg.vocab_size):
+        raise CheckpointError(f"the tokenizer in {hf_dir} has {record.size} ids but the model only "
+                              f"{cfg.unpadded_vocab_size or cfg.vocab_size}")
+    return record
 
 
 def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None,
@@ -430,14 +578,14 @@ def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None
         raise ConfigError(f"dtype={dtype!r}; choose one of {list(DTYPES)}")
     params, meta = checkpoints.load_params(xlt_path)
     cfg = checkpoints.model_config_from_meta(meta)
-    family = export_family(cfg, (meta.get("source") or {}).get("model_type"))
+    family = export_family(cfg, (meta.source or {}).get("model_type"))
     family.check_exportable(cfg)
     flat = _flatten(params)
     expected = abstract_params(cfg)
     problem = checkpoints.describe_param_mismatch({k: list(v.shape) for k, v in flat.items()},
                                                   {k: list(v.shape) for k, v in expected.items()})
     if problem:
-        raise CheckpointError(f"checkpoint {meta.get('path')} does not match its recorded model config: {problem}")
+        raise CheckpointError(f"checkpoint {meta.path} does not match its recorded model config: {problem}")
     true_vocab = cfg.unpadded_vocab_size or cfg.vocab_size
     stored = sorted({a.dtype for a in flat.values()}, key=str)
     out_dtype = DTYPES[dtype] if dtype else (stored[0] if len(stored) == 1 and stored[0] in SAFETENSORS_DTYPES
@@ -465,7 +613,7 @@ def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None
                 for name, array in zip(names, rule.to_hf(*arrays)):
                     yield name.split("|")[0], np.asarray(array, dtype=out_dtype)
 
-    carried = (meta.get("source") or {}).get("hf_config")
+    carried = (meta.source or {}).get("hf_config")
     config = hf_config_from(cfg, family, out_dtype, carried)
     tmp = out.parent / f".{out.name}.xlt-tmp"
     try:
@@ -474,11 +622,8 @@ def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None
         tmp.mkdir(parents=True)
         write_safetensors(tmp, entries, stream(), max_shard_bytes)
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        kept = Path(meta["path"]) / "hf"
-        if kept.is_dir():
-            for file in kept.iterdir():
-                if file.is_file() and file.name in KEPT_FILES:
-                    shutil.copyfile(file, tmp / file.name)
+        for name, file in tokenizer_files_for_export(meta).items():
+            shutil.copyfile(file, tmp / name)
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         tmp.rename(out)
