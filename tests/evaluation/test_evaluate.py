@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from xlt import checkpoints, cli, train
+from xlt.configs import EvalConfig
 from xlt.data import tasks as data_tasks
 from xlt.evaluation import evaluate as ev
 from xlt.evaluation.scoring import score_options_naive
@@ -31,8 +32,8 @@ def trained(tmp_path_factory):
 
 
 def evaluate(checkpoint, **kwargs):
-    cli.load_gin([], ["vocabulary.kind='byte'"])
-    return ev.evaluate(checkpoint=str(checkpoint), quiet=True, **kwargs)
+    return ev.evaluate(EvalConfig(checkpoint=str(checkpoint), quiet=True, vocabulary=data_tasks.vocabulary(kind="byte"),
+                                  **kwargs))
 
 
 @pytest.mark.parametrize("layout", sorted(MODELS))
@@ -75,9 +76,8 @@ def test_bad_input(trained, tmp_path):
         evaluate(trained["gpt"], languages=("en",), clusters=("no_such_cluster",))
     with pytest.raises(Exception, match="does not exist|cannot|not found|no checkpoint"):
         evaluate(tmp_path / "missing", languages=("en",))
-    cli.load_gin([], ["vocabulary.kind='byte'", "vocabulary.extra_ids=10"])
     with pytest.raises(Exception, match="vocabulary does not match"):
-        ev.Evaluator(str(trained["gpt"]))
+        ev.Evaluator(str(trained["gpt"]), vocabulary=data_tasks.vocabulary(kind="byte", extra_ids=10))
     assert not (tmp_path / "eval").exists()
 
 
