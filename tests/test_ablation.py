@@ -39,7 +39,7 @@ def finished(tmp_path_factory):
                   'transfer_matrix.template_mode': 'fixed', 'transfer_matrix.template_lang': 'en'}},
 }}""")
     search = cli.load_gin_argv([f"--gin_file={gin_file}"], "")
-    spec = ab.ablation()
+    spec = ab.AblationConfig.from_gin()
     configs = ab.variant_configs(spec, search)
     out = io.StringIO()
     summary = ab.run(spec, configs, out=out)

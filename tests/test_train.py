@@ -138,7 +138,7 @@ def _one_line_error(capsys) -> str:
     (["--gin.NoSuchThing.value=1"], "NoSuchThing"),
     (["--gin.MESH_SHAPE=(3,1,1)"], "needs 3 devices but 8 are present"),
     (["--gin.MIXTURE_OR_TASK_NAME='bible_xx'"], "unknown task or mixture 'bible_xx'"),
-    (["--gin.TRAIN_STEPS=0"], "TRAIN_STEPS must be > 0"),
+    (["--gin.TRAIN_STEPS=0"], "TrainConfig.train_steps must be > 0, got 0 (TRAIN_STEPS)"),
     (["--gin.BATCH_SIZE=4"], "BATCH_SIZE=4 does not divide"),
     (["--gin.ModelConfig.layout='gpt3'"], "unknown model layout 'gpt3'"),
     (["--gin.ModelConfig.num_heads=3"], "does not divide over mesh axis"),
@@ -173,7 +173,7 @@ def test_cli_bad_input_exit_code_in_a_real_process(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "xlt.train", *args(tmp_path / "x", TRAIN_STEPS=-1)], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == "xlt: error: TRAIN_STEPS must be > 0, got -1"
+    assert proc.stderr.strip().splitlines()[-1] == "xlt: error: TrainConfig.train_steps must be > 0, got -1 (TRAIN_STEPS)"
     assert "Traceback" not in proc.stderr
 
 

@@ -23,7 +23,7 @@ def config_argv(results: Path, **overrides: str) -> list[str]:
 def run_matrix(argv: list[str], hook=None) -> tuple[dict, str]:
     files, bindings, search, _ = cli.parse_gin_args(argv)
     cli.load_gin(files, bindings, search)
-    cfg = tm.transfer_matrix()
+    cfg = tm.MatrixConfig.from_gin()
     out = io.StringIO()
     matrix = tm.run(cfg, hook=hook, out=out)
     return matrix, out.getvalue()
@@ -121,6 +121,6 @@ def test_cells_with_other_eval_settings_are_not_reused(finished):
     for argv, expected in ((same, True), (fewer, False)):
         files, bindings, search, _ = cli.parse_gin_args(argv)
         cli.load_gin(files, bindings, search)
-        cfg = tm.transfer_matrix()
+        cfg = tm.MatrixConfig.from_gin()
         assert all(tm._cell_done(cfg, row, lang) is expected
                    for row in (tm.BASE_ROW, "en_s0", "ko_s0") for lang in ("en", "ko"))

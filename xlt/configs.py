@@ -32,6 +32,7 @@ from typing import Any, ClassVar, TypeVar
 
 import gin
 
+from xlt import optimizers  # registers the gin names OptimizerConfig reads (learning_rate_schedule, make_optimizer)
 from xlt.errors import ConfigError, XltError
 from xlt.models.config import ModelConfig
 
@@ -295,10 +296,9 @@ class OptimizerConfig(RunConfig):
     SCHEDULE_FIELDS: ClassVar[tuple[str, ...]] = ("peak", "schedule", "warmup_steps", "final_fraction")
 
     def validate(self) -> None:
-        from xlt.optimizers import SCHEDULES
         c = Check(self)
         c.number("peak", 0, exclusive_min=True)
-        c.text("schedule", choices=SCHEDULES)
+        c.text("schedule", choices=optimizers.SCHEDULES)
         c.integer("warmup_steps", 0)
         c.number("final_fraction", 0, 1)
         c.number("weight_decay", 0)
@@ -321,7 +321,6 @@ class OptimizerConfig(RunConfig):
     def make(self, total_steps: int) -> tuple[Any, Any]:
         """(learning-rate schedule, optax optimizer) for a run of ``total_steps``. Every argument is passed,
         so gin bindings of the optimizer functions play no part here."""
-        from xlt import optimizers
         schedule = optimizers.learning_rate_schedule(peak=self.peak, schedule=self.schedule,
                                                      warmup_steps=self.warmup_steps, total_steps=total_steps,
                                                      final_fraction=self.final_fraction)
