@@ -30,9 +30,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from xlt import checkpoints, cli, optimizers, partitioning, step as step_lib
-from xlt.data import mixtures, pipeline, tasks
+from xlt import checkpoints, cli, partitioning, step as step_lib
 from xlt.configs import OptimizerConfig, TrainConfig
+from xlt.data import mixtures, pipeline, tasks
 from xlt.errors import ConfigError
 from xlt.files import atomic_write_text
 from xlt.instruct import tasks as instruct_tasks
