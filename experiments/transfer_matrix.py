@@ -12,8 +12,8 @@ whole when it is made. Work, in order (nothing is written before that):
 2. rows: for each train set (``'en'``, ``'en+ko'``: ``+`` joins the languages of one mixture) and seed,
    ``xlt.train.train`` with ``runs/instruct.gin`` from the base into ``results/<name>/tuned/<trainset>_s<seed>``
    (a killed run resumes from its own checkpoint).
-3. cells: ``xlt.evaluation.evaluate`` with an ``EvalConfig`` (the experiment's vocabulary, a value) of every row and of the base in every test language into
-   ``results/<name>/eval/<row>/<lang>``; ``cell.json`` is written atomically last, and a cell that has one is
+3. cells: ``xlt.evaluation.evaluate`` with an ``EvalConfig`` (the experiment's vocabulary, a value) of every
+   row and of the base in every test language into ``results/<name>/eval/<row>/<lang>``; ``cell.json`` is written atomically last, and a cell that has one is
    skipped on a re-run (so is a row's tuning when all its cells are done).
 4. ``results/<name>/matrix.json``, ``matrix.md``, ``matrix_score.png`` and ``matrix_gain.png``.
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -241,7 +242,7 @@ def fields_text(cls: type, title: str | None = None) -> str:
     for binding, kind, default, text, macro in rows:
         lines.append(f"  {binding:<{width}}  {kind} = {default}" + (f"  [{macro}]" if macro else ""))
         if text:
-            lines.append(f"  {'':<{width}}    {text}")
+            lines += textwrap.wrap(text, 110, initial_indent=" " * (width + 6), subsequent_indent=" " * (width + 6))
     return "\n".join(lines)
 
 
