@@ -15,6 +15,9 @@ from xlt.evaluation import evaluate as ev
 from xlt.evaluation.scoring import score_options_naive
 from xlt.models import build_model
 
+# Every test here needs the `trained` fixture (two tiny models trained in-process: about a minute, more under load).
+pytestmark = pytest.mark.slow
+
 MODELS = {"gpt": ("models/gpt_tiny.gin", "bible_en_prefix"), "t5": ("models/t5_tiny.gin", "bible_en_prefix")}
 
 
