@@ -232,6 +232,7 @@ def help_text() -> str:
 
 
 def main(argv: list[str], *, hook: tm.Hook | None = None) -> None:
+    from xlt.data import tasks  # noqa: F401 - registers `vocabulary`: transfer_matrix.vocabulary = @vocabulary()
     search = cli.load_gin_argv(argv, "--gin_file=experiments/ablation_templates.gin")
     spec = AblationConfig.from_gin()
     matrix_configs = variant_configs(spec, search)  # every variant validated before any runs

@@ -520,6 +520,7 @@ def help_text() -> str:
 
 
 def main(argv: list[str], *, hook: Hook | None = None) -> None:
+    from xlt.data import tasks  # noqa: F401 - registers `vocabulary`: transfer_matrix.vocabulary = @vocabulary()
     cli.load_gin_argv(argv, "--gin_file=experiments/transfer_demo.gin")
     logging.getLogger("absl").setLevel(logging.ERROR)  # seqio's per-task cache advice, once per tuning run
     cfg = MatrixConfig.from_gin()  # the experiment, read whole from gin; its runs are values made from it

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from xlt import checkpoints, cli, partitioning
-from xlt.data import languages as language_table
 from xlt.data import tasks as data_tasks
 from xlt.decoding import EOS_ID, generate
 from xlt.configs import EvalConfig
