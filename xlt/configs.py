@@ -67,11 +67,11 @@ class Check:
         raise ConfigError(f"{self.owner}.{name} must be {requirement}, got {value!r}" + (f" ({macro})" if macro else ""))
 
     def wrap(self, name: str, check: Callable[[], Any]) -> Any:
-        """Run a domain check (language code, task name, …) and name the field in its error."""
+        """Run a domain check (language code, task name, …) and name the field after its error."""
         try:
             return check()
         except XltError as e:
-            raise ConfigError(f"{self.owner}.{name}: {str(e).splitlines()[0]}") from e
+            raise ConfigError(f"{str(e).splitlines()[0]} ({self.owner}.{name})") from e
 
     def integer(self, name: str, minimum: int | None = None, *, optional: bool = False) -> None:
         value = getattr(self.config, name)
