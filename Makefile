@@ -22,6 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
+# Without the end-to-end runs marked `slow` (training, matrices, ablations: a minute or more each).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow"
 

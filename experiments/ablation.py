@@ -21,40 +21,59 @@ import logging
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
-
-import gin
+from typing import Any, ClassVar, TextIO
 
 from experiments import transfer_matrix as tm
-from xlt import cli
+from xlt import cli, configs
+from xlt.configs import setting
 from xlt.errors import ConfigError, XltError
 from xlt.files import atomic_write_text
 
 
-@gin.configurable
-def ablation(name: str = gin.REQUIRED, experiment_gin: Sequence[str] = gin.REQUIRED,
-             variants: Mapping[str, Mapping[str, Any]] = gin.REQUIRED, results_dir: str = "results",
-             description: str = "") -> dict[str, Any]:
-    """The ablation as read from gin: ``experiment_gin`` (gin files of one transfer matrix) and ``variants``,
-    {variant name: {binding: value}} in the order given, e.g. ``{'fixed_en': {'transfer_matrix.template_mode':
-    'fixed', 'transfer_matrix.template_lang': 'en'}}``. Values are gin literals of the ablation's file, so its
-    macros can be shared between variants."""
-    if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
-        raise ConfigError(f"ablation.name must be a plain directory name, got {name!r}")
-    if isinstance(experiment_gin, str) or not experiment_gin:
-        raise ConfigError("ablation.experiment_gin must be a non-empty list of gin files")
-    if not isinstance(variants, Mapping) or len(variants) < 2:
-        raise ConfigError("ablation.variants must map at least two variant names to lists of gin bindings")
-    out = {}
-    for variant, bindings in variants.items():
-        if not isinstance(variant, str) or not variant or "/" in variant or variant.startswith("."):
-            raise ConfigError(f"variant name {variant!r} must be a plain directory name")
-        if not isinstance(bindings, Mapping) or any(not isinstance(k, str) or "." not in k for k in bindings):
-            raise ConfigError(f"variant {variant!r}: give a dict of {{'configurable.parameter': value}}")
-        out[variant] = [f"{k} = {_literal(v)}" for k, v in bindings.items()]
-    return {"name": name, "experiment_gin": list(experiment_gin), "variants": out, "results_dir": results_dir,
-            "description": description}
+@configs.register_gin
+@dataclass(frozen=True, kw_only=True)
+class AblationConfig(configs.RunConfig):
+    """The ablation: ``run(config, variant_configs(config))``; gin: ``ablation.<field>``."""
+
+    gin_name: ClassVar[str] = "ablation"
+
+    name: str = setting(help="the ablation's folder: results_dir/name")
+    experiment_gin: tuple[str, ...] = setting(help="gin files of one transfer matrix (experiments.transfer_matrix)")
+    variants: Mapping[str, tuple[str, ...]] = setting(
+        help="{variant: {'configurable.parameter': value}} in order, e.g. {'fixed_en': "
+        "{'transfer_matrix.template_mode': 'fixed', 'transfer_matrix.template_lang': 'en'}}; values are gin "
+        "literals of the ablation's file (its macros can be shared); kept as 'NAME = VALUE' bindings")
+    results_dir: str = setting("results", help="parent folder of the ablation's folder")
+    description: str = setting("", help="a sentence for summary.md")
+
+    def normalize(self) -> None:
+        if not isinstance(self.variants, Mapping):
+            return
+        out = {}
+        for variant, bindings in self.variants.items():
+            if isinstance(bindings, Mapping) and all(isinstance(k, str) and "." in k for k in bindings):
+                bindings = tuple(f"{k} = {_literal(v)}" for k, v in bindings.items())
+            out[variant] = bindings
+        object.__setattr__(self, "variants", out)
+
+    def validate(self) -> None:
+        c = configs.Check(self)
+        c.directory_name("name")
+        if isinstance(self.experiment_gin, str) or not isinstance(self.experiment_gin, tuple) or not self.experiment_gin:
+            c.fail("experiment_gin", "a non-empty list of gin files")
+        if not isinstance(self.variants, Mapping) or len(self.variants) < 2:
+            raise ConfigError("AblationConfig.variants must map at least two variant names to lists of gin bindings")
+        for variant, bindings in self.variants.items():
+            if not isinstance(variant, str) or not variant or "/" in variant or variant.startswith("."):
+                raise ConfigError(f"AblationConfig.variants: variant name {variant!r} must be a plain directory name")
+            if not isinstance(bindings, tuple) or any(not isinstance(b, str) or "=" not in b for b in bindings):
+                raise ConfigError(f"AblationConfig.variants: variant {variant!r}: give a dict of "
+                                  "{'configurable.parameter': value}")
+        c.text("results_dir")
+        if not isinstance(self.description, str):
+            c.fail("description", "a string")
 
 
 def _literal(value: Any) -> str:
@@ -67,15 +86,14 @@ def _literal(value: Any) -> str:
     raise ConfigError(f"ablation variant value {value!r}: use strings, numbers, booleans, None, lists or tuples")
 
 
-def variant_configs(spec: Mapping[str, Any], search: Sequence[str]) -> dict[str, tm.MatrixConfig]:
-    """Each variant's validated MatrixConfig (results in results_dir/<ablation>/<variant>)."""
+def variant_configs(spec: AblationConfig, search: Sequence[str] = (str(cli.GIN_DIR),)) -> dict[str, tm.MatrixConfig]:
+    """Each variant's validated MatrixConfig (results in results_dir/<ablation>/<variant>): the experiment's gin
+    files with the variant's bindings, read into a value."""
     out = {}
-    for variant, bindings in spec["variants"].items():
-        placed = [f"transfer_matrix.name = {variant!r}",
-                  f"transfer_matrix.results_dir = {str(Path(spec['results_dir']) / spec['name'])!r}"]
+    for variant, bindings in spec.variants.items():
         try:
-            cli.load_gin(spec["experiment_gin"], [*bindings, *placed], search)
-            out[variant] = tm.transfer_matrix()
+            cli.load_gin(spec.experiment_gin, bindings, search)
+            out[variant] = tm.MatrixConfig.from_gin(name=variant, results_dir=str(Path(spec.results_dir) / spec.name))
         except XltError as e:  # a bad language code is a DataError; in a variant it is a configuration error
             raise ConfigError(f"variant {variant!r}: {str(e).splitlines()[0]}") from e
     return out
@@ -190,29 +208,37 @@ def write_summary(root: Path, summary: Mapping[str, Any], matrices: Mapping[str,
     _side_by_side(summary, matrices, root / "summary_gain.png")
 
 
-def run(spec: Mapping[str, Any], configs: Mapping[str, tm.MatrixConfig], out: TextIO = sys.stdout,
+def run(spec: AblationConfig, matrix_configs: Mapping[str, tm.MatrixConfig], out: TextIO = sys.stdout,
         hook: tm.Hook | None = None) -> dict[str, Any]:
     """Run (or resume) every variant's matrix, then write the summary; returns it."""
     matrices = {}
-    for i, (variant, cfg) in enumerate(configs.items(), 1):
-        print(f"=== ablation {spec['name']!r}: variant {i}/{len(configs)} {variant!r} -> {cfg.root}", file=out,
+    for i, (variant, cfg) in enumerate(matrix_configs.items(), 1):
+        print(f"=== ablation {spec.name!r}: variant {i}/{len(matrix_configs)} {variant!r} -> {cfg.root}", file=out,
               flush=True)
         matrices[variant] = tm.run(cfg, hook=hook, out=out)
-    summary = summarize(spec["name"], matrices)
-    root = Path(spec["results_dir"]) / spec["name"]
-    write_summary(root, summary, matrices, spec["description"])
+    summary = summarize(spec.name, matrices)
+    root = Path(spec.results_dir) / spec.name
+    write_summary(root, summary, matrices, spec.description)
     print(f"wrote {root / 'summary.json'}, summary.md, summary_gain.png", file=out, flush=True)
-    print(summary_markdown(summary, spec["description"]), file=out, flush=True)
+    print(summary_markdown(summary, spec.description), file=out, flush=True)
     return summary
 
 
+USAGE = "python -m experiments.ablation --gin_file=experiments/ablation_templates.gin [--gin.NAME=VALUE ...]"
+
+
+def help_text() -> str:
+    return configs.help_text(USAGE, __doc__.split("\n\n", 1)[1], [AblationConfig])
+
+
 def main(argv: list[str], *, hook: tm.Hook | None = None) -> None:
+    from xlt.data import tasks  # noqa: F401 - registers `vocabulary`: transfer_matrix.vocabulary = @vocabulary()
     search = cli.load_gin_argv(argv, "--gin_file=experiments/ablation_templates.gin")
-    spec = ablation()
-    configs = variant_configs(spec, search)  # every variant validated before any runs
+    spec = AblationConfig.from_gin()
+    matrix_configs = variant_configs(spec, search)  # every variant validated before any runs
     logging.getLogger("absl").setLevel(logging.ERROR)  # seqio's per-task cache advice, once per tuning run
-    run(spec, configs, hook=hook)
+    run(spec, matrix_configs, hook=hook)
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(main))
+    sys.exit(cli.main(main, usage=help_text))

@@ -3,15 +3,17 @@
 One base model, instruction-tuned once per (train set, seed) and evaluated zero-shot on the held-out clusters
 in every test language, next to the untuned base as the baseline row.
 
-Work, in order (everything is validated before anything is written):
+The experiment is a ``MatrixConfig`` (gin: ``transfer_matrix.<field>``; ``--help`` lists the fields), validated
+whole when it is made. Work, in order (nothing is written before that):
 
 1. base: ``base_checkpoint`` (an existing MODEL_DIR or params checkpoint), or pretraining with ``base_gin_files``
-   + ``base_bindings`` into ``results/<name>/base`` (``xlt.train`` in-process; resumes like any run).
+   + ``base_bindings`` into ``results/<name>/base`` (``xlt.train.train`` with the ``TrainConfig`` these gin files
+   and bindings make; resumes like any run).
 2. rows: for each train set (``'en'``, ``'en+ko'``: ``+`` joins the languages of one mixture) and seed,
-   ``xlt.train`` with ``runs/instruct.gin`` from the base into ``results/<name>/tuned/<trainset>_s<seed>``
+   ``xlt.train.train`` with ``runs/instruct.gin`` from the base into ``results/<name>/tuned/<trainset>_s<seed>``
    (a killed run resumes from its own checkpoint).
-3. cells: ``xlt.evaluation.evaluate`` of every row and of the base in every test language into
-   ``results/<name>/eval/<row>/<lang>``; ``cell.json`` is written atomically last, and a cell that has one is
+3. cells: ``xlt.evaluation.evaluate`` with an ``EvalConfig`` (the experiment's vocabulary, a value) of every
+   row and of the base in every test language into ``results/<name>/eval/<row>/<lang>``; ``cell.json`` is written atomically last, and a cell that has one is
    skipped on a re-run (so is a row's tuning when all its cells are done).
 4. ``results/<name>/matrix.json``, ``matrix.md``, ``matrix_score.png`` and ``matrix_gain.png``.
 
@@ -38,15 +40,15 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
-import gin
-
-from xlt import cli
+from xlt import cli, configs
+from xlt.configs import setting
 from xlt.data import languages as language_table
 from xlt.errors import ConfigError
+from xlt.evaluation import report
 from xlt.files import atomic_path, atomic_write_text
 from xlt.instruct import meta
 from xlt.instruct import templates as tpl
@@ -56,53 +58,6 @@ BASE_LABEL = "base (untuned)"
 PRIMARY_METRIC = "accuracy"
 CELL_FILE = "cell.json"
 Hook = Callable[[str, str], None]
-
-
-@dataclass(frozen=True)
-class MatrixConfig:
-    """The validated experiment; see ``transfer_matrix`` for the fields."""
-
-    name: str
-    results_dir: str
-    model_gin: str
-    base_checkpoint: str | None
-    base_dir_override: str | None
-    base_gin_files: tuple[str, ...]
-    base_bindings: tuple[str, ...]
-    train_sets: tuple[str, ...]
-    test_languages: tuple[str, ...]
-    seeds: tuple[int, ...]
-    train_steps: int
-    batch_size: int
-    tune_bindings: tuple[str, ...]
-    template_mode: str
-    template_lang: str | None
-    cross_template_langs: tuple[str, ...]
-    eval_tasks: tuple[str, ...]
-    max_items_per_task: int | None
-    eval_batch_size: int
-    vocabulary_bindings: tuple[str, ...]
-    quiet_children: bool = True
-
-    @property
-    def root(self) -> Path:
-        return Path(self.results_dir) / self.name
-
-    @property
-    def base_dir(self) -> Path:
-        if self.base_checkpoint:
-            return Path(self.base_checkpoint)
-        return Path(self.base_dir_override) if self.base_dir_override else self.root / "base"
-
-    def tuned_dir(self, row: str) -> Path:
-        return self.root / "tuned" / row
-
-    def eval_dir(self, row: str, lang: str) -> Path:
-        return self.root / "eval" / row / lang
-
-    def rows(self) -> list[tuple[str, str, int]]:
-        """(row directory name, train set, seed) of every tuned model."""
-        return [(f"{ts}_s{seed}", ts, seed) for ts in self.train_sets for seed in self.seeds]
 
 
 def split_train_set(train_set: str) -> tuple[str, ...]:
@@ -134,13 +89,20 @@ def template_setting(mode: str, template_lang: str | None, cross_langs: Sequence
     raise ConfigError(f"template_mode {mode!r}; choose one of {', '.join(tpl.MODES)}")
 
 
-def _codes(value: Sequence[str], what: str) -> tuple[str, ...]:
-    if isinstance(value, str) or not value:
-        raise ConfigError(f"{what} must be a non-empty list, got {value!r}")
-    out = tuple(value)
-    if len(set(out)) != len(out):
-        raise ConfigError(f"{what} repeats an entry: {list(out)}")
-    return out
+def _codes(c: configs.Check, name: str) -> tuple[Any, ...]:
+    value = getattr(c.config, name)
+    if isinstance(value, str) or not isinstance(value, tuple) or not value:
+        c.fail(name, "a non-empty list")
+    if len(set(value)) != len(value):
+        c.fail(name, "a list without repeated entries")
+    return value
+
+
+def _bindings(c: configs.Check, name: str) -> None:
+    value = getattr(c.config, name)
+    if isinstance(value, str) or not isinstance(value, tuple) or any(
+            not isinstance(b, str) or "=" not in b for b in value):
+        c.fail(name, "a list of gin bindings of the form 'NAME = VALUE'")
 
 
 def _default_eval_tasks(test_languages: Sequence[str]) -> tuple[str, ...]:
@@ -151,102 +113,143 @@ def _default_eval_tasks(test_languages: Sequence[str]) -> tuple[str, ...]:
     return tuple(t for t in meta.TASKS if t in (common or set()))
 
 
-@gin.configurable
-def transfer_matrix(name: str = gin.REQUIRED, results_dir: str = "results", model_gin: str = "models/gpt_tiny.gin",
-                    base_checkpoint: str | None = None, base_dir: str | None = None,
-                    base_gin_files: Sequence[str] = (),
-                    base_bindings: Sequence[str] = (), train_sets: Sequence[str] = gin.REQUIRED,
-                    test_languages: Sequence[str] = gin.REQUIRED, seeds: Sequence[int] = (0,),
-                    train_steps: int = 100, batch_size: int = 8, tune_bindings: Sequence[str] = (),
-                    template_mode: str = "native", template_lang: str | None = None,
-                    cross_template_langs: Sequence[str] = ("en", "fr"), eval_tasks: Sequence[str] | None = None,
-                    max_items_per_task: int | None = 16, eval_batch_size: int = 16,
-                    vocabulary_bindings: Sequence[str] = ("vocabulary.kind = 'byte'",),
-                    quiet_children: bool = True) -> MatrixConfig:
-    """Read and validate the experiment from gin; raises ConfigError/DataError before anything is written.
+@configs.register_gin
+@dataclass(frozen=True, kw_only=True)
+class MatrixConfig(configs.RunConfig):
+    """The experiment, validated whole when it is made (every field, every template it will need): ``run(config)``;
+    gin: ``transfer_matrix.<field>``."""
 
-    base_checkpoint / base_gin_files: exactly one (an existing checkpoint, or a pretraining config whose
-    MODEL_DIR is ``base_dir``, by default results/<name>/base). Experiments that pretrain the same base
-    share it by naming the same ``base_dir``: the first pretrains it, the others find it trained. ``*_bindings`` are ``'NAME = VALUE'`` gin bindings passed on.
-    eval_tasks: held-out choice tasks to average (default: all that every test language has)."""
-    if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
-        raise ConfigError(f"transfer_matrix.name must be a plain directory name, got {name!r}")
-    sets = _codes(train_sets, "train_sets")
-    langs = _codes(test_languages, "test_languages")
-    for code in langs:
-        language_table.validate(code)
-    content = {ts: split_train_set(ts) for ts in sets}
-    seed_list = _codes(seeds, "seeds")
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seed_list):
-        raise ConfigError(f"seeds must be integers >= 0, got {list(seed_list)}")
-    if bool(base_checkpoint) == bool(base_gin_files):
-        raise ConfigError("give exactly one of transfer_matrix.base_checkpoint and transfer_matrix.base_gin_files")
-    if base_checkpoint and not Path(base_checkpoint).exists():
-        raise ConfigError(f"base_checkpoint {base_checkpoint} does not exist")
-    if base_checkpoint and base_dir:
-        raise ConfigError("base_dir is where base_gin_files pretrain the base; with base_checkpoint leave it unset")
-    for f in (model_gin, *base_gin_files):
-        cli.resolve_gin_file(f, [str(cli.GIN_DIR)])
-    for what, value in (("train_steps", train_steps), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"transfer_matrix.{what} must be an integer >= 1, got {value!r}")
-    if max_items_per_task is not None and (not isinstance(max_items_per_task, int) or max_items_per_task < 1):
-        raise ConfigError(f"max_items_per_task must be >= 1 or None, got {max_items_per_task!r}")
-    for binding in (*base_bindings, *tune_bindings, *vocabulary_bindings):
-        if not isinstance(binding, str) or "=" not in binding:
-            raise ConfigError(f"binding {binding!r} must have the form 'NAME = VALUE'")
-    cross = tuple(language_table.validate(c) for c in cross_template_langs)
-    if template_lang is not None:
-        language_table.validate(template_lang)
-    if eval_tasks is None:
-        tasks = _default_eval_tasks(langs)
-        if not tasks:
-            raise ConfigError(f"no held-out choice task exists in every test language {list(langs)}")
-    else:
-        tasks = _codes(eval_tasks, "eval_tasks")
-        for task in tasks:
-            spec = meta.task_spec(task)
+    gin_name: ClassVar[str] = "transfer_matrix"
+
+    name: str = setting(help="the experiment's folder: results_dir/name")
+    results_dir: str = setting("results", help="parent folder of the experiment's folder")
+    model_gin: str = setting("models/gpt_tiny.gin", help="model gin file of the tuning runs (the base's model)")
+    base_checkpoint: str | None = setting(None, help="an existing base (MODEL_DIR or params checkpoint); exactly one "
+                                          "of base_checkpoint and base_gin_files")
+    base_dir: str | None = setting(None, help="where base_gin_files pretrain the base (default results_dir/name/base); "
+                                   "experiments naming the same base_dir share one base")
+    base_gin_files: tuple[str, ...] = setting((), help="gin files of the base's pretraining run")
+    base_bindings: tuple[str, ...] = setting((), help="'NAME = VALUE' gin bindings of the base's pretraining run")
+    train_sets: tuple[str, ...] = setting(help="one row per train set: a language code, or codes joined by '+' "
+                                          "(one mixture)")
+    test_languages: tuple[str, ...] = setting(help="one column per test (content) language")
+    seeds: tuple[int, ...] = setting((0,), help="tuning seeds of every train set")
+    train_steps: int = setting(100, help="tuning steps of each row")
+    batch_size: int = setting(8, help="tuning batch size")
+    tune_bindings: tuple[str, ...] = setting((), help="'NAME = VALUE' gin bindings of every tuning run "
+                                             "(runs/instruct.gin + model_gin)")
+    template_mode: str = setting("native", help="native, fixed (template_lang everywhere) or cross (templates never "
+                                 "in the content language)")
+    template_lang: str | None = setting(None, help="template language of template_mode 'fixed'")
+    cross_template_langs: tuple[str, ...] = setting(("en", "fr"), help="template_mode 'cross': the first of these "
+                                                    "that is not a content language")
+    eval_tasks: tuple[str, ...] | None = setting(None, help="held-out choice tasks averaged in a cell (None: all "
+                                                 "that every test language has)")
+    max_items_per_task: int | None = setting(16, help="first N items per task, every template (None: all)")
+    eval_batch_size: int = setting(16, help="evaluation batch size")
+    vocabulary: Any = setting(None, help="the seqio vocabulary of every run and evaluation, a value (gin: "
+                              "transfer_matrix.vocabulary = @vocabulary()); None: bytes")
+    quiet_children: bool = setting(True, help="no progress lines from the training runs")
+
+    def normalize(self) -> None:
+        if self.vocabulary is None:
+            from xlt.data import tasks as data_tasks  # heavy (seqio): only once a matrix is configured
+            object.__setattr__(self, "vocabulary", data_tasks.vocabulary(kind="byte", path=None, extra_ids=0))
+
+    def validate(self) -> None:
+        c = configs.Check(self)
+        c.directory_name("name")
+        c.text("results_dir")
+        c.text("model_gin")
+        sets = _codes(c, "train_sets")
+        langs = _codes(c, "test_languages")
+        for code in langs:
+            c.wrap("test_languages", lambda code=code: language_table.validate(code))
+        content = {ts: c.wrap("train_sets", lambda ts=ts: split_train_set(ts)) for ts in sets}
+        seeds = _codes(c, "seeds")
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            c.fail("seeds", "integers >= 0")
+        if bool(self.base_checkpoint) == bool(self.base_gin_files):
+            raise ConfigError("give exactly one of MatrixConfig.base_checkpoint and MatrixConfig.base_gin_files "
+                              "(transfer_matrix.base_checkpoint / .base_gin_files)")
+        c.text("base_checkpoint", optional=True)
+        if self.base_checkpoint and not Path(self.base_checkpoint).exists():
+            c.fail("base_checkpoint", "an existing checkpoint")
+        c.text("base_dir", optional=True)
+        if self.base_checkpoint and self.base_dir:
+            c.fail("base_dir", "None with base_checkpoint (it is where base_gin_files pretrain the base)")
+        if isinstance(self.base_gin_files, str) or not isinstance(self.base_gin_files, tuple):
+            c.fail("base_gin_files", "a list of gin files")
+        c.wrap("model_gin", lambda: cli.resolve_gin_file(self.model_gin, [str(cli.GIN_DIR)]))
+        for f in self.base_gin_files:
+            c.wrap("base_gin_files", lambda f=f: cli.resolve_gin_file(f, [str(cli.GIN_DIR)]))
+        for name in ("train_steps", "batch_size", "eval_batch_size"):
+            c.integer(name, 1)
+        c.integer("max_items_per_task", 1, optional=True)
+        for name in ("base_bindings", "tune_bindings"):
+            _bindings(c, name)
+        if isinstance(self.cross_template_langs, str) or not isinstance(self.cross_template_langs, tuple):
+            c.fail("cross_template_langs", "a list of language codes")
+        for code in self.cross_template_langs:
+            c.wrap("cross_template_langs", lambda code=code: language_table.validate(code))
+        c.text("template_mode", choices=tpl.MODES)
+        if self.template_lang is not None:
+            c.wrap("template_lang", lambda: language_table.validate(self.template_lang))
+        c.boolean("quiet_children")
+        if not (hasattr(self.vocabulary, "encode") and hasattr(self.vocabulary, "vocab_size")):
+            c.fail("vocabulary", "a seqio.Vocabulary or None")
+        if self.eval_tasks is None:
+            tasks = _default_eval_tasks(langs)
+            if not tasks:
+                raise ConfigError(f"MatrixConfig.eval_tasks: no held-out choice task exists in every test language "
+                                  f"{list(langs)}")
+            object.__setattr__(self, "eval_tasks", tasks)  # resolved once: the same tasks in every column
+        for task in _codes(c, "eval_tasks"):
+            spec = c.wrap("eval_tasks", lambda task=task: meta.task_spec(task))
             if spec.cluster not in meta.DEFAULT_HELD_OUT or spec.kind != meta.CHOICE:
-                raise ConfigError(f"eval task {task!r} is not a held-out choice task (zero-shot accuracy)")
-            missing = [c for c in langs if task not in meta.tasks_for(c, meta.DEFAULT_HELD_OUT)]
+                raise ConfigError(f"MatrixConfig.eval_tasks: {task!r} is not a held-out choice task "
+                                  "(zero-shot accuracy)")
+            missing = [code for code in langs if task not in meta.tasks_for(code, meta.DEFAULT_HELD_OUT)]
             if missing:
-                raise ConfigError(f"eval task {task!r} has no data in test language(s) {missing}")
-    # Every template the run will need, now rather than after an hour of training.
-    train_tasks = meta.training_tasks(meta.DEFAULT_HELD_OUT)
-    for ts, codes in content.items():
-        mode, tlang = template_setting(template_mode, template_lang, cross, codes)
-        for code in codes:
-            for task in meta.tasks_for(code):
-                if task in train_tasks:
-                    tpl.resolve_template_lang(mode, code, task, tlang)
-    for code in langs:
-        mode, tlang = template_setting(template_mode, template_lang, cross, (code,))
-        for task in tasks:
-            tpl.resolve_template_lang(mode, code, task, tlang)
-    return MatrixConfig(name=name, results_dir=results_dir, model_gin=model_gin, base_checkpoint=base_checkpoint,
-                        base_dir_override=base_dir,
-                        base_gin_files=tuple(base_gin_files), base_bindings=tuple(base_bindings), train_sets=sets,
-                        test_languages=langs, seeds=tuple(seed_list), train_steps=train_steps, batch_size=batch_size,
-                        tune_bindings=tuple(tune_bindings), template_mode=template_mode, template_lang=template_lang,
-                        cross_template_langs=cross, eval_tasks=tasks, max_items_per_task=max_items_per_task,
-                        eval_batch_size=eval_batch_size, vocabulary_bindings=tuple(vocabulary_bindings),
-                        quiet_children=quiet_children)
+                raise ConfigError(f"MatrixConfig.eval_tasks: {task!r} has no data in test language(s) {missing}")
+        # Every template the run will need, now rather than after an hour of training.
+        train_tasks = meta.training_tasks(meta.DEFAULT_HELD_OUT)
+        for codes in content.values():
+            mode, tlang = c.wrap("template_mode", lambda codes=codes: template_setting(
+                self.template_mode, self.template_lang, self.cross_template_langs, codes))
+            for code in codes:
+                for task in meta.tasks_for(code):
+                    if task in train_tasks:
+                        c.wrap("template_mode", lambda: tpl.resolve_template_lang(mode, code, task, tlang))
+        for code in langs:
+            mode, tlang = c.wrap("template_mode", lambda code=code: template_setting(
+                self.template_mode, self.template_lang, self.cross_template_langs, (code,)))
+            for task in self.eval_tasks:
+                c.wrap("template_mode", lambda: tpl.resolve_template_lang(mode, code, task, tlang))
+
+    @property
+    def root(self) -> Path:
+        return Path(self.results_dir) / self.name
+
+    @property
+    def base_path(self) -> Path:
+        """The base model's folder: base_checkpoint, base_dir, or results_dir/name/base."""
+        if self.base_checkpoint:
+            return Path(self.base_checkpoint)
+        return Path(self.base_dir) if self.base_dir else self.root / "base"
+
+    def tuned_dir(self, row: str) -> Path:
+        return self.root / "tuned" / row
+
+    def eval_dir(self, row: str, lang: str) -> Path:
+        return self.root / "eval" / row / lang
+
+    def rows(self) -> list[tuple[str, str, int]]:
+        """(row directory name, train set, seed) of every tuned model."""
+        return [(f"{ts}_s{seed}", ts, seed) for ts in self.train_sets for seed in self.seeds]
 
 
 # ------------------------------------------------------------------------------------------------ running
-def _flags(bindings: Sequence[str]) -> list[str]:
-    out = []
-    for b in bindings:
-        name, _, value = b.partition("=")
-        out.append(f"--gin.{name.strip()}={value.strip()}")
-    return out
-
-
-def _clock(seconds: float) -> str:
-    s = int(max(seconds, 0))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 class Progress:
     """One line per step of work: which cell, how many are done and left, elapsed time, and an ETA from the
     measured cost of the tuning runs and eval cells of this invocation (shown once both were seen)."""
@@ -263,8 +266,8 @@ class Progress:
         eta = ""
         if left and self.eval_seconds and (self.tune_seconds or not self.tunes_left):
             tune = _mean(self.tune_seconds) * self.tunes_left if self.tunes_left else 0.0
-            eta = f" | eta {_clock(_mean(self.eval_seconds) * left + tune)}"
-        print(f"[{self.done}/{self.total} cells done, {left} left | elapsed {_clock(elapsed)}{eta}] {text}",
+            eta = f" | eta {cli.format_duration(_mean(self.eval_seconds) * left + tune)}"
+        print(f"[{self.done}/{self.total} cells done, {left} left | elapsed {cli.format_duration(elapsed)}{eta}] {text}",
               file=self.out, flush=True)
 
     def tuned(self, seconds: float) -> None:
@@ -281,8 +284,8 @@ def _cell_settings(cfg: MatrixConfig, row: str, lang: str) -> dict[str, Any]:
     (e.g. after changing max_items_per_task) is evaluated again."""
     mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, (lang,))
     if row == BASE_ROW:  # relative to results/<name> when it lives there: the folder may be moved
-        checkpoint = (os.path.relpath(cfg.base_dir, cfg.root) if cfg.base_dir.is_relative_to(cfg.root)
-                      else str(cfg.base_dir))
+        checkpoint = (os.path.relpath(cfg.base_path, cfg.root) if cfg.base_path.is_relative_to(cfg.root)
+                      else str(cfg.base_path))
     else:
         checkpoint = str(cfg.tuned_dir(row).relative_to(cfg.root))
     return {"checkpoint": checkpoint, "tasks": list(cfg.eval_tasks), "template_mode": mode,
@@ -299,17 +302,25 @@ def _cell_done(cfg: MatrixConfig, row: str, lang: str) -> bool:
         return False
 
 
-def _train(argv: list[str]) -> None:
+def _run_config(cfg: MatrixConfig, files: Sequence[str], bindings: Sequence[str], **overrides: Any) -> Any:
+    """A training run of the experiment as a ``TrainConfig``: its gin files and bindings, the experiment's
+    vocabulary, and ``overrides`` (the run's directory, seed, steps, …) as values on top."""
     from xlt import train as train_lib  # heavy (jax, tensorflow): only when there is work
-    train_lib.main(argv)
+    if cfg.quiet_children:
+        overrides["quiet"] = True
+    return train_lib.config_from_gin(files, bindings, vocabulary=cfg.vocabulary, **overrides)
+
+
+def _train(run_config: Any) -> None:
+    from xlt import train as train_lib
+    train_lib.train(run_config)
 
 
 def _ensure_base(cfg: MatrixConfig, progress: Progress) -> None:
     if cfg.base_checkpoint:
         return
-    progress.say(f"pretraining the base into {cfg.base_dir} (a finished base is reused, an interrupted one resumed)")
-    argv = [f"--gin_file={f}" for f in cfg.base_gin_files] + [f"--gin.MODEL_DIR='{cfg.base_dir}'"]
-    _train(argv + _flags(cfg.base_bindings) + (["--gin.train.quiet=True"] if cfg.quiet_children else []))
+    progress.say(f"pretraining the base into {cfg.base_path} (a finished base is reused, an interrupted one resumed)")
+    _train(_run_config(cfg, cfg.base_gin_files, cfg.base_bindings, model_dir=str(cfg.base_path)))
 
 
 def _tune(cfg: MatrixConfig, row: str, train_set: str, seed: int, progress: Progress) -> None:
@@ -317,25 +328,26 @@ def _tune(cfg: MatrixConfig, row: str, train_set: str, seed: int, progress: Prog
     mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, codes)
     progress.say(f"tuning {row}: train languages {list(codes)}, templates {mode}{'/' + tlang if tlang else ''}, "
                  f"{cfg.train_steps} steps")
-    argv = [f"--gin_file={cfg.model_gin}", "--gin_file=runs/instruct.gin",
-            f"--gin.INIT_CHECKPOINT='{cfg.base_dir}'", f"--gin.MODEL_DIR='{cfg.tuned_dir(row)}'",
-            f"--gin.TRAIN_LANGUAGES={list(codes)!r}", f"--gin.SEED={seed}", f"--gin.TRAIN_STEPS={cfg.train_steps}",
-            f"--gin.BATCH_SIZE={cfg.batch_size}", f"--gin.TEMPLATE_MODE='{mode}'", f"--gin.TEMPLATE_LANG={tlang!r}"]
-    _train(argv + _flags(cfg.tune_bindings) + (["--gin.train.quiet=True"] if cfg.quiet_children else []))
+    # The tuning data are configured in runs/instruct.gin through these macros; the run's own settings are values.
+    data = [f"TRAIN_LANGUAGES = {list(codes)!r}", f"TEMPLATE_MODE = {mode!r}", f"TEMPLATE_LANG = {tlang!r}"]
+    _train(_run_config(cfg, [cfg.model_gin, "runs/instruct.gin"], [*data, *cfg.tune_bindings],
+                       model_dir=str(cfg.tuned_dir(row)), init_checkpoint=str(cfg.base_path), seed=seed,
+                       train_steps=cfg.train_steps, batch_size=cfg.batch_size))
 
 
 def _evaluate(cfg: MatrixConfig, row: str, checkpoint: Path, lang: str, progress: Progress) -> None:
+    from xlt.configs import EvalConfig
     from xlt.evaluation.evaluate import evaluate  # heavy: only when there is work
 
     mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, (lang,))
     progress.say(f"evaluating {row} -> {lang} ({len(cfg.eval_tasks)} tasks, templates "
                  f"{mode}{'/' + tlang if tlang else ''})")
-    cli.load_gin([], cfg.vocabulary_bindings)  # the vocabulary the models were trained with
     out = cfg.eval_dir(row, lang)
     started = time.perf_counter()
-    evaluate(str(checkpoint), output_dir=str(out), languages=[lang], tasks=list(cfg.eval_tasks), split="test",
-             template_mode=mode, template_lang=tlang, max_items_per_task=cfg.max_items_per_task,
-             batch_size=cfg.eval_batch_size, quiet=True, progress=lambda i, n, what: None)
+    evaluate(EvalConfig(checkpoint=str(checkpoint), output_dir=str(out), languages=(lang,), tasks=cfg.eval_tasks,
+                        split="test", template_mode=mode, template_lang=tlang, max_items_per_task=cfg.max_items_per_task,
+                        batch_size=cfg.eval_batch_size, quiet=True, vocabulary=cfg.vocabulary),
+             progress=lambda i, n, what: None)
     seconds = time.perf_counter() - started
     atomic_write_text(out / CELL_FILE, json.dumps({"row": row, "lang": lang, "settings": _cell_settings(cfg, row, lang),
                                                "seconds": seconds}, indent=1) + "\n")
@@ -366,7 +378,7 @@ def run(cfg: MatrixConfig, *, hook: Hook | None = None, out: TextIO = sys.stdout
             started = time.perf_counter()
             _tune(cfg, row, train_set, seed, progress)
             progress.tuned(time.perf_counter() - started)
-        checkpoint = cfg.base_dir if train_set is None else cfg.tuned_dir(row)
+        checkpoint = cfg.base_path if train_set is None else cfg.tuned_dir(row)
         for lang in langs:
             if lang in pending:
                 if hook is not None:
@@ -396,20 +408,16 @@ def _mean(xs: Sequence[float]) -> float:
     return math.fsum(xs) / len(xs)
 
 
-def _pstd(xs: Sequence[float]) -> float:
-    m = _mean(xs)
-    return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / len(xs))
-
-
 def cell_stat(per_seed: Sequence[dict[str, list[float]]]) -> dict[str, Any]:
-    """Cell statistics from one {task: per-template accuracies} dict per seed (see the module docstring)."""
+    """Cell statistics from one {task: per-template accuracies} dict per seed (see the module docstring): the
+    report's macro average over tasks (``xlt.evaluation.report.pool``), each task's values pooled over seeds."""
     tasks = list(per_seed[0])
     pooled = {t: [v for seed in per_seed for v in seed[t]] for t in tasks}
-    seed_scores = [_mean([_mean(seed[t]) for t in tasks]) for seed in per_seed]
-    return {"mean": _mean([_mean(pooled[t]) for t in tasks]),
-            "std": math.sqrt(_mean([_pstd(pooled[t]) ** 2 for t in tasks])),
-            "seed_std": _pstd(seed_scores), "seed_scores": seed_scores, "n_seeds": len(per_seed),
-            "n_tasks": len(tasks), "n_values": sum(len(v) for v in pooled.values())}
+    cell = report.pool([report.template_stat(pooled[t]) for t in tasks])
+    seed_scores = [report.pool([report.template_stat(seed[t]) for t in tasks]).mean for seed in per_seed]
+    return {"mean": cell.mean, "std": cell.std, "seed_std": report.template_stat(seed_scores).std,
+            "seed_scores": seed_scores, "n_seeds": len(per_seed), "n_tasks": len(tasks),
+            "n_values": sum(len(v) for v in pooled.values())}
 
 
 def build_matrix(cfg: MatrixConfig) -> dict[str, Any]:
@@ -434,7 +442,7 @@ def build_matrix(cfg: MatrixConfig) -> dict[str, Any]:
             "eval_tasks": list(cfg.eval_tasks), "test_languages": list(cfg.test_languages),
             "template_mode": cfg.template_mode, "template_lang": cfg.template_lang,
             "max_items_per_task": cfg.max_items_per_task, "train_steps": cfg.train_steps,
-            "config": asdict(cfg), "rows": rows}
+            "config": cfg.to_dict(), "rows": rows}
 
 
 def matrix_markdown(matrix: dict[str, Any], digits: int = 3) -> str:
@@ -504,12 +512,20 @@ def write_outputs(cfg: MatrixConfig, matrix: dict[str, Any]) -> None:
     _heatmap(matrix, "gain", cfg.root / "matrix_gain.png")
 
 
+USAGE = "python -m experiments.transfer_matrix --gin_file=experiments/transfer_demo.gin [--gin.NAME=VALUE ...]"
+
+
+def help_text() -> str:
+    return configs.help_text(USAGE, __doc__.split("\n\n", 1)[1].split("\n\nThe cell:")[0], [MatrixConfig])
+
+
 def main(argv: list[str], *, hook: Hook | None = None) -> None:
+    from xlt.data import tasks  # noqa: F401 - registers `vocabulary`: transfer_matrix.vocabulary = @vocabulary()
     cli.load_gin_argv(argv, "--gin_file=experiments/transfer_demo.gin")
     logging.getLogger("absl").setLevel(logging.ERROR)  # seqio's per-task cache advice, once per tuning run
-    cfg = transfer_matrix()  # reads everything from gin now: the runs below load their own gin configs
+    cfg = MatrixConfig.from_gin()  # the experiment, read whole from gin; its runs are values made from it
     run(cfg, hook=hook)
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(main))
+    sys.exit(cli.main(main, usage=help_text))

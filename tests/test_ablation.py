@@ -39,13 +39,14 @@ def finished(tmp_path_factory):
                   'transfer_matrix.template_mode': 'fixed', 'transfer_matrix.template_lang': 'en'}},
 }}""")
     search = cli.load_gin_argv([f"--gin_file={gin_file}"], "")
-    spec = ab.ablation()
+    spec = ab.AblationConfig.from_gin()
     configs = ab.variant_configs(spec, search)
     out = io.StringIO()
     summary = ab.run(spec, configs, out=out)
     return tmp_path, summary, out.getvalue()
 
 
+@pytest.mark.slow  # two tiny matrices on a shared base: minutes
 def test_ablation_writes_each_matrix_and_the_summary(finished):
     tmp_path, summary, log = finished
     root = tmp_path / "results" / "tmpl"
@@ -66,6 +67,7 @@ def test_ablation_writes_each_matrix_and_the_summary(finished):
     assert "| fixed_en | en |" in text and "| native | base (untuned) |" in text
 
 
+@pytest.mark.slow  # two tiny matrices on a shared base: minutes
 def test_summary_splits_in_language_and_cross_lingual_gains(finished):
     tmp_path, summary, _ = finished
     root = tmp_path / "results" / "tmpl"

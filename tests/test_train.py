@@ -38,6 +38,7 @@ def losses(model_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, lines)}
 
 
+@pytest.mark.slow  # training runs of 30 s or more on the 2-core machine
 @pytest.mark.parametrize("layout", sorted(MODELS))
 def test_loss_falls_on_real_text(tmp_path, layout):
     assert run(args(tmp_path, layout, TRAIN_STEPS=60, **{"train.log_every": 10})) == 0
@@ -56,6 +57,7 @@ def test_loss_falls_on_real_text(tmp_path, layout):
     assert list((tmp_path / "tb").iterdir()), "TensorBoard events missing"
 
 
+@pytest.mark.slow  # training runs of 30 s or more on the 2-core machine
 def test_resume_is_bitwise_exact(tmp_path):
     """Interrupt (drop the later checkpoints), restart, and get the very same per-step losses."""
     common = dict(TRAIN_STEPS=12, CHECKPOINT_EVERY=4, **{"train.log_every": 1, "train.keep_checkpoints": 5,
@@ -74,6 +76,7 @@ def test_resume_is_bitwise_exact(tmp_path):
     assert resumed == uninterrupted  # bitwise: same floats, step by step
 
 
+@pytest.mark.slow  # training runs of 30 s or more on the 2-core machine
 def test_sigterm_saves_and_resumes_exactly(tmp_path):
     """The real CLI under SIGTERM: exits 0 with a checkpoint, and the resumed run matches an unbroken one."""
     steps = 120
@@ -100,6 +103,7 @@ def test_sigterm_saves_and_resumes_exactly(tmp_path):
     assert losses(killed) == losses(whole)
 
 
+@pytest.mark.slow  # training runs of 30 s or more on the 2-core machine
 def test_grad_accumulation_matches_full_batch(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     # fsdp=4, tensor=2: parameters really sharded; microbatches of 4 still fill the batch axes.
@@ -110,6 +114,7 @@ def test_grad_accumulation_matches_full_batch(tmp_path):
         assert sa == sb and la == pytest.approx(lb, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow  # training runs of 30 s or more on the 2-core machine
 @pytest.mark.parametrize("layout", ["gpt", "t5"])
 def test_chunked_loss_run_matches_plain(tmp_path, layout):
     """ModelConfig.loss_chunk_len bound in gin: the trainer logs the losses of the unchunked run (the step's
@@ -138,7 +143,7 @@ def _one_line_error(capsys) -> str:
     (["--gin.NoSuchThing.value=1"], "NoSuchThing"),
     (["--gin.MESH_SHAPE=(3,1,1)"], "needs 3 devices but 8 are present"),
     (["--gin.MIXTURE_OR_TASK_NAME='bible_xx'"], "unknown task or mixture 'bible_xx'"),
-    (["--gin.TRAIN_STEPS=0"], "TRAIN_STEPS must be > 0"),
+    (["--gin.TRAIN_STEPS=0"], "TrainConfig.train_steps must be > 0, got 0 (TRAIN_STEPS)"),
     (["--gin.BATCH_SIZE=4"], "BATCH_SIZE=4 does not divide"),
     (["--gin.ModelConfig.layout='gpt3'"], "unknown model layout 'gpt3'"),
     (["--gin.ModelConfig.num_heads=3"], "does not divide over mesh axis"),
@@ -173,10 +178,11 @@ def test_cli_bad_input_exit_code_in_a_real_process(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "xlt.train", *args(tmp_path / "x", TRAIN_STEPS=-1)], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == "xlt: error: TRAIN_STEPS must be > 0, got -1"
+    assert proc.stderr.strip().splitlines()[-1] == "xlt: error: TrainConfig.train_steps must be > 0, got -1 (TRAIN_STEPS)"
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # training runs of 30 s or more on the 2-core machine
 def test_curriculum_run_logs_shares_and_resumes_exactly_across_the_boundary(tmp_path):
     """mixtures/curriculum.gin (on 3 of its languages, for speed): the stage switches after step 4 (the
     record of step k describes batch k-1), per-language token shares are logged, and a run resumed from

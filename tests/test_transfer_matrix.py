@@ -23,7 +23,7 @@ def config_argv(results: Path, **overrides: str) -> list[str]:
 def run_matrix(argv: list[str], hook=None) -> tuple[dict, str]:
     files, bindings, search, _ = cli.parse_gin_args(argv)
     cli.load_gin(files, bindings, search)
-    cfg = tm.transfer_matrix()
+    cfg = tm.MatrixConfig.from_gin()
     out = io.StringIO()
     matrix = tm.run(cfg, hook=hook, out=out)
     return matrix, out.getvalue()
@@ -36,6 +36,7 @@ def finished(tmp_path_factory):
     return results, matrix, log
 
 
+@pytest.mark.slow  # shares the module's tiny matrix: minutes of pretraining, tuning and evaluation
 def test_matrix_runs_end_to_end(finished):
     results, matrix, log = finished
     root = results / "tiny"
@@ -65,6 +66,7 @@ def test_matrix_runs_end_to_end(finished):
     assert "evaluating ko_s0 -> ko" in log and "0 left" in log
 
 
+@pytest.mark.slow  # shares the module's tiny matrix: minutes of pretraining, tuning and evaluation
 def test_rerun_skips_finished_cells(finished):
     results, matrix, _ = finished
     stamps = {p: p.stat().st_mtime_ns for p in (results / "tiny" / "eval").rglob(tm.CELL_FILE)}
@@ -75,6 +77,7 @@ def test_rerun_skips_finished_cells(finished):
     assert again["rows"] == matrix["rows"]
 
 
+@pytest.mark.slow  # shares the module's tiny matrix: minutes of pretraining, tuning and evaluation
 def test_interrupted_run_resumes(finished, tmp_path):
     results, matrix, _ = finished
     shutil.copytree(results / "tiny", tmp_path / "tiny")
@@ -114,6 +117,7 @@ def test_matrix_bad_config_fails_before_writing(tmp_path, capsys, override, mess
     assert not (tmp_path / "tiny").exists()
 
 
+@pytest.mark.slow  # shares the module's tiny matrix: minutes of pretraining, tuning and evaluation
 def test_cells_with_other_eval_settings_are_not_reused(finished):
     results, _, _ = finished
     same = config_argv(results)
@@ -121,6 +125,6 @@ def test_cells_with_other_eval_settings_are_not_reused(finished):
     for argv, expected in ((same, True), (fewer, False)):
         files, bindings, search, _ = cli.parse_gin_args(argv)
         cli.load_gin(files, bindings, search)
-        cfg = tm.transfer_matrix()
+        cfg = tm.MatrixConfig.from_gin()
         assert all(tm._cell_done(cfg, row, lang) is expected
                    for row in (tm.BASE_ROW, "en_s0", "ko_s0") for lang in ("en", "ko"))

@@ -93,8 +93,14 @@ def parse_options(rest: Sequence[str]) -> dict[str, Any]:
 
 
 def train_arguments() -> dict[str, Any]:
-    """The arguments gin gives ``xlt.train.train``: its bindings over its signature's defaults."""
-    args = {name: p.default for name, p in inspect.signature(train_lib.train).parameters.items()}
+    """The ``TrainConfig`` fields gin binds (``train.*``) over their defaults (MODEL_DIR may stay unset; the model
+    and optimizer, unless bound, come from their own gin bindings in ``build_step_setup``)."""
+    import dataclasses
+
+    from xlt.configs import TrainConfig
+    args = {f.name: f.default if f.default is not dataclasses.MISSING else
+            (None if f.default_factory is not dataclasses.MISSING else gin.REQUIRED)
+            for f in dataclasses.fields(TrainConfig)}
     args.update(gin.get_bindings("train"))
     missing = [n for n in ("train_steps", "mixture_or_task_name") if args[n] is gin.REQUIRED]
     if missing:

@@ -1,8 +1,9 @@
-"""t5x-style command lines: ``--gin_file=F`` (repeatable), ``--gin.NAME=VALUE``, one-line errors.
+"""t5x-style command lines: ``--gin_file=F`` (repeatable), ``--gin.NAME=VALUE``, one-line errors, ``--help``.
 
 Gin files are looked up as given, then under the repository's ``gin/`` folder and any
 ``--gin_search_path``. Every xlt entry point runs through ``main`` so that bad input — an unknown
-file or binding, a bad mesh, a mismatched checkpoint — prints one line and exits with status 2.
+file or binding, a bad mesh, a mismatched checkpoint — prints one line and exits with status 2, and
+``--help`` prints the entry point's usage, gin macros and config fields (``xlt.configs.help_text``).
 """
 
 from __future__ import annotations
@@ -91,24 +92,45 @@ def load_gin(files: Sequence[str], bindings: Sequence[str], search: Sequence[str
         raise ConfigError(f"bad gin config: {first}") from e
 
 
-def load_gin_argv(argv: Sequence[str], example: str, *, require_file: bool = True) -> list[str]:
-    """An entry point's argv: ``--gin_file`` / ``--gin.NAME=VALUE`` / ``--gin_search_path`` only, parsed into
-    gin; anything else, or no gin file (no file and no binding with ``require_file=False``), is a
-    ConfigError naming ``example``, a command line that would work. Returns the gin search path."""
+def gin_argv(argv: Sequence[str], example: str, *, require_file: bool = True) -> tuple[list[str], list[str], list[str]]:
+    """An entry point's argv: ``--gin_file`` / ``--gin.NAME=VALUE`` / ``--gin_search_path`` only; anything
+    else, or no gin file (no file and no binding with ``require_file=False``), is a ConfigError naming
+    ``example``, a command line that would work. Returns (files, bindings, search path), not yet parsed."""
     files, bindings, search, rest = parse_gin_args(argv)
     if rest:
-        raise ConfigError(f"unknown arguments {rest}; use --gin_file=F and --gin.NAME=VALUE")
+        raise ConfigError(f"unknown arguments {rest}; use --gin_file=F and --gin.NAME=VALUE (--help lists the settings)")
     if not files and (require_file or not bindings):
         raise ConfigError(f"no --gin_file given; e.g. {example}")
+    return files, bindings, search
+
+
+def load_gin_argv(argv: Sequence[str], example: str, *, require_file: bool = True) -> list[str]:
+    """``gin_argv``, then parse it into gin. Returns the gin search path."""
+    files, bindings, search = gin_argv(argv, example, require_file=require_file)
     load_gin(files, bindings, search)
     return search
 
 
-def main(run: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> int:
-    """Run an entry point; XltError and gin errors become ``xlt: error: <one line>`` and exit 2."""
+def format_duration(seconds: float) -> str:
+    """``h:mm:ss`` for progress lines (elapsed time, ETA)."""
+    s = int(max(seconds, 0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+HELP_FLAGS = ("-h", "--help", "-help")
+
+
+def main(run: Callable[[list[str]], object], argv: Sequence[str] | None = None, *,
+         usage: str | Callable[[], str] | None = None) -> int:
+    """Run an entry point; XltError and gin errors become ``xlt: error: <one line>`` and exit 2. With ``-h`` /
+    ``--help`` anywhere in argv, print ``usage`` (a text or a function making it) and exit 0 instead."""
     logging.basicConfig(level=os.environ.get("XLT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(message)s")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if usage is not None and any(a in HELP_FLAGS for a in args):
+        print(usage() if callable(usage) else usage, end="")
+        return 0
     try:
-        run(list(sys.argv[1:] if argv is None else argv))
+        run(args)
     except XltError as e:
         print(f"xlt: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return EXIT_BAD_INPUT

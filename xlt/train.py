@@ -1,11 +1,14 @@
-"""The training loop: ``python -m xlt.train --gin_file=... --gin.NAME=VALUE``.
+"""The training loop: ``xlt.train.train(config)`` with a ``xlt.configs.TrainConfig``, or from the command line
+``python -m xlt.train --gin_file=... --gin.NAME=VALUE`` (``--help`` lists every setting).
 
-Order of work, so that bad input fails before anything is written: parse gin → validate the run →
-build the mesh, model and sharded step (divisibility checked) → read any checkpoint in MODEL_DIR and
-refuse it if it belongs to another model or data stream → only then create MODEL_DIR and train.
+Order of work, so that bad input fails before anything is written: the config (validated field by field when
+it is made; from the command line: parse gin → register the data → ``TrainConfig.from_gin``) → build the mesh,
+model and sharded step (divisibility checked) → read any checkpoint in MODEL_DIR and refuse it if it belongs to
+another model or data stream → only then create MODEL_DIR and train.
 
-Artifacts: MODEL_DIR/config.gin, metrics.jsonl (one JSON object per logged step), TensorBoard events
-under MODEL_DIR/tb, and MODEL_DIR/checkpoints/<step>.
+Artifacts: MODEL_DIR/config.json (the TrainConfig), config.gin (the gin config it was read from, if any),
+metrics.jsonl (one JSON object per logged step), TensorBoard events under MODEL_DIR/tb, and
+MODEL_DIR/checkpoints/<step>.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from xlt import checkpoints, cli, optimizers, partitioning, step as step_lib
+from xlt import checkpoints, cli, partitioning, step as step_lib
+from xlt.configs import OptimizerConfig, TrainConfig
 from xlt.data import mixtures, pipeline, tasks
 from xlt.errors import ConfigError
 from xlt.files import atomic_write_text
@@ -116,11 +120,6 @@ def language_shares(labels: Sequence[str], tokens: np.ndarray) -> dict[str, floa
     return shares
 
 
-def format_eta(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 @dataclasses.dataclass(frozen=True)
 class StepSetup:
     """What a run builds before its first step: the model, the batch layout, the mesh and the sharded step."""
@@ -136,9 +135,11 @@ class StepSetup:
 def build_step_setup(*, train_steps: int, batch_size: int, seq_len: int, input_len: int | None,
                      mixture_or_task_name: str, seed: int, mesh_shape: Sequence[int], model: ModelConfig | None,
                      feature_converter: str, pack: bool, grad_accum_steps: int, z_loss: float,
-                     devices: Sequence[jax.Device] | None = None) -> StepSetup:
-    """Validate a run's shapes and build its sharded step (``train``'s arguments of the same names; ``devices``
-    default to all). ``tools/aot_memory.py`` compiles this step ahead of time for other device counts."""
+                     devices: Sequence[jax.Device] | None = None,
+                     optimizer: OptimizerConfig | None = None) -> StepSetup:
+    """Validate a run's shapes and build its sharded step (``TrainConfig``'s fields of the same names; ``devices``
+    default to all; ``optimizer`` to the gin-bound one). ``tools/aot_memory.py`` compiles this step ahead of time
+    for other device counts."""
     if train_steps <= 0:
         raise ConfigError(f"TRAIN_STEPS must be > 0, got {train_steps}")
     if batch_size <= 0 or seq_len <= 0:
@@ -151,28 +152,32 @@ def build_step_setup(*, train_steps: int, batch_size: int, seq_len: int, input_l
     shapes = api.batch_shapes(converter, lengths, batch_size, pack)
     api.check_length(seq_len, f"SEQ_LEN={seq_len}")
     mesh = partitioning.make_mesh(mesh_shape, devices=devices)
-    schedule = optimizers.learning_rate_schedule(total_steps=train_steps)
-    fns = step_lib.build(api.model, optimizers.make_optimizer(schedule), mesh, shapes,
+    schedule, optimizer_fn = (optimizer or OptimizerConfig.from_gin()).make(train_steps)
+    fns = step_lib.build(api.model, optimizer_fn, mesh, shapes,
                          grad_accum_steps=grad_accum_steps, z_loss=z_loss, seed=seed, dropout=cfg.dropout_rate > 0,
                          schedule=schedule)
     return StepSetup(cfg, converter, lengths, shapes, mesh, fns)
 
 
-@gin.configurable(denylist=["vocab_id"])
-def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_size: int = 8, seq_len: int = 128,
-          input_len: int | None = None, mixture_or_task_name: str = gin.REQUIRED, seed: int = 0,
-          mesh_shape: Sequence[int] = (-1, 1, 1), checkpoint_every: int = 1000, keep_checkpoints: int = 3,
-          log_every: int = 10, model: ModelConfig | None = None, feature_converter: str = "auto",
-          pack: bool = True, grad_accum_steps: int = 1, z_loss: float = 0.0, async_checkpoints: bool = True,
-          vocab_id: str = "", quiet: bool = False, init_checkpoint: str | None = None) -> list[dict[str, Any]]:
-    """Train (or resume) a model; returns the logged metric records of this invocation."""
-    if checkpoint_every <= 0 or log_every <= 0:
-        raise ConfigError("CHECKPOINT_EVERY and log_every must be > 0")
+def train(config: TrainConfig) -> list[dict[str, Any]]:
+    """Train (or resume) the run ``config`` describes; returns the logged metric records of this invocation.
+
+    The data, ``config.mixture_or_task_name``, must be registered (``register_data`` does it from gin); the
+    vocabulary recorded with the checkpoints is the one its tasks were registered with."""
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"train() takes a TrainConfig, got {type(config).__name__}")
+    (model_dir, train_steps, batch_size, seq_len, input_len, mixture_or_task_name, seed, mesh_shape,
+     checkpoint_every, keep_checkpoints, log_every, model, feature_converter, pack, grad_accum_steps, z_loss,
+     async_checkpoints, quiet, init_checkpoint) = (
+        config.model_dir, config.train_steps, config.batch_size, config.seq_len, config.input_len,
+        config.mixture_or_task_name, config.seed, config.mesh_shape, config.checkpoint_every,
+        config.keep_checkpoints, config.log_every, config.model, config.feature_converter, config.pack,
+        config.grad_accum_steps, config.z_loss, config.async_checkpoints, config.quiet, config.init_checkpoint)
     partitioning.initialize_distributed()
     setup = build_step_setup(train_steps=train_steps, batch_size=batch_size, seq_len=seq_len, input_len=input_len,
                              mixture_or_task_name=mixture_or_task_name, seed=seed, mesh_shape=mesh_shape,
                              model=model, feature_converter=feature_converter, pack=pack,
-                             grad_accum_steps=grad_accum_steps, z_loss=z_loss)
+                             grad_accum_steps=grad_accum_steps, z_loss=z_loss, optimizer=config.optimizer)
     cfg, converter, lengths, shapes, fns = setup.cfg, setup.converter, setup.lengths, setup.shapes, setup.fns
 
     model_dir_path = Path(model_dir).absolute()
@@ -205,7 +210,9 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
     model_dir_path.mkdir(parents=True, exist_ok=True)
     checkpoints.keep_vocabulary_file(model_dir_path, vocab, vocab_record)
     if jax.process_index() == 0:
-        atomic_write_text(model_dir_path / "config.gin", gin.config_str())
+        atomic_write_text(model_dir_path / "config.json", json.dumps(config.to_dict(), indent=1) + "\n")
+        if config.gin_text:
+            atomic_write_text(model_dir_path / "config.gin", config.gin_text)
     log = MetricsLog(model_dir_path, start)
     batches = pipeline.batches(mixture_or_task_name, converter, lengths, batch_size, seed, start_step=start,
                                pack=pack)
@@ -248,7 +255,7 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
                     eta = (train_steps - step) / rate if rate == rate and rate > 0 else float("nan")
                     print(f"step {step}/{train_steps} | loss {values['loss']:.4f} | lr {values['learning_rate']:.2e}"
                           f" | {record['tokens_per_second']:,.0f} tok/s | eta "
-                          f"{format_eta(eta) if eta == eta else '?'}", flush=True)
+                          f"{cli.format_duration(eta) if eta == eta else '?'}", flush=True)
                 window_start, window_steps = time.perf_counter(), 0
             if step % checkpoint_every == 0 and step < train_steps:
                 ckpt.save(step, state, meta(step))
@@ -268,15 +275,15 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
 DATA_SOURCES = ("bible", "mc4", "instruct")
 
 
-@gin.configurable
-def register_data(sources: Sequence[str] = ("bible",)):
-    """Register the seqio tasks of ``sources`` with the gin-configured vocabulary (each registrar takes its
-    own gin bindings: ``register_tasks``, ``register_mc4_tasks``, ``register_instruct_tasks``), then the
-    run's language mixture if one is configured. Returns the vocabulary."""
+@gin.configurable(denylist=["vocab"])
+def register_data(sources: Sequence[str] = ("bible",), vocab: Any = None):
+    """Register the seqio tasks of ``sources`` with ``vocab`` (default: the gin-configured ``vocabulary``; each
+    registrar takes its own gin bindings: ``register_tasks``, ``register_mc4_tasks``,
+    ``register_instruct_tasks``), then the run's language mixture if one is configured. Returns the vocabulary."""
     unknown = sorted(set(sources) - set(DATA_SOURCES))
     if unknown:
         raise ConfigError(f"register_data.sources has unknown {unknown}; choose from {list(DATA_SOURCES)}")
-    vocab = tasks.vocabulary()
+    vocab = vocab if vocab is not None else tasks.vocabulary()
     if "bible" in sources:
         tasks.register_tasks(vocab=vocab)
     if "mc4" in sources:
@@ -287,11 +294,32 @@ def register_data(sources: Sequence[str] = ("bible",)):
     return vocab
 
 
+def config_from_gin(files: Sequence[str], bindings: Sequence[str] = (), search: Sequence[str] = (str(cli.GIN_DIR),),
+                    *, vocabulary: Any = None, **overrides: Any) -> TrainConfig:
+    """Parse gin ``files`` and ``bindings`` (replacing any earlier gin config), register the run's data (with
+    ``vocabulary`` if given) and read its TrainConfig, ``overrides`` on top. Experiments make their runs this way:
+    their settings stay gin files and bindings, the run itself is a value."""
+    cli.load_gin(files, bindings, search)
+    register_data(vocab=vocabulary)
+    return TrainConfig.from_gin(**overrides)
+
+
+USAGE = "python -m xlt.train --gin_file=FILE [--gin_file=FILE ...] [--gin.NAME=VALUE ...]"
+DESCRIPTION = """Train (or resume) a model. Example:
+  python -m xlt.train --gin_file=models/gpt_tiny.gin --gin_file=runs/pretrain.gin \\
+    --gin.MODEL_DIR="'/tmp/xlt_ko'" --gin.MIXTURE_OR_TASK_NAME="'bible_ko'" --gin.TRAIN_STEPS=200
+Data: register_data.sources (bible, mc4, instruct), vocabulary.kind / .path, language_mixture.* (gin/mixtures/)."""
+
+
+def help_text() -> str:
+    from xlt import configs
+    return configs.help_text(USAGE, DESCRIPTION, [TrainConfig, OptimizerConfig, ModelConfig])
+
+
 def main(argv: list[str]) -> None:
-    cli.load_gin_argv(argv, "--gin_file=runs/demo_pretrain.gin")
-    vocab = register_data()
-    train(vocab_id=tasks.vocabulary_id(vocab))
+    files, bindings, search = cli.gin_argv(argv, "--gin_file=runs/demo_pretrain.gin")
+    train(config_from_gin(files, bindings, search))
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(main))
+    sys.exit(cli.main(main, usage=help_text))

@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 
 from xlt import checkpoints, cli, train
+from xlt.configs import EvalConfig
 from xlt.data import tasks as data_tasks
 from xlt.data import vocab as vocab_lib
 from xlt.evaluation import evaluate as ev
 from xlt.evaluation.scoring import score_options_naive
 from xlt.models import build_model
+
+# Every test here needs the `trained` fixture (two tiny models trained in-process: about a minute, more under load).
+pytestmark = pytest.mark.slow
 
 MODELS = {"gpt": ("models/gpt_tiny.gin", "bible_en_prefix"), "t5": ("models/t5_tiny.gin", "bible_en_prefix")}
 
@@ -32,8 +36,8 @@ def trained(tmp_path_factory):
 
 
 def evaluate(checkpoint, **kwargs):
-    cli.load_gin([], ["vocabulary.kind='byte'"])
-    return ev.evaluate(checkpoint=str(checkpoint), quiet=True, **kwargs)
+    return ev.evaluate(EvalConfig(checkpoint=str(checkpoint), quiet=True, vocabulary=data_tasks.vocabulary(kind="byte"),
+                                  **kwargs))
 
 
 @pytest.mark.parametrize("layout", sorted(MODELS))
@@ -80,6 +84,8 @@ def test_bad_input(trained, tmp_path):
     bare = checkpoints.save_params(tmp_path / "bare", params, meta.replace(vocabulary=None))
     with pytest.raises(Exception, match="records no vocabulary"):
         ev.Evaluator(str(bare))
+    with pytest.raises(Exception, match="vocabulary does not match"):
+        ev.Evaluator(str(trained["gpt"]), vocabulary=data_tasks.vocabulary(kind="byte", extra_ids=10))
     assert not (tmp_path / "eval").exists()
 
 

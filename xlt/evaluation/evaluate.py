@@ -1,4 +1,5 @@
-"""Zero-shot evaluation of a checkpoint on the instruction meta-datasets: ``python -m xlt.eval``.
+"""Zero-shot evaluation of a checkpoint on the instruction meta-datasets: ``evaluate(EvalConfig(...))``, or
+``python -m xlt.eval`` (``--help`` lists every setting of ``xlt.configs.EvalConfig``).
 
 For every (content language, task of the evaluated clusters, template) it scores the split's examples and
 writes one record per metric (``xlt.evaluation.report`` aggregates them into mean ± std over templates):
@@ -16,7 +17,8 @@ encoder-decoder — ``inputs + [EOS]`` into the encoder, the answer decoded from
 than ``max_input_len`` keep their last tokens (where the question and the options are).
 
 The model config and the vocabulary come from the checkpoint's record (``xlt.checkpoints.vocabulary_of``:
-the file inside the checkpoint, its sha256 checked; a checkpoint without a vocabulary is refused). Outputs in OUTPUT_DIR: ``records.json`` (the raw per-template
+the file inside the checkpoint, its sha256 checked; a checkpoint without a vocabulary is refused);
+``EvalConfig.vocabulary``, when given, must have the recorded ids. Outputs in OUTPUT_DIR: ``records.json`` (the raw per-template
 records), ``report.json`` and ``report.md`` (aggregated), ``predictions.jsonl`` (every example's
 prediction). Every file is written atomically.
 """
@@ -32,11 +34,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import gin
-
 from xlt import checkpoints, cli, partitioning
-from xlt.data import languages as language_table
+from xlt.data import vocab as vocab_lib
 from xlt.decoding import EOS_ID, generate
+from xlt.configs import EvalConfig
 from xlt.errors import ConfigError
 from xlt.evaluation import langid, metrics, report as report_lib
 from xlt.evaluation.scoring import score_options
@@ -72,10 +73,14 @@ class Evaluator:
     """A model, its parameters and the vocabulary, laid out for scoring and generation."""
 
     def __init__(self, checkpoint: str, *, batch_size: int = 16, max_input_len: int = 1024,
-                 mesh_shape: Sequence[int] | None = None):
+                 mesh_shape: Sequence[int] | None = None, vocabulary: Any = None):
         self.params, self.meta = checkpoints.load_params(checkpoint)
         self.cfg = checkpoints.model_config_from_meta(self.meta)
-        self.vocab = checkpoints.vocabulary_of(self.meta)
+        if vocabulary is None:
+            self.vocab = checkpoints.vocabulary_of(self.meta)
+        else:  # a given vocabulary must be the recorded one (same kind, ids and file)
+            checkpoints.check_vocabulary(self.meta, vocab_lib.record_of(vocabulary), str(checkpoint))
+            self.vocab = vocabulary
         if self.vocab.vocab_size > self.cfg.vocab_size:
             raise ConfigError(f"the vocabulary has {self.vocab.vocab_size} ids but the model only "
                               f"{self.cfg.vocab_size}")
@@ -145,28 +150,21 @@ def _records_for(examples: list[dict[str, Any]], predictions: list[Any], kind: s
     return records
 
 
-@gin.configurable(denylist=["progress"])
-def evaluate(checkpoint: str = gin.REQUIRED, output_dir: str | None = None, languages: Sequence[str] = ("en",),
-             clusters: Sequence[str] | None = None, tasks: Sequence[str] | None = None, split: str = "test",
-             template_mode: str = "native", template_lang: str | None = None, fallback_lang: str | None = None,
-             max_items_per_task: int | None = None, batch_size: int = 16, max_new_tokens: int = 32,
-             max_input_len: int = 1024, mesh_shape: Sequence[int] | None = None, quiet: bool = False,
-             progress: Any = None) -> report_lib.Report:
-    """Evaluate ``checkpoint`` zero-shot; returns the aggregated report (and writes it to ``output_dir``).
+def evaluate(config: EvalConfig, *, progress: Any = None) -> report_lib.Report:
+    """Evaluate ``config.checkpoint`` zero-shot; returns the aggregated report (and writes it to
+    ``config.output_dir``). ``progress(i, n, what)``, if given, is called after each (task, language) instead
+    of the progress line.
 
     ``clusters`` defaults to the held-out clusters (``xlt.instruct.meta.DEFAULT_HELD_OUT``); ``tasks``
     narrows further. ``languages`` are content languages."""
-    langs = tuple(language_table.validate(code) for code in languages)
-    if not langs:
-        raise ConfigError("evaluate.languages is empty")
-    chosen_clusters = meta.check_clusters(clusters if clusters is not None else meta.DEFAULT_HELD_OUT)
-    if tasks is not None:
-        for t in tasks:
-            meta.task_spec(t)
-    if max_items_per_task is not None and max_items_per_task < 1:
-        raise ConfigError(f"max_items_per_task must be >= 1, got {max_items_per_task}")
-    if max_new_tokens < 1 or batch_size < 1:
-        raise ConfigError("max_new_tokens and batch_size must be >= 1")
+    if not isinstance(config, EvalConfig):
+        raise ConfigError(f"evaluate() takes an EvalConfig, got {type(config).__name__}")
+    (checkpoint, output_dir, langs, clusters, tasks, split, template_mode, template_lang, fallback_lang,
+     max_items_per_task, batch_size, max_new_tokens, max_input_len, mesh_shape, quiet) = (
+        config.checkpoint, config.output_dir, config.languages, config.clusters, config.tasks, config.split,
+        config.template_mode, config.template_lang, config.fallback_lang, config.max_items_per_task,
+        config.batch_size, config.max_new_tokens, config.max_input_len, config.mesh_shape, config.quiet)
+    chosen_clusters = clusters if clusters is not None else meta.DEFAULT_HELD_OUT
     # Check every example source before the (slow) model work starts.
     plan: list[tuple[str, str, list[dict[str, Any]]]] = []
     for lang in langs:
@@ -178,7 +176,8 @@ def evaluate(checkpoint: str = gin.REQUIRED, output_dir: str | None = None, lang
             plan.append((lang, task, _cap_items(examples, max_items_per_task)))
     if not plan:
         raise ConfigError(f"no tasks of clusters {list(chosen_clusters)} for languages {list(langs)}")
-    evaluator = Evaluator(checkpoint, batch_size=batch_size, max_input_len=max_input_len, mesh_shape=mesh_shape)
+    evaluator = Evaluator(checkpoint, batch_size=batch_size, max_input_len=max_input_len, mesh_shape=mesh_shape,
+                          vocabulary=config.vocabulary)
     records: list[dict[str, Any]] = []
     predictions_log: list[str] = []
     started = time.perf_counter()
@@ -210,11 +209,23 @@ def evaluate(checkpoint: str = gin.REQUIRED, output_dir: str | None = None, lang
     return rep
 
 
+USAGE = "python -m xlt.eval --gin_file=runs/eval.gin --gin.CHECKPOINT=\"'DIR'\" [--gin.NAME=VALUE ...]"
+DESCRIPTION = """Evaluate a checkpoint zero-shot on the held-out clusters of the instruction meta-datasets. Example:
+  python -m xlt.eval --gin_file=runs/eval.gin --gin.CHECKPOINT="'runs/tuned_en'" \\
+    --gin.EVAL_LANGUAGES="['ko', 'ja']" --gin.EVAL_DIR="'results/tuned_en'"
+The vocabulary is gin's vocabulary.kind / .path (runs/eval.gin: byte); it must be the checkpoint's."""
+
+
+def help_text() -> str:
+    from xlt import configs
+    return configs.help_text(USAGE, DESCRIPTION, [EvalConfig])
+
+
 def main(argv: list[str]) -> None:
     cli.load_gin_argv(argv, "--gin_file=runs/eval.gin --gin.CHECKPOINT=\"'runs/demo'\"", require_file=False)
     logging.getLogger("absl").setLevel(logging.ERROR)
-    evaluate()
+    evaluate(EvalConfig.from_gin())
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(main))
+    sys.exit(cli.main(main, usage=help_text))

@@ -48,7 +48,8 @@ import numpy as np
 import regex
 
 from xlt.data import languages
-from xlt.errors import ConfigError, DataError
+from xlt.errors import ConfigError
+from xlt.evaluation.metrics import check_lang
 
 UNDETERMINED = "und"
 LATIN_LANGUAGES: tuple[str, ...] = ("de", "en", "es", "fr", "id", "it", "pl", "pt", "ro", "sw", "tl", "tr", "vi")
@@ -72,19 +73,12 @@ _MARKERS: dict[str, tuple[str, frozenset[str], str, frozenset[str]]] = {
 _NON_LETTER = regex.compile(r"[^\p{L}\p{M}]+")
 
 
-def _check_lang(lang: str) -> str:
-    try:
-        return languages.validate(lang)
-    except DataError as err:
-        raise ConfigError(str(err)) from None
-
-
 def _check_candidates(candidates: Iterable[str] | None) -> frozenset[str]:
     if candidates is None:
         return frozenset(languages.CODES)
     if isinstance(candidates, str):
         raise ConfigError(f"candidates must be a collection of language codes, not the string {candidates!r}")
-    out = frozenset(_check_lang(c) for c in candidates)
+    out = frozenset(check_lang(c) for c in candidates)
     if not out:
         raise ConfigError("candidates is empty: give at least one language code (or None for all)")
     return out
@@ -263,7 +257,7 @@ def wrong_language_rate(
     The denominator is all texts; 'und' outputs (empty, numbers, one letter) count as not wrong, since
     nothing shows they are in another language (`language_counts` gives the full breakdown).
     """
-    _check_lang(expected_lang)
+    check_lang(expected_lang)
     if candidates is not None and expected_lang not in _check_candidates(candidates):
         raise ConfigError(f"expected language {expected_lang!r} is not among the candidates {sorted(candidates)}")
     found = identify_all(texts, candidates)

@@ -129,14 +129,16 @@ def _setting_order(setting: Setting) -> tuple[str, bool, str]:
     return (setting[0], setting[0] != setting[1], setting[1])
 
 
-def _template_stat(values: list[float], examples: int) -> Stat:
+def template_stat(values: list[float], examples: int = 0) -> Stat:
+    """Mean and population std of one task's per-template values."""
     mean = math.fsum(values) / len(values)
     var = math.fsum((v - mean) ** 2 for v in values) / len(values)
     return Stat(mean, math.sqrt(var), 1, len(values), examples)
 
 
-def _pool(stats: list[Stat]) -> Stat:
-    """Macro average of task cells: mean of means, sqrt of the mean variance, summed counts."""
+def pool(stats: list[Stat]) -> Stat:
+    """Macro average of task cells: mean of means, sqrt of the mean variance, summed counts (also the cell of
+    ``experiments.transfer_matrix``, where a task's values are its templates of every seed)."""
     return Stat(
         math.fsum(s.mean for s in stats) / len(stats),
         math.sqrt(math.fsum(s.std**2 for s in stats) / len(stats)),
@@ -177,7 +179,7 @@ class Report:
             cells[(r.cluster, r.task, r.metric)][r.setting].append(r)
         self.settings: tuple[Setting, ...] = tuple(sorted({r.setting for r in rows}, key=_setting_order))
         self.tasks: dict[tuple[str, str, str], dict[Setting, Stat]] = {
-            key: {s: _template_stat([r.value for r in rs], sum(r.n for r in rs)) for s, rs in by_setting.items()}
+            key: {s: template_stat([r.value for r in rs], sum(r.n for r in rs)) for s, rs in by_setting.items()}
             for key, by_setting in sorted(cells.items())
         }
         self.clusters = self._pool_by(lambda cluster, task, metric: (cluster, metric))
@@ -188,7 +190,7 @@ class Report:
         for key, by_setting in self.tasks.items():
             for setting, stat in by_setting.items():
                 grouped[group(*key)][setting].append(stat)
-        return {k: {s: _pool(stats) for s, stats in v.items()} for k, v in sorted(grouped.items())}
+        return {k: {s: pool(stats) for s, stats in v.items()} for k, v in sorted(grouped.items())}
 
     @property
     def metrics(self) -> tuple[str, ...]:

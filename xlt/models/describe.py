@@ -1,6 +1,7 @@
 """Print a model config's parameter count and training FLOPs per token.
 
-    python -m xlt.models.describe --gin_file=models/polylm_1.7b.gin [--seq_len=2048] [--input_len=N]
+    python -m xlt.models.describe --gin_file=models/polylm_1.7b.gin [--seq_len=2048] [--input_len=N]  (--help: every
+    ModelConfig field with its default)
 
 Counts are analytic (``ModelConfig.param_count``; the tests check them against initialised models),
 so describing a 13B model needs no memory.
@@ -29,18 +30,43 @@ def describe(cfg: ModelConfig, seq_len: int, input_len: int | None = None) -> st
     return "\n".join(lines)
 
 
+USAGE = "python -m xlt.models.describe --gin_file=models/FILE.gin [--gin.ModelConfig.NAME=VALUE ...] [--seq_len=N] [--input_len=N]"
+DESCRIPTION = """Print a model config's parameter count and training FLOPs per token (analytic: no memory needed).
+  --seq_len=N    sequence length of the FLOPs estimate (default: ModelConfig.max_len; 512 for encoder-decoders)
+  --input_len=N  encoder length of an encoder-decoder (default: seq_len)"""
+
+
+def help_text() -> str:
+    from xlt import configs
+    return configs.help_text(USAGE, DESCRIPTION, [ModelConfig])
+
+
+def _int_option(opts: dict[str, str], name: str) -> int | None:
+    if name not in opts:
+        return None
+    try:
+        value = int(opts[name])
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"--{name} must be an integer > 0, got {opts[name]!r}")
+    return value
+
+
 def main(argv: list[str]) -> None:
     files, bindings, search, rest = cli.parse_gin_args(argv)
     opts = dict(a[2:].split("=", 1) for a in rest if a.startswith("--") and "=" in a)
     unknown = set(opts) - {"seq_len", "input_len"}
     if unknown or len(opts) != len(rest):
         raise ConfigError(f"unknown arguments {rest}; use --gin_file=F --gin.NAME=VALUE --seq_len=N --input_len=N")
-    import xlt.train  # noqa: F401 - registers `train`, which model gin files bind
+    # Model files bind ModelConfig only; xlt.configs registers `train` too, so that an older model.gin with a
+    # `train.model = @ModelConfig()` line still parses (it imports no trainer).
+    import xlt.configs  # noqa: F401
     cli.load_gin(files, bindings, search)
     cfg = ModelConfig()  # gin-configurable: picks up the ModelConfig.* bindings just parsed
-    seq_len = int(opts.get("seq_len", cfg.max_len if not cfg.encoder_decoder else 512))
-    print(describe(cfg, seq_len, int(opts["input_len"]) if "input_len" in opts else None))
+    seq_len = _int_option(opts, "seq_len") or (cfg.max_len if not cfg.encoder_decoder else 512)
+    print(describe(cfg, seq_len, _int_option(opts, "input_len")))
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(main))
+    sys.exit(cli.main(main, usage=help_text))
