@@ -39,6 +39,7 @@ per-language token share of each logging window.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -371,6 +372,10 @@ class Batches(Iterator[dict[str, np.ndarray]]):
     def _stage_blocks(self, i: int) -> _Blocks:
         if i not in self._blocks:
             rates = self._stages[i][1]
+            # Tokenize the stage's tasks side by side (tf.data runs outside the GIL); rows then come from memory.
+            todo = [t for t, task in enumerate(self._order) if rates.get(task, 0) > 0 and t not in self._layouts]
+            with concurrent.futures.ThreadPoolExecutor(min(8, max(len(todo), 1))) as pool:
+                list(pool.map(self._layout, todo))
             self._blocks[i] = _Blocks([float(rates.get(t, 0.0)) for t in self._order],
                                       (self._seed, self._name, *self._stages[i][2]))
         return self._blocks[i]
