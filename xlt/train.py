@@ -181,8 +181,13 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
           mesh_shape: Sequence[int] = (-1, 1, 1), checkpoint_every: int = 1000, keep_checkpoints: int = 3,
           log_every: int = 10, model: ModelConfig | None = None, feature_converter: str = "auto",
           pack: bool = True, grad_accum_steps: int = 1, z_loss: float = 0.0, async_checkpoints: bool = True,
-          vocab_id: str = "", quiet: bool = False, init_checkpoint: str | None = None) -> list[dict[str, Any]]:
-    """Train (or resume) a model; returns the logged metric records of this invocation."""
+          vocab_id: str = "", quiet: bool = False, init_checkpoint: str | None = None,
+          allow_data_change: bool = False) -> list[dict[str, Any]]:
+    """Train (or resume) a model; returns the logged metric records of this invocation.
+
+    ``allow_data_change``: resume even though the mixture (name, weights or stages) differs from the
+    checkpoint's; the stage in force restarts at the resumed step (``pipeline.Batches``' ``restart_step``)
+    and metrics.jsonl records the change. Without it such a resume is refused."""
     if checkpoint_every <= 0 or log_every <= 0:
         raise ConfigError("CHECKPOINT_EVERY and log_every must be > 0")
     partitioning.initialize_distributed()
@@ -195,12 +200,15 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
     model_dir_path = Path(model_dir).absolute()
     ckpt = checkpoints.Checkpointer(model_dir_path / "checkpoints", keep_checkpoints, async_checkpoints)
     shapes_now = checkpoints.param_shapes(fns.abstract_state.params)
-    data_identity = {"mixture_or_task_name": mixture_or_task_name, "seed": seed, "batch_size": batch_size,
-                     "feature_lengths": lengths, "vocabulary": vocab_id}
+    data_identity = {"mixture_or_task_name": mixture_or_task_name, "stages": pipeline.stage_table(mixture_or_task_name),
+                     "seed": seed, "batch_size": batch_size, "feature_lengths": lengths, "vocabulary": vocab_id}
     start = ckpt.latest_step()
+    restart_step, data_change = None, {}
     if start is not None:
         where = f"{model_dir_path}/checkpoints/{start}"
-        checkpoints.check_compatible(ckpt.read_meta(start), shapes_now, data_identity, where)
+        saved_meta = ckpt.read_meta(start)
+        data_change = checkpoints.check_compatible(saved_meta, shapes_now, data_identity, where, allow_data_change)
+        restart_step = start if data_change else saved_meta.get("data", {}).get("restart_step")
         state = ckpt.restore(start, fns.abstract_state)
         logging.warning("resumed from %s", where)
     elif init_checkpoint:  # fine-tuning: parameters from a checkpoint, fresh optimizer, step 0
@@ -223,8 +231,12 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
     if jax.process_index() == 0:
         atomic_write_text(model_dir_path / "config.gin", gin.config_str())
     log = MetricsLog(model_dir_path, start)
+    if data_change:
+        log.write({"step": start, "event": "data_change", **data_change})
+        logging.warning("data changed on purpose at step %d: %s", start, sorted(data_change))
     batches = pipeline.batches(mixture_or_task_name, converter, lengths, batch_size, seed, start_step=start,
-                               pack=pack)
+                               pack=pack, rows=pipeline.process_rows(setup.mesh, batch_size),
+                               restart_step=restart_step)
     tokens_per_step = batch_size * sum(v[1] for k, v in shapes.items() if k.endswith("target_tokens"))
     labels = batches.labels
     window_tokens = np.zeros(len(labels), np.int64)
@@ -232,7 +244,7 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
     records: list[dict[str, Any]] = []
 
     def meta(at: int) -> dict[str, Any]:
-        return {"model": cfg.to_dict(), "param_shapes": shapes_now, "data": {**data_identity, "step": at},
+        return {"model": cfg.to_dict(), "param_shapes": shapes_now, "data": {**data_identity, "step": at, "restart_step": restart_step},
                 "init_checkpoint": str(init_checkpoint) if init_checkpoint else None}
 
     window_start, window_steps, first_step_seconds = time.perf_counter(), 0, None

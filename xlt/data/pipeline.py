@@ -89,6 +89,12 @@ def stages_of(name: str) -> tuple[tuple[int, dict[str, float]], ...]:
     return ((0, {name: 1.0}),)
 
 
+def stage_table(name: str) -> list[list]:
+    """``stages_of`` as JSON values (``[[start_step, {task: rate}], ...]``): the mixture part of a run's data
+    identity, so a checkpoint notices changed weights even under an unchanged name."""
+    return [[start, dict(rates)] for start, rates in stages_of(name)]
+
+
 def output_features(name: str) -> Mapping[str, seqio.Feature]:
     """The output features shared by every task of ``name``."""
     first = stages_of(name)[0][1]
