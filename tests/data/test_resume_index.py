@@ -146,3 +146,45 @@ def test_restart_step_is_a_pure_function_of_the_step():
 def test_a_task_without_the_converter_feature_is_refused():
     with pytest.raises(ConfigError, match="no feature 'inputs'"):
         next(pipeline.batches("bible_en", "encdec", {"inputs": 16, "targets": 16}, 2, seed=0))
+
+
+def test_deliberate_data_change_on_resume(tmp_path, capsys):
+    """New mixture weights on resume: refused (one line naming the flag, nothing written) unless
+    train.allow_data_change=True; then recorded in metrics.jsonl, and the changed run itself resumes
+    exactly (its restart step travels in the checkpoint)."""
+    import json
+    import shutil
+
+    from xlt import cli, train
+
+    def run(*extra):
+        argv = ["--gin_file=models/gpt_tiny.gin", "--gin_file=runs/pretrain.gin", "--gin_file=mixtures/temperature.gin",
+                "--gin.LANGUAGES=['en', 'ko']", "--gin.BATCH_SIZE=8", "--gin.SEQ_LEN=64", f"--gin.MODEL_DIR='{tmp_path}'",
+                "--gin.CHECKPOINT_EVERY=2", "--gin.train.log_every=1", "--gin.train.async_checkpoints=False",
+                "--gin.learning_rate_schedule.warmup_steps=2", *extra]
+        return cli.main(train.main, argv)
+
+    def records():
+        return [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+
+    assert run("--gin.TRAIN_STEPS=4") == 0
+    before = (tmp_path / "metrics.jsonl").read_text()
+    new_weights = ("--gin.TRAIN_STEPS=8", "--gin.language_mixture.alpha=1.0")
+    assert run(*new_weights) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stages=" in err[0] and "train.allow_data_change=True" in err[0], err
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "4"]
+
+    assert run(*new_weights, "--gin.train.allow_data_change=True") == 0
+    changed = [r for r in records() if r.get("event") == "data_change"]
+    assert len(changed) == 1 and changed[0]["step"] == 4
+    old, new = changed[0]["stages"]["from"][0][1], changed[0]["stages"]["to"][0][1]
+    assert old != new and abs(sum(new.values()) - 1) < 1e-9
+    losses = {r["step"]: r["loss"] for r in records() if "loss" in r}
+    assert sorted(losses) == list(range(1, 9))
+
+    shutil.rmtree(tmp_path / "checkpoints" / "8")  # died after saving step 6: resume the changed run
+    assert run(*new_weights) == 0, "the latest checkpoint already has the new mixture: no flag needed"
+    again = {r["step"]: r["loss"] for r in records() if "loss" in r}
+    assert again == losses
