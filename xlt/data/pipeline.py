@@ -199,6 +199,7 @@ class _Layout:
 
     def __init__(self, index: _TokenIndex, task_name: str, converter: str, lengths: Mapping[str, int],
                  pack: bool, seed: int):
+        self.index = index
         self.order = _rng(seed, "order", task_name).permutation(index.size)
         if not pack:
             self.starts = np.arange(index.size + 1)
@@ -402,8 +403,7 @@ class Batches(Iterator[dict[str, np.ndarray]]):
         layout = self._layout(t)
         e, k = divmod(j, layout.rows)
         examples = layout.examples(int(self._epoch(i, t, e, layout.rows)[k]))
-        index = _token_index(self._order[t], self._split, self._lengths)
-        return t, _row_features(index, examples, self._converter, self._lengths, self._pack)
+        return t, _row_features(layout.index, examples, self._converter, self._lengths, self._pack)
 
     def __next__(self) -> dict[str, np.ndarray]:
         rows = [self.row(self.step, r) for r in range(*self.rows)]
