@@ -148,6 +148,7 @@ def test_a_task_without_the_converter_feature_is_refused():
         next(pipeline.batches("bible_en", "encdec", {"inputs": 16, "targets": 16}, 2, seed=0))
 
 
+@pytest.mark.slow
 def test_deliberate_data_change_on_resume(tmp_path, capsys):
     """New mixture weights on resume: refused (one line naming the flag, nothing written) unless
     train.allow_data_change=True; then recorded in metrics.jsonl, and the changed run itself resumes
