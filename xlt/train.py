@@ -244,7 +244,8 @@ def train(model_dir: str = gin.REQUIRED, train_steps: int = gin.REQUIRED, batch_
     records: list[dict[str, Any]] = []
 
     def meta(at: int) -> dict[str, Any]:
-        return {"model": cfg.to_dict(), "param_shapes": shapes_now, "data": {**data_identity, "step": at, "restart_step": restart_step},
+        return {"model": cfg.to_dict(), "param_shapes": shapes_now,
+                "data": {**data_identity, "step": at, "restart_step": restart_step},
                 "init_checkpoint": str(init_checkpoint) if init_checkpoint else None}
 
     window_start, window_steps, first_step_seconds = time.perf_counter(), 0, None
