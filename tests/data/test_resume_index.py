@@ -160,7 +160,8 @@ def test_deliberate_data_change_on_resume(tmp_path, capsys):
 
     def run(*extra):
         argv = ["--gin_file=models/gpt_tiny.gin", "--gin_file=runs/pretrain.gin",
-                "--gin_file=mixtures/temperature.gin", "--gin.LANGUAGES=['en', 'ko']", "--gin.BATCH_SIZE=8", "--gin.SEQ_LEN=64", f"--gin.MODEL_DIR='{tmp_path}'",
+                "--gin_file=mixtures/temperature.gin", "--gin.LANGUAGES=['en', 'ko']", "--gin.BATCH_SIZE=8",
+                "--gin.SEQ_LEN=64", f"--gin.MODEL_DIR='{tmp_path}'",
                 "--gin.CHECKPOINT_EVERY=2", "--gin.train.log_every=1", "--gin.train.async_checkpoints=False",
                 "--gin.learning_rate_schedule.warmup_steps=2", *extra]
         return cli.main(train.main, argv)
