@@ -48,7 +48,7 @@ def test_rows_equal_seqio_feature_converter(converter, task, lengths, pack):
 
     def examples():
         for i in order:
-            yield {k: index.get(k, int(i)) for k in keys}
+            yield {k: index.get(k, int(i)).astype(np.int32) for k in keys}
 
     ds = tf.data.Dataset.from_generator(
         examples, output_signature={k: tf.TensorSpec([None], tf.int32) for k in keys})

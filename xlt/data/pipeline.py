@@ -134,7 +134,8 @@ def _rng(*parts: object) -> np.random.Generator:
 
 class _TokenIndex:
     """Every example of one task split as the task yields it unshuffled (preprocessed, tokenized, trimmed to
-    ``lengths``): per feature, flat int32 tokens and offsets, example i being ``tokens[off[i]:off[i+1]]``."""
+    ``lengths``): per feature, flat tokens (uint16 when every id fits, else int32) and offsets, example i
+    being ``tokens[off[i]:off[i+1]]``."""
 
     def __init__(self, task: seqio.Task, split: str, lengths: Mapping[str, int]):
         keys = tuple(lengths)
@@ -152,6 +153,9 @@ class _TokenIndex:
                 flat[k].append(batch[k].flat_values.numpy())
                 sizes[k].append(batch[k].row_lengths().numpy())
         self.tokens = {k: np.concatenate(flat[k]) if flat[k] else np.zeros(0, np.int32) for k in keys}
+        for k, v in self.tokens.items():  # ids below 2**16 (byte, most sentencepiece models): half the memory
+            if v.size and 0 <= v.min() and v.max() < 2**16:
+                self.tokens[k] = v.astype(np.uint16)
         self.lengths = {k: np.concatenate(sizes[k]) if sizes[k] else np.zeros(0, np.int64) for k in keys}
         self.offsets = {k: np.concatenate([[0], np.cumsum(self.lengths[k])]) for k in keys}
         self.size = len(self.lengths[keys[0]])
