@@ -1131,6 +1131,7 @@ def section(rec: Mapping[str, Any]) -> str:
     title = {"train": f"train · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}",
              "torch": f"torch head-to-head · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}",
              "pipeline": f"pipeline · {rec.get('mixture')} · batch {rec.get('batch')} × {rec.get('seq_len')}",
+             "resume": f"resume · {rec.get('mixture')} · step {rec.get('resume_step')} vs 0",
              "eval": "eval · option scoring and cached generation",
              "attention": f"attention core · batch {rec.get('batch')} × {rec.get('seq_len')}",
              "gpu": f"gpu · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}"}[rec["benchmark"]]
