@@ -8,8 +8,8 @@ Agreement across topologies is to a stated tolerance, not bitwise: a reduction a
 partial sums in another order than the in-process one. Measured (gpt_tiny, en+ko temperature mixture, batch
 8 × 64): steps 1, 2 and 4 bitwise equal, step 3 5.614959240 (2 processes) vs 5.614958763 (1 process), 4.8e-7,
 one float32 ulp. The crossings are bitwise equal to the unbroken run of the topology that resumes (a
-2-process checkpoint resumed in 1 process logs the 1-process losses, and the reverse), so the saved state is
-the same in both topologies and the ulp comes from reducing the logged loss. The global batch itself is
+2-process checkpoint resumed in 1 process logs the 1-process losses, and the reverse), so the saved states
+agree as far as the losses can tell and the ulp comes from reducing the logged loss. The global batch itself is
 identical: each process materialises only its rows of it (``pipeline.process_rows``)."""
 
 from __future__ import annotations
