@@ -40,7 +40,9 @@ if TYPE_CHECKING:
     import seqio
 
 # Keys of the data position that must match for a resumed run to see the batches it would have seen.
-DATA_IDENTITY = ("mixture_or_task_name", "seed", "batch_size", "feature_lengths")
+DATA_IDENTITY = ("mixture_or_task_name", "stages", "seed", "batch_size", "feature_lengths")
+# The mixture may change on resume when the run asks for it (train.allow_data_change); the rest may not.
+CHANGEABLE_DATA = ("mixture_or_task_name", "stages")
 
 FORMAT = "xlt-checkpoint"
 FORMAT_VERSION = 2
@@ -210,8 +212,9 @@ class Checkpointer:
 
 
 def check_compatible(meta: CheckpointMeta, shapes: Mapping[str, list[int]], data: Mapping[str, Any],
-                     vocabulary: VocabularyRecord, where: str) -> None:
-    """Refuse a checkpoint written for another model shape, data stream or vocabulary."""
+                     vocabulary: VocabularyRecord, where: str, allow_data_change: bool = False) -> dict[str, dict[str, Any]]:
+    """Refuse a checkpoint written for another model shape, data stream or vocabulary. With ``allow_data_change``
+    a changed mixture (``CHANGEABLE_DATA``) is accepted and returned as ``{key: {"from": saved, "to": now}}``."""
     saved = dict(meta.param_shapes)
     if saved != dict(shapes):
         missing = sorted(set(shapes) - set(saved))
@@ -226,11 +229,19 @@ def check_compatible(meta: CheckpointMeta, shapes: Mapping[str, list[int]], data
                               "use another MODEL_DIR or the matching model config")
     check_vocabulary(meta, vocabulary, where)
     saved_data = meta.data or {}
+    changed = {}
     for key in DATA_IDENTITY:
         if key in saved_data and key in data and saved_data[key] != data[key]:
+            if allow_data_change and key in CHANGEABLE_DATA:
+                changed[key] = {"from": saved_data[key], "to": data[key]}
+                continue
+            hint = " (to change the mixture on purpose, set train.allow_data_change=True)" \
+                if key in CHANGEABLE_DATA else ""
             raise CheckpointError(f"checkpoint {where} was trained with {key}={saved_data[key]!r}, this run has "
-                                  f"{data[key]!r}; resuming would not reproduce the data stream")
-    logging.info("checkpoint %s matches the model and data stream", where)
+                                  f"{data[key]!r}; resuming would not reproduce the data stream{hint}")
+    logging.info("checkpoint %s matches the model%s", where, " (data changed on purpose)" if changed else
+                 " and data stream")
+    return changed
 
 
 def check_vocabulary(saved: CheckpointMeta | VocabularyRecord | None, current: VocabularyRecord, where: str) -> None:

@@ -370,6 +370,8 @@ class TrainConfig(RunConfig):
     quiet: bool = setting(False, help="no progress lines on stdout")
     init_checkpoint: str | None = setting(None, help="fine-tune from this checkpoint's parameters (a training "
                                           "MODEL_DIR or a params-only / imported one)", macro="INIT_CHECKPOINT")
+    allow_data_change: bool = setting(False, help="resume although the mixture (name, weights, stages) differs from "
+                                      "the checkpoint's: the stage in force restarts there, metrics.jsonl records it")
     gin_text: str = dataclasses.field(default="", compare=False, repr=False,
                                       metadata={"internal": True, "help": "the gin config it was read from"})
 
@@ -399,6 +401,7 @@ class TrainConfig(RunConfig):
         c.boolean("async_checkpoints")
         c.boolean("quiet")
         c.text("init_checkpoint", optional=True)
+        c.boolean("allow_data_change")
 
     @classmethod
     def from_gin(cls, **overrides: Any) -> TrainConfig:

@@ -173,6 +173,7 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
         config.mixture_or_task_name, config.seed, config.mesh_shape, config.checkpoint_every,
         config.keep_checkpoints, config.log_every, config.model, config.feature_converter, config.pack,
         config.grad_accum_steps, config.z_loss, config.async_checkpoints, config.quiet, config.init_checkpoint)
+    allow_data_change = config.allow_data_change
     partitioning.initialize_distributed()
     setup = build_step_setup(train_steps=train_steps, batch_size=batch_size, seq_len=seq_len, input_len=input_len,
                              mixture_or_task_name=mixture_or_task_name, seed=seed, mesh_shape=mesh_shape,
@@ -183,13 +184,17 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
     model_dir_path = Path(model_dir).absolute()
     ckpt = checkpoints.Checkpointer(model_dir_path / "checkpoints", keep_checkpoints, async_checkpoints)
     shapes_now = checkpoints.param_shapes(fns.abstract_state.params)
-    data_identity = {"mixture_or_task_name": mixture_or_task_name, "seed": seed, "batch_size": batch_size,
-                     "feature_lengths": lengths}
+    data_identity = {"mixture_or_task_name": mixture_or_task_name, "stages": pipeline.stage_table(mixture_or_task_name),
+                     "seed": seed, "batch_size": batch_size, "feature_lengths": lengths}
     vocab, vocab_record = checkpoints.run_vocabulary(mixture_or_task_name)
     start = ckpt.latest_step()
+    restart_step, data_change = None, {}
     if start is not None:
         where = f"{model_dir_path}/checkpoints/{start}"
-        checkpoints.check_compatible(ckpt.read_meta(start), shapes_now, data_identity, vocab_record, where)
+        saved_meta = ckpt.read_meta(start)
+        data_change = checkpoints.check_compatible(saved_meta, shapes_now, data_identity, vocab_record, where,
+                                                   allow_data_change)
+        restart_step = start if data_change else (saved_meta.data or {}).get("restart_step")
         state = ckpt.restore(start, fns.abstract_state)
         logging.warning("resumed from %s", where)
     elif init_checkpoint:  # fine-tuning: parameters from a checkpoint, fresh optimizer, step 0
@@ -214,8 +219,12 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
         if config.gin_text:
             atomic_write_text(model_dir_path / "config.gin", config.gin_text)
     log = MetricsLog(model_dir_path, start)
+    if data_change:
+        log.write({"step": start, "event": "data_change", **data_change})
+        logging.warning("data changed on purpose at step %d: %s", start, sorted(data_change))
     batches = pipeline.batches(mixture_or_task_name, converter, lengths, batch_size, seed, start_step=start,
-                               pack=pack)
+                               pack=pack, rows=pipeline.process_rows(setup.mesh, batch_size),
+                               restart_step=restart_step)
     tokens_per_step = batch_size * sum(v[1] for k, v in shapes.items() if k.endswith("target_tokens"))
     labels = batches.labels
     window_tokens = np.zeros(len(labels), np.int64)
@@ -223,8 +232,9 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
 
     def meta(at: int) -> checkpoints.CheckpointMeta:
-        return checkpoints.training_meta(model=cfg, shapes=shapes_now, vocabulary=vocab_record, data=data_identity,
-                                         step=at, init_checkpoint=init_checkpoint)
+        return checkpoints.training_meta(model=cfg, shapes=shapes_now, vocabulary=vocab_record,
+                                         data={**data_identity, "restart_step": restart_step}, step=at,
+                                         init_checkpoint=init_checkpoint)
 
     window_start, window_steps, first_step_seconds = time.perf_counter(), 0, None
     step = start

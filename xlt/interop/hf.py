@@ -466,10 +466,10 @@ def tokenizer_conventions(directory: str | Path, hf: Mapping[str, Any], vocab) -
     bos, eos, pad = pick("bos", before), pick("eos", after), pick("pad", [])
     add_bos = tok_cfg.get("add_bos_token") if isinstance(tok_cfg.get("add_bos_token"), bool) else bool(before)
     add_eos = tok_cfg.get("add_eos_token") if isinstance(tok_cfg.get("add_eos_token"), bool) else bool(after)
-    if hf.get("is_encoder_decoder") or _config_id(hf, "decoder_start_token_id") is not None:
-        start = _config_id(hf, "decoder_start_token_id")
-        start = start if start is not None else (pad if pad is not None else 0)
-    else:
+    # Decoder rows start from the config's decoder_start_token_id (T5 and mT5 configs carry one), else from the
+    # BOS (Llama, BLOOM) or, for tokenizers without one (GPT-2), the EOS, as lm-evaluation-harness does.
+    start = _config_id(hf, "decoder_start_token_id")
+    if start is None:
         start = bos if bos is not None else (eos if eos is not None else 0)
     return vocab_lib.Conventions(add_bos=add_bos, bos_id=bos, add_eos=add_eos, eos_id=eos, pad_id=pad,
                                  decoder_start_id=start)
