@@ -109,6 +109,11 @@ class Probe:
         self.params = decoding.place_params(self.api, jax.tree.map(jnp.asarray, params), mesh)
         self._jitted: dict[Any, Any] = {}
 
+    @property
+    def start_id(self) -> int:
+        """The decoder row's first token: the checkpoint's ``decoder_start_id`` (0 for models xlt trained)."""
+        return self.api.start_id
+
     # --- Tokens ------------------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
