@@ -206,7 +206,8 @@ def _responses(out: dict) -> dict:
 
 
 def _metrics(out: dict) -> dict:
-    return {t: {k: v for k, v in m.items() if k != "alias" and "stderr" not in k} for t, m in out["results"].items()}
+    return {t: {k: v for k, v in m.items() if isinstance(v, (int, float)) and "stderr" not in k}
+            for t, m in out["results"].items()}
 
 
 # --- Parity -------------------------------------------------------------------------------------------------

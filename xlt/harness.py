@@ -244,6 +244,8 @@ class XltLM(TemplateLM):
         if self.cfg.position == "learned" and self._max_length >= self.cfg.max_len:
             raise ConfigError(f"max_length={self._max_length} must be below the learned position table "
                               f"(max_len={self.cfg.max_len}): xlt also feeds the last continuation token")
+        # Prompt + generated tokens must fit a learned position table; other position kinds have no bound.
+        self._position_limit = self.cfg.max_len if self.cfg.position == "learned" else math.inf
         self._max_gen_toks = _positive_int("max_gen_toks", max_gen_toks)
         self.add_bos_token = _as_bool("add_bos_token", add_bos_token)
         self.custom_prefix_token_id = None if prefix_token_id is None else int(prefix_token_id)
@@ -335,26 +337,30 @@ class XltLM(TemplateLM):
 
     def _greedy_prefixes(self, prompts: list[tuple[int, ...]], options: list[list[list[int]]]) -> list[list[bool]]:
         """Per option: is it what greedy decoding from its prompt produces? One greedy generation per prompt,
-        as long as its longest option; prompts are batched by that length (so every prompt of a call fits
-        a learned position table together with it) and rows padded to a power of two (few compilations).
+        ``batch_size`` rows per call (padded, so a call compiles once per prompt-length bucket), as long as
+        the longest option rounded up to a power of two; where that would not fit a learned position table,
+        prompts are generated in groups of equal longest-option length instead (each fits by construction).
         Generation stops only at a token id no option of the call contains, so stopping never changes a
         comparison."""
         out: list[list[bool]] = [[] for _ in prompts]
-        by_len: dict[int, list[int]] = collections.defaultdict(list)
-        for i, opts in enumerate(options):
-            by_len[max(len(o) for o in opts)].append(i)
-        for length, idx in by_len.items():
-            for start in range(0, len(idx), self.batch_size):
-                part = idx[start:start + self.batch_size]
-                rows = [list(prompts[i]) for i in part]
-                rows += [rows[0]] * (decoding.bucket(len(rows), minimum=1) - len(rows))
-                used = {t for i in part for o in options[i] for t in o}
-                stop = next(t for t in range(self.cfg.vocab_size) if t not in used)
-                gen = decoding.generate(self.model, self.params, rows, max_new_tokens=length, eos_id=stop,
-                                        mesh=self.mesh)
-                for r, i in enumerate(part):
-                    greedy = gen.tokens[r]
-                    out[i] = [bool(np.array_equal(greedy[:len(o)], o)) for o in options[i]]
+        longest = [max(len(o) for o in opts) for opts in options]
+        steps = decoding.bucket(max(longest), minimum=4)
+        if max(len(p) for p in prompts) + steps <= self._position_limit:
+            calls = [(list(range(len(prompts))), steps)]
+        else:
+            by_len: dict[int, list[int]] = collections.defaultdict(list)
+            for i, n in enumerate(longest):
+                by_len[n].append(i)
+            calls = list((idx, n) for n, idx in by_len.items())
+        for idx, n_steps in calls:
+            rows = [list(prompts[i]) for i in idx]
+            rows += [rows[0]] * (self.batch_size - len(rows))
+            used = {t for i in idx for o in options[i] for t in o}
+            stop = next(t for t in range(self.cfg.vocab_size) if t not in used)
+            gen = decoding.generate(self.model, self.params, rows, max_new_tokens=n_steps, eos_id=stop,
+                                    mesh=self.mesh)
+            for r, i in enumerate(idx):
+                out[i] = [bool(np.array_equal(gen.tokens[r, :len(o)], o)) for o in options[i]]
         return out
 
     def _score(self, pairs: list[tuple[list[int], list[int]]], *, with_greedy: bool, desc: str,
@@ -451,7 +457,9 @@ class XltLM(TemplateLM):
                 ordered = sorted(idx, key=lambda i: (-len(encoded[i]), args[i][0]))
                 for start in range(0, len(ordered), self.batch_size):
                     part = ordered[start:start + self.batch_size]
-                    gen = decoding.generate(self.model, self.params, [encoded[i] for i in part],
+                    rows = [encoded[i] for i in part]
+                    rows += [rows[0]] * (self.batch_size - len(rows))  # one compilation per length bucket
+                    gen = decoding.generate(self.model, self.params, rows,
                                             max_new_tokens=max_gen, eos_id=self.eot_token_id, mesh=self.mesh,
                                             **sampling)
                     for r, i in enumerate(part):
