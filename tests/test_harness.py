@@ -124,13 +124,29 @@ def models(tmp_path_factory):
 # --- Tasks ------------------------------------------------------------------------------------------------
 
 
-def _greedy_text(model, tok, context: str, n: int, seq2seq: bool) -> str:
-    ids = torch.tensor([tok(context)["input_ids"]])
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, max_new_tokens=n, do_sample=False,
-                             pad_token_id=tok.pad_token_id or 0, eos_token_id=None)
-    new = out[0, 1:] if seq2seq else out[0, ids.shape[1]:]
-    return tok.decode(new, skip_special_tokens=True)
+def _greedy_targets(model, tok, seq2seq: bool) -> list[tuple[str, str]]:
+    """(context, target) pairs whose target tokenises (as the harness splits context and continuation) into
+    exactly the model's greedy continuation: requests with is_greedy True."""
+    found = []
+    for context in ("The cat sat on the", "Das ist ein kleines", "Le chat est", "one two three", "A dog ran in",
+                    "El perro come", "Wir gehen morgen"):
+        ctx_ids = tok(context)["input_ids"]
+        for n in (1, 2, 3):
+            with torch.no_grad():
+                out = model.generate(input_ids=torch.tensor([ctx_ids]), max_new_tokens=n, do_sample=False,
+                                     pad_token_id=tok.pad_token_id or 0, eos_token_id=None)
+            new = out[0, 1:].tolist() if seq2seq else out[0, len(ctx_ids):].tolist()
+            if any(t in tok.all_special_ids for t in new):
+                continue
+            target = tok.decode(new)
+            split = (tok(target, add_special_tokens=False)["input_ids"] if seq2seq
+                     else tok(context + target)["input_ids"][len(ctx_ids):])
+            if split == new:
+                found.append((context, target))
+                break
+        if len(found) == 2:
+            break
+    return found
 
 
 def _write_tasks(root: Path, greedy_targets: list[tuple[str, str]]) -> Path:
@@ -183,9 +199,8 @@ TASKS = ["xlt_mc", "xlt_ll", "xlt_ppl", "xlt_gen"]
 def _task_dir(tmp_path, family, models) -> Path:
     hf_dir, _, model = models[family]
     tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
-    seq2seq = family == "t5"
-    greedy = [(c, _greedy_text(model, tok, c, n, seq2seq)) for c, n in (("The cat sat on the", 1),
-                                                                        ("Das ist ein kleines", 2))]
+    greedy = _greedy_targets(model, tok, seq2seq=family == "t5")
+    assert greedy, "no context with a cleanly tokenising greedy continuation"
     return _write_tasks(tmp_path / "tasks", greedy)
 
 
