@@ -228,6 +228,22 @@ def _metrics(out: dict) -> dict:
 # --- Parity -------------------------------------------------------------------------------------------------
 
 
+def test_loglikelihood_requests_match_hf(models):
+    """The fast check: a few loglikelihood requests (shared contexts, an empty context, truncation) straight
+    through both backends' ``loglikelihood``."""
+    hf_dir, xlt_dir, _ = models["gpt2"]
+    hf_lm = HFLM(pretrained=str(hf_dir), device="cpu", dtype="float32", batch_size=4, max_length=MAX_LENGTH)
+    xlt_lm = harness.XltLM(checkpoint=str(xlt_dir), batch_size=4, max_length=MAX_LENGTH)
+    long = " ".join(TEXTS)
+    reqs = _instances("loglikelihood", [("The cat sat on the", " mat."), ("The cat sat on the", " park!"),
+                                        ("The cat sat on the ", "Haus."), ("", "Le chat est noir."),
+                                        (long, " The end."), ("Le chat", " est")])
+    ref, got = hf_lm.loglikelihood(reqs), xlt_lm.loglikelihood(reqs)
+    np.testing.assert_allclose([g[0] for g in got], [r[0] for r in ref], atol=TOL)
+    assert [g[1] for g in got] == [r[1] for r in ref]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_parity_with_hf_backend(family, models, tmp_path):
     hf_dir, xlt_dir, model = models[family]
@@ -270,6 +286,7 @@ def _instances(kind: str, args: list[tuple]) -> list[Instance]:
     return [Instance(request_type=kind, doc={}, arguments=a, idx=i, metadata=("t", i, 1)) for i, a in enumerate(args)]
 
 
+@pytest.mark.slow
 def test_t5_generation_equals_hf_at_its_length(models):
     """The hf backend's seq2seq generate runs to (context width + max_gen_toks) decoder tokens; asked for that
     many, xlt's greedy generations are identical."""
@@ -284,6 +301,7 @@ def test_t5_generation_equals_hf_at_its_length(models):
     assert got == ref
 
 
+@pytest.mark.slow
 def test_mesh_equals_one_device(models, tmp_path, devices):
     _, xlt_dir, _ = models["llama"]
     reqs = _instances("loglikelihood", [("The cat sat on the", " mat."), ("The cat sat on the", " park!"),
@@ -301,6 +319,7 @@ def test_mesh_equals_one_device(models, tmp_path, devices):
 # --- Entry points and errors --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_harness_tasks(models, tmp_path):
     _, xlt_dir, _ = models["gpt2"]
     task_dir = _write_tasks(tmp_path / "tasks", [])
@@ -316,6 +335,7 @@ def test_run_harness_tasks(models, tmp_path):
         harness.run_harness_tasks(lm, ["no_such_task_xyz"], include_path=task_dir)
 
 
+@pytest.mark.slow
 def test_command_line(models, tmp_path):
     _, xlt_dir, _ = models["gpt2"]
     task_dir = _write_tasks(tmp_path / "tasks", [])
