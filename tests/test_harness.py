@@ -101,7 +101,10 @@ def _model(family: str, tok):
                                 initializer_factor=3.0, decoder_start_token_id=0, pad_token_id=0,
                                 eos_token_id=tok.eos_token_id)
     model = transformers.T5ForConditionalGeneration(cfg)
+    # transformers 5 ties T5's head at init and records tie_word_embeddings=True, and HFLM calls tie_weights():
+    # an untied checkpoint needs its own lm_head and the config saying so.
     model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.shared.weight) * 0.5)
+    model.config.tie_word_embeddings = False
     return model
 
 
