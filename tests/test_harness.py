@@ -95,17 +95,14 @@ def _model(family: str, tok):
                                        tie_word_embeddings=False, bos_token_id=tok.bos_token_id,
                                        eos_token_id=tok.eos_token_id, pad_token_id=None)
         return transformers.LlamaForCausalLM(cfg)
+    # A tied head (T5 v1.0 style): with transformers 5 an untied T5 loads with tie_word_embeddings=True whatever
+    # its config.json says, and HFLM's tie_weights() then replaces the checkpoint's lm_head by the embeddings.
     cfg = transformers.T5Config(vocab_size=vocab, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=2,
                                 num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=20,
-                                feed_forward_proj="gated-gelu", tie_word_embeddings=False, dropout_rate=0.0,
+                                feed_forward_proj="gated-gelu", tie_word_embeddings=True, dropout_rate=0.0,
                                 initializer_factor=3.0, decoder_start_token_id=0, pad_token_id=0,
                                 eos_token_id=tok.eos_token_id)
-    model = transformers.T5ForConditionalGeneration(cfg)
-    # transformers 5 ties T5's head at init and records tie_word_embeddings=True, and HFLM calls tie_weights():
-    # an untied checkpoint needs its own lm_head and the config saying so.
-    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.shared.weight) * 0.5)
-    model.config.tie_word_embeddings = False
-    return model
+    return transformers.T5ForConditionalGeneration(cfg)
 
 
 @pytest.fixture(scope="session")
