@@ -100,7 +100,7 @@ def _model(family: str, tok):
     cfg = transformers.T5Config(vocab_size=vocab, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=2,
                                 num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=20,
                                 feed_forward_proj="gated-gelu", tie_word_embeddings=True, dropout_rate=0.0,
-                                initializer_factor=3.0, decoder_start_token_id=0, pad_token_id=0,
+                                initializer_factor=1.0, decoder_start_token_id=0, pad_token_id=0,
                                 eos_token_id=tok.eos_token_id)
     return transformers.T5ForConditionalGeneration(cfg)
 
