@@ -349,7 +349,7 @@ def test_command_line(models, tmp_path):
     assert "xlt_mc" in run.stdout and "acc" in run.stdout
     results = list(out_dir.rglob("results_*.json"))
     assert results and "xlt_mc" in json.loads(results[0].read_text())["results"]
-    bad = subprocess.run(cmd[:5] + [f"checkpoint={xlt_dir},mesh_shape=banana"] + cmd[6:], capture_output=True,
+    bad = subprocess.run(cmd[:6] + [f"checkpoint={xlt_dir},mesh_shape=banana"] + cmd[7:], capture_output=True,
                          text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "xlt: error: mesh_shape" in bad.stderr
 
