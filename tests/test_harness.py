@@ -375,3 +375,19 @@ def test_registered_with_lm_eval():
 
     assert get_model("xlt") is harness.XltLM
     assert get_model("hf").__name__ == "HFLM"  # the built-in models are still there
+
+
+@pytest.mark.slow
+def test_bench_harness_smoke(tmp_path):
+    """tools/bench.py harness --smoke: both backends on the same task, equal results, a markdown section."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import bench
+
+    md = tmp_path / "bench.md"
+    (rec,) = bench.run(["harness", "--smoke", f"--out={md}"])
+    for key in ("hf_s", "xlt_s", "hf_requests_per_s", "xlt_requests_per_s", "ratio"):
+        assert np.isfinite(rec[key]) and rec[key] > 0, key
+    assert rec["requests"] == 4 * rec["docs"]
+    assert rec["max_abs_loglik_diff"] < TOL and rec["metrics_equal"]
+    text = md.read_text()
+    assert "### harness" in text and "xlt / hf" in text and rec["command"] in text

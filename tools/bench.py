@@ -1211,7 +1211,8 @@ def section(rec: Mapping[str, Any]) -> str:
              "pipeline": f"pipeline · {rec.get('mixture')} · batch {rec.get('batch')} × {rec.get('seq_len')}",
              "eval": "eval · option scoring and cached generation",
              "attention": f"attention core · batch {rec.get('batch')} × {rec.get('seq_len')}",
-             "gpu": f"gpu · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}"}[rec["benchmark"]]
+             "gpu": f"gpu · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}",
+             "harness": f"harness · lm-eval hf backend vs xlt · {rec.get('model')}"}[rec["benchmark"]]
     versions_text = ", ".join(f"{k} {v}" for k, v in rec["versions"].items())
     lines = [f"### {title} — {rec['date']}", "", f"`{rec['command']}`", "",
              f"- machine: {rec['machine']}", f"- versions: {versions_text}",
