@@ -391,3 +391,31 @@ def test_bench_harness_smoke(tmp_path):
     assert rec["max_abs_loglik_diff"] < TOL and rec["metrics_equal"]
     text = md.read_text()
     assert "### harness" in text and "xlt / hf" in text and rec["command"] in text
+
+
+@pytest.mark.parametrize("layout", ["gpt", "t5"])
+def test_xlt_trained_checkpoint_scores_as_probe(layout, tmp_path):
+    """An xlt-trained checkpoint (byte vocabulary, no Hugging Face tokenizer): the harness feeds the token layout
+    xlt trains with ([0] + ids for decoder-only, ids + [EOS] for encoders) and gives probe.score's numbers."""
+    import jax
+
+    from xlt import checkpoints, probe
+    from xlt.models import ModelConfig, build_model
+
+    cfg = ModelConfig(layout=layout, vocab_size=264, d_model=32, num_layers=1, num_heads=4, d_ff=64, max_len=128)
+    batch = {"decoder_input_tokens": np.ones((1, 4), np.int32)}
+    if layout == "t5":
+        batch["encoder_input_tokens"] = np.ones((1, 4), np.int32)
+    import flax
+
+    params = flax.linen.meta.unbox(jax.jit(lambda r: build_model(cfg).init(r, batch))(jax.random.key(3))["params"])
+    ckpt = checkpoints.save_params(tmp_path / layout, jax.tree.map(np.asarray, params),
+                                   {"model": cfg.to_dict(), "vocabulary": "ByteVocabulary:259"})
+    lm = harness.XltLM(checkpoint=str(ckpt), batch_size=2)
+    assert isinstance(lm.tokenizer, harness.SeqioTokenizer)
+    pairs = [("Le chat est", " noir."), ("Le chat est", " blanc."), ("Das ist", " gut")]
+    got = [ll for ll, _ in lm.loglikelihood(_instances("loglikelihood", pairs))]
+    want = probe.load(ckpt).score([c for c, _ in pairs], [x for _, x in pairs])
+    np.testing.assert_allclose(got, want, atol=TOL)
+    (text,) = lm.generate_until(_instances("generate_until", [("Le chat", {"until": ["\n"], "max_gen_toks": 4})]))
+    assert isinstance(text, str)
