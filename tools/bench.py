@@ -14,6 +14,8 @@ Subcommands (``python tools/bench.py SUBCOMMAND --help`` for the options):
             with a remat policy, and the chunked cross-entropy of xlt.losses against the plain one
   attention the attention core alone: xlt's 'xla' (jax.nn.dot_product_attention) and 'blocked' implementations,
             einsum and causal-block diagnostics and torch's SDPA, timed in alternating rounds
+  harness   one local 4-choice lm-eval task through lm-eval's hf backend and through xlt (xlt.harness): requests/s,
+            the ratio and the largest per-request log-likelihood difference
   suite     the CPU suite (``make bench``): train gpt_tiny and gpt_25m (default and tuned XLA flags), torch
             (both), pipeline, eval and attention, each in its own process
 
@@ -753,6 +755,129 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     return rec
 
 
+# --- harness: the same lm-eval task through lm-eval's hf backend and through xlt ------------------------------
+
+HARNESS_WORDS = ("the cat dog house river mountain sun moon red green blue small big old new runs sleeps eats sees "
+                 "under over near far quickly slowly today tomorrow friend teacher city village water bread").split()
+
+
+def _harness_setup(root: Path, d_model: int, layers: int, heads: int, docs: int, context_words: int,
+                   choice_words: int) -> tuple[Path, Path, Path]:
+    """A random GPT-2 (transformers) with a byte-level BPE trained on the generated text, saved and converted
+    with xlt.interop.hf.import_hf, and a local 4-choice lm-eval task of ``docs`` documents."""
+    import tokenizers
+    import torch
+    import transformers
+    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+
+    from xlt.interop import hf as hf_interop
+
+    rng = np.random.default_rng(0)
+
+    def words(n: int) -> str:
+        return " ".join(rng.choice(HARNESS_WORDS, n))
+
+    rows = [{"question": words(context_words), "choices": [words(choice_words) for _ in range(4)],
+             "label": int(rng.integers(4))} for _ in range(docs)]
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    corpus = [r["question"] + " " + " ".join(r["choices"]) for r in rows]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=512, special_tokens=["<|endoftext|>"],
+                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                         show_progress=False))
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>",
+                                                eos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=len(fast), n_positions=1024, n_embd=d_model, n_layer=layers,
+                                  n_head=heads, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    hf_dir, xlt_dir, task_dir = root / "hf", root / "xlt", root / "tasks"
+    transformers.GPT2LMHeadModel(cfg).eval().save_pretrained(hf_dir)
+    fast.save_pretrained(hf_dir)
+    hf_interop.import_hf(hf_dir, xlt_dir)
+    task_dir.mkdir()
+    data = task_dir / "bench_mc4.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (task_dir / "bench_mc4.yaml").write_text(
+        f"task: bench_mc4\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+        "output_type: multiple_choice\ndoc_to_text: \"{{question}}\"\ndoc_to_choice: \"{{choices}}\"\n"
+        "doc_to_target: label\nmetric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+    return hf_dir, xlt_dir, task_dir
+
+
+def bench_harness(args: argparse.Namespace) -> dict[str, Any]:
+    """One 4-choice lm-eval task, the same random GPT-2 (transformers, converted to xlt), the same machine:
+    lm-eval's own ``hf`` backend (CPU torch, fp32) against ``xlt`` (xlt.harness), both through
+    ``lm_eval.simple_evaluate`` at the same ``--batch_size``: the per-request log-likelihoods (max abs
+    difference) and the metrics are compared, and that first run (xlt: compiling) is timed. Then the task's
+    loglikelihood requests alone are timed ``--reps`` times per backend, alternating; requests/s and the
+    ratio are from the medians."""
+    import tempfile
+
+    import lm_eval
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    from xlt import harness
+
+    d_model, layers, heads, docs, ctx, choice, batch, reps = (args.d_model, args.layers, args.heads, args.docs,
+                                                              args.context_words, args.choice_words,
+                                                              args.batch_size, args.reps)
+    if args.smoke:
+        d_model, layers, heads, docs, ctx, choice, batch, reps = 32, 1, 2, 4, 8, 2, 2, 1
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_dir, xlt_dir, task_dir = _harness_setup(Path(tmp), d_model, layers, heads, docs, ctx, choice)
+        manager = TaskManager(include_path=str(task_dir))
+        backends = {"hf": HFLM(pretrained=str(hf_dir), device="cpu", dtype="float32", batch_size=batch),
+                    "xlt": harness.XltLM(checkpoint=str(xlt_dir), batch_size=batch)}
+        outs: dict[str, Any] = {}
+        first: dict[str, float] = {}
+        for name, lm in backends.items():  # the whole task once: results, and xlt's compilations
+            t0 = time.perf_counter()
+            outs[name] = lm_eval.simple_evaluate(model=lm, tasks=["bench_mc4"], task_manager=manager,
+                                                 log_samples=True, bootstrap_iters=0, random_seed=0,
+                                                 numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
+            first[name] = time.perf_counter() - t0
+        samples = outs["hf"]["samples"]["bench_mc4"]
+        requests = [Instance(request_type="loglikelihood", doc=s["doc"], arguments=tuple(a), idx=k,
+                             metadata=("bench_mc4", s["doc_id"], 1))
+                    for s in samples for k, a in enumerate(s["arguments"])]
+        runs: dict[str, list[float]] = {"hf": [], "xlt": []}
+        for _ in range(reps):  # the task's requests alone, backends alternating so both see the same load
+            for name, lm in backends.items():
+                t0 = time.perf_counter()
+                lm.loglikelihood(requests, disable_tqdm=True)
+                runs[name].append(time.perf_counter() - t0)
+    lls = {name: [r[0][0] for s in out["samples"]["bench_mc4"] for r in s["resps"]] for name, out in outs.items()}
+    metrics = {name: {k: v for k, v in out["results"]["bench_mc4"].items() if isinstance(v, float)}
+               for name, out in outs.items()}
+    warm = {name: statistics.median(t) for name, t in runs.items()}
+    n = len(requests)
+    rec: dict[str, Any] = {
+        "benchmark": "harness", "task": "local 4-choice multiple_choice (bench_mc4)", "docs": docs,
+        "requests": n, "context_words": ctx, "choice_words": choice, "batch_size": batch, "reps": reps,
+        "model": f"random GPT-2 d_model={d_model} layers={layers} heads={heads}",
+        "params": sum(int(np.prod(x.shape)) for x in jax.tree.leaves(backends["xlt"].params)),
+        "hf_task_first_s": first["hf"], "xlt_task_first_s": first["xlt"], "hf_s": warm["hf"], "xlt_s": warm["xlt"],
+        "hf_requests_per_s": n / warm["hf"], "xlt_requests_per_s": n / warm["xlt"],
+        "ratio": warm["hf"] / warm["xlt"], "ratio_first_run": first["hf"] / first["xlt"],
+        "max_abs_loglik_diff": float(np.max(np.abs(np.asarray(lls["hf"]) - np.asarray(lls["xlt"])))),
+        "metrics_hf": metrics["hf"], "metrics_xlt": metrics["xlt"],
+        "metrics_equal": all(abs(metrics["hf"][k] - metrics["xlt"].get(k, math.nan)) < 1e-9 for k in metrics["hf"]),
+        "target_ratio": 3.0, "hf_s_all": runs["hf"], "xlt_s_all": runs["xlt"], "torch_threads": _torch_threads(),
+    }
+    rec["target_met"] = rec["ratio"] >= rec["target_ratio"]
+    return rec
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 # --- attention: the attention core alone, xlt's implementations against alternatives ----------------------------
 
 XLA_ATTENTION = "xla: jax.nn.dot_product_attention"
@@ -1097,6 +1222,17 @@ def summary_rows(rec: Mapping[str, Any]) -> list[tuple[str, str]]:
                                                                  f"({rec['generation_ratio']:.1f}×)"),
                  ("cached and uncached outputs identical", str(rec["generation_outputs_match"])),
                  ("timing", f"median of {rec['reps']} calls after a compiling call")]
+    elif kind == "harness":
+        rows += [("task / model", f"{rec['task']}, {rec['requests']} requests; {rec['model']} "
+                                  f"({rec['params']:,} params), batch_size {rec['batch_size']}"),
+                 ("hf backend requests/s", fmt(rec["hf_requests_per_s"])),
+                 ("xlt requests/s", fmt(rec["xlt_requests_per_s"])),
+                 ("xlt / hf", f"{rec['ratio']:.2f}× (target ≥ {rec['target_ratio']}×: "
+                              f"{'met' if rec['target_met'] else 'NOT met'}; first runs {rec['ratio_first_run']:.2f}×)"),
+                 ("max per-request log-likelihood difference", f"{rec['max_abs_loglik_diff']:.2e}"),
+                 ("metrics equal", str(rec["metrics_equal"])),
+                 ("timing", f"median of {rec['reps']} loglikelihood calls per backend, alternating, after a "
+                            "first simple_evaluate run (xlt: compiling)")]
     return rows
 
 
@@ -1127,7 +1263,8 @@ def section(rec: Mapping[str, Any]) -> str:
              "resume": f"resume · {rec.get('mixture')} · step {rec.get('resume_step')} vs 0",
              "eval": "eval · option scoring and cached generation",
              "attention": f"attention core · batch {rec.get('batch')} × {rec.get('seq_len')}",
-             "gpu": f"gpu · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}"}[rec["benchmark"]]
+             "gpu": f"gpu · {rec.get('model')} · batch {rec.get('batch')} × {rec.get('seq_len')}",
+             "harness": f"harness · lm-eval hf backend vs xlt · {rec.get('model')}"}[rec["benchmark"]]
     versions_text = ", ".join(f"{k} {v}" for k, v in rec["versions"].items())
     lines = [f"### {title} — {rec['date']}", "", f"`{rec['command']}`", "",
              f"- machine: {rec['machine']}", f"- versions: {versions_text}",
@@ -1233,6 +1370,16 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--chunk_len", type=int, default=0,
                    help="positions per cross-entropy chunk (default: the config's loss_chunk_len, else 256)")
 
+    k = sub.add_parser("harness", parents=[common], help="one 4-choice lm-eval task: hf backend vs xlt")
+    k.add_argument("--d_model", type=int, default=256)
+    k.add_argument("--layers", type=int, default=4)
+    k.add_argument("--heads", type=int, default=4)
+    k.add_argument("--docs", type=int, default=64, help="documents (4 requests each)")
+    k.add_argument("--context_words", type=int, default=60)
+    k.add_argument("--choice_words", type=int, default=3)
+    k.add_argument("--batch_size", type=int, default=16, help="lm-eval --batch_size for both backends")
+    k.add_argument("--reps", type=int, default=2, help="timed runs after the first")
+
     s = sub.add_parser("suite", parents=[common], help="the CPU suite, each benchmark in its own process")
     s.add_argument("--dry_run", action="store_true", help="print the commands only")
     return p
@@ -1240,7 +1387,7 @@ def parser() -> argparse.ArgumentParser:
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "train": bench_train, "torch": bench_torch, "pipeline": bench_pipeline, "eval": bench_eval, "gpu": bench_gpu,
-    "resume": bench_resume,
+    "resume": bench_resume, "harness": bench_harness,
     "attention": bench_attention, "suite": bench_suite,
 }
 
