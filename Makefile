@@ -26,7 +26,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow"
 
-# The CPU benchmark suite (about 15 minutes on 2 cores); appends dated sections to BENCHMARKS.md.
+# The CPU benchmark suite (about 15 minutes on 2 cores); appends dated sections to docs/BENCHMARK_RUNS.md.
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py suite
 

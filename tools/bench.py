@@ -1,4 +1,5 @@
-"""xlt performance benchmarks; each prints one JSON record and appends a dated section to BENCHMARKS.md.
+"""xlt performance benchmarks; each prints one JSON record and appends a dated section to docs/BENCHMARK_RUNS.md
+(the run log; BENCHMARKS.md keeps the summary).
 
 Subcommands (``python tools/bench.py SUBCOMMAND --help`` for the options):
 
@@ -66,7 +67,7 @@ from xlt.errors import ConfigError  # noqa: E402
 from xlt.models import LAYOUTS, ModelConfig  # noqa: E402
 from xlt.models.api import mesh_context, model_api  # noqa: E402
 
-DEFAULT_OUT = ROOT / "BENCHMARKS.md"
+DEFAULT_OUT = ROOT / "docs" / "BENCHMARK_RUNS.md"
 # Dense bf16 tensor-core peaks from the vendor data sheets (FLOP/s). H100 SXM and H200 share the H100 die.
 SPEC_PEAK_BF16 = (("H100 PCIe", 756e12), ("H100", 989.4e12), ("H200", 989.4e12), ("A100", 312e12))
 TARGETS = {"torch_ratio": 1.5, "cpu_mfu_25m": 0.40, "pipeline_ratio": 5.0, "scoring_ratio": 3.0,
@@ -1295,7 +1296,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__.split("\n\n")[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--smoke", action="store_true", help="tiny sizes; append nothing unless --out is given")
-    common.add_argument("--out", default=None, help="markdown file to append to (default BENCHMARKS.md; '' none)")
+    common.add_argument("--out", default=None, help="markdown file to append to (default docs/BENCHMARK_RUNS.md; '' none)")
     common.add_argument("--json", default=None, help="also write the record(s) as JSON to this path")
     common.add_argument("--xla_flags", default="", help="extra XLA_FLAGS for this process")
     common.add_argument("--peak_reps", type=int, default=5, help="repetitions of the peak matmul (best is kept)")
