@@ -283,8 +283,7 @@ class MatrixConfig(configs.RunConfig):
             for code in self.languages_of(name):
                 c.wrap("test_languages" if name not in (self.benchmark_languages or {}) else "benchmark_languages",
                        lambda code=code: language_table.validate(code))
-                mode, tlang = c.wrap("template_mode", lambda code=code: template_setting(
-                    self.template_mode, self.template_lang, self.cross_template_langs, (code,)))
+                mode, tlang = c.wrap("template_mode", lambda code=code: self.column_templates(name, code))
                 c.wrap("benchmarks", lambda code=code: bench.check(code, None, template_mode=mode, template_lang=tlang,
                                                                    fallback_lang=fallback_for(bench, None)))
                 if not bench.builtin and bench_sources.is_local(bench.source):
@@ -338,6 +337,20 @@ class MatrixConfig(configs.RunConfig):
 
     def languages_of(self, benchmark: str) -> tuple[str, ...]:
         return tuple((self.benchmark_languages or {}).get(benchmark, self.test_languages))
+
+    def column_templates(self, benchmark: str | None, lang: str) -> tuple[str, str | None]:
+        """(template_mode, template_lang) of a column. For a benchmark column under ``cross``: the first of
+        ``cross_template_langs`` that is not ``lang`` and has templates of the benchmark (English XNLI has no
+        Korean templates: the next language is used); otherwise ``template_setting``."""
+        if benchmark is None or self.template_mode != "cross":
+            return template_setting(self.template_mode, self.template_lang, self.cross_template_langs, (lang,))
+        from xlt import benchmarks as registry
+        have = registry.get(benchmark, source=self.source_of(benchmark)).template_languages
+        for code in self.cross_template_langs:
+            if code != lang and code in have:
+                return "cross", code
+        raise ConfigError(f"cross_template_langs {list(self.cross_template_langs)} has no language other than "
+                          f"{lang!r} with {benchmark} templates ({', '.join(have)})")
 
     def columns(self) -> list[tuple[str, str | None, str]]:
         """(column key, benchmark or None, content language) of every column: the test languages (built-in
@@ -422,7 +435,7 @@ def _cell_settings(cfg: MatrixConfig, row: str, column: str) -> dict[str, Any]:
     """What a cell's result depends on besides the checkpoint's contents; a stored cell with other settings
     (e.g. after changing max_items_per_task) is evaluated again."""
     bench, lang = _column(cfg, column)
-    mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, (lang,))
+    mode, tlang = cfg.column_templates(bench, lang)
     if row == BASE_ROW:  # relative to results/<name> when it lives there: the folder may be moved
         checkpoint = (os.path.relpath(cfg.base_path, cfg.root) if cfg.base_path.is_relative_to(cfg.root)
                       else str(cfg.base_path))
@@ -493,7 +506,7 @@ def _evaluate(cfg: MatrixConfig, row: str, checkpoint: Path, column: str, progre
     from xlt.evaluation.evaluate import evaluate  # heavy: only when there is work
 
     bench, lang = _column(cfg, column)
-    mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, (lang,))
+    mode, tlang = cfg.column_templates(bench, lang)
     what = f"{len(cfg.eval_tasks)} tasks" if bench is None else f"benchmark {bench}"
     progress.say(f"evaluating {row} -> {column} ({what}, templates {mode}{'/' + tlang if tlang else ''})")
     out = cfg.eval_dir(row, column)
