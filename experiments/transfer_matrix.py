@@ -3,6 +3,16 @@
 One base model, instruction-tuned once per (train set, seed) and evaluated zero-shot on the held-out clusters
 in every test language, next to the untuned base as the baseline row.
 
+Columns are the test languages (the built-in held-out tasks averaged: the demo) or, with ``benchmarks``,
+(benchmark, language) pairs from the benchmark registry (``xlt.benchmarks``; each benchmark in
+``benchmark_languages[name]`` or the test languages, read from ``benchmark_sources[name]`` or its hub). Rows
+are tuned on the built-in meta-datasets or on registered instruction data (``instruction_data`` for every row,
+``row_instruction_data`` per train set: a provider of ``xlt.instruct.providers`` with its source, passed to
+``register_instruct_tasks(data=...)``; such rendered data keep their own prompts, so ``template_mode`` then
+applies to the evaluation only). ``gin/experiments/polylm.gin`` and ``han24.gin`` state the two studies.
+Validation builds every provider and benchmark, checks every language and template and, for local copies,
+reads every file's schema: a bad one is a one-line error before any training.
+
 The experiment is a ``MatrixConfig`` (gin: ``transfer_matrix.<field>``; ``--help`` lists the fields), validated
 whole when it is made. Work, in order (nothing is written before that):
 
@@ -13,11 +23,15 @@ whole when it is made. Work, in order (nothing is written before that):
    ``xlt.train.train`` with ``runs/instruct.gin`` from the base into ``results/<name>/tuned/<trainset>_s<seed>``
    (a killed run resumes from its own checkpoint).
 3. cells: ``xlt.evaluation.evaluate`` with an ``EvalConfig`` (the experiment's vocabulary, a value) of every
-   row and of the base in every test language into ``results/<name>/eval/<row>/<lang>``; ``cell.json`` is written atomically last, and a cell that has one is
+   row and of the base in every column into ``results/<name>/eval/<row>/<lang>`` (benchmark columns:
+   ``.../<row>/<benchmark>/<lang>``); ``cell.json`` is written atomically last, and a cell that has one is
    skipped on a re-run (so is a row's tuning when all its cells are done).
 4. ``results/<name>/matrix.json``, ``matrix.md``, ``matrix_score.png`` and ``matrix_gain.png``.
 
-The cell: the *primary score* is ``accuracy`` (rank classification by summed log-likelihood) averaged over
+The cell of a benchmark column: its primary metric (``accuracy`` for choice benchmarks, ``squad_f1`` for TyDiQA,
+the first metric of other generation benchmarks), mean and population std over seeds x templates.
+
+The cell of a built-in column: the *primary score* is ``accuracy`` (rank classification by summed log-likelihood) averaged over
 the held-out choice tasks that exist in every test language (``eval_tasks``; the same tasks in every column),
 each task weighing the same. Per task, the values are the per-template accuracies of every seed; the cell's
 mean is the mean over tasks of their (seed x template) means, its ``std`` the root mean square over tasks of
@@ -705,7 +719,8 @@ USAGE = "python -m experiments.transfer_matrix --gin_file=experiments/transfer_d
 
 
 def help_text() -> str:
-    return configs.help_text(USAGE, __doc__.split("\n\n", 1)[1].split("\n\nThe cell:")[0], [MatrixConfig])
+    intro = __doc__.split("\n\n", 1)[1].split("\n\nThe cell of a benchmark column:")[0]
+    return configs.help_text(USAGE, intro, [MatrixConfig])
 
 
 def main(argv: list[str], *, hook: Hook | None = None) -> None:
