@@ -453,8 +453,9 @@ class EvalConfig(RunConfig):
     tasks: tuple[str, ...] | None = setting(None, help="only these tasks of the clusters (None: all)")
     split: str | None = setting(None, help="the split (None: each benchmark's own evaluation split; built-in: "
                                 "test)")
-    korean_rouge: str = setting("character", help="Korean ROUGE-L: 'character' (rouge_l only) or 'morpheme' "
-                                "(also rouge_l_morpheme, MeCab-ko / Kiwi morphemes)")
+    korean_rouge: str = setting("character", help="Korean generation: 'character' (the tasks' own metrics) or "
+                                "'morpheme' (also rouge_l_morpheme: ROUGE-L over MeCab-ko / Kiwi morphemes)",
+                                macro="KOREAN_ROUGE")
     template_mode: str = setting("native", help="native, fixed or cross templates", macro="TEMPLATE_MODE")
     template_lang: str | None = setting(None, help="template language for fixed / cross", macro="TEMPLATE_LANG")
     fallback_lang: str | None = setting(None, help="template language where a task has no native template")

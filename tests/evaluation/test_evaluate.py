@@ -147,9 +147,13 @@ def test_registry_benchmarks_every_metric_and_pmi(trained, tmp_path, bench_dirs)
     assert got == pytest.approx(expected)
 
     # Korean generation: rouge_l_morpheme beside rouge_l with the morpheme option; both confusion rates.
-    values = ev._generation_values(["서울은 한국의 수도이다"], [["서울은 대한민국의 수도입니다"]], ("rouge_l",), "ko",
-                                   "morpheme")
+    pred, ref = ["서울은 한국의 수도이다"], [["서울은 대한민국의 수도입니다"]]
+    values = ev._generation_values(pred, ref, ("rouge_l",), "ko", "morpheme")
     assert set(values) == {"rouge_l", "rouge_l_morpheme", "wrong_language", "line_pass_rate"}
+    assert values["rouge_l_morpheme"] == metrics.rouge_l_korean(pred, ref, unit="morpheme")
+    assert "rouge_l_morpheme" in ev._generation_values(pred, ref, ("squad_f1",), "ko", "morpheme")
+    assert "rouge_l_morpheme" not in ev._generation_values(pred, ref, ("squad_f1",), "ko", "character")
+    assert "rouge_l_morpheme" not in ev._generation_values(pred, ref, ("squad_f1",), "en", "morpheme")
     assert values["line_pass_rate"] == confusion.line_pass_rate(["서울은 한국의 수도이다"], "ko")
     assert calibration.METRIC_OF_RANKING["pmi"] == "accuracy_pmi"
 

@@ -19,8 +19,8 @@ per metric (``xlt.evaluation.report`` aggregates them into mean ± std over temp
 * generation tasks — greedy decoding with the KV cache (``xlt.decoding.generate``), then every metric the
   benchmark names (exact match, chrF, ROUGE-L with language-aware tokenization; SQuAD exact match / F1,
   MGSM's final-number match through ``xlt.benchmarks.metric_functions``; a metric without an
-  implementation is a ConfigError before any work, never skipped), ``rouge_l_morpheme`` for Korean with
-  ``korean_rouge='morpheme'``, ``wrong_language`` (the share of answers identified as another language
+  implementation is a ConfigError before any work, never skipped), ``rouge_l_morpheme`` (ROUGE-L over
+  MeCab-ko / Kiwi morphemes) for every Korean generation task with ``korean_rouge='morpheme'``, ``wrong_language`` (the share of answers identified as another language
   than the content language as a whole, ``xlt.evaluation.langid``) and ``line_pass_rate``, the Language
   Confusion Benchmark's line-level pass rate (``xlt.evaluation.confusion``).
 
@@ -165,7 +165,7 @@ def _generation_values(preds: list[str], refs: list[list[str]], metric_names: Se
                        korean_rouge: str) -> dict[str, float]:
     functions = generation_metrics()
     values = {m: functions[m](preds, refs, lang) for m in metric_names}
-    if lang == "ko" and korean_rouge == "morpheme" and "rouge_l" in metric_names:
+    if lang == "ko" and korean_rouge == "morpheme":  # every Korean generation task, whatever it names
         values["rouge_l_morpheme"] = metrics.rouge_l_korean(preds, refs, unit="morpheme")
     values["wrong_language"] = langid.wrong_language_rate(preds, lang)
     values["line_pass_rate"] = confusion.language_confusion(preds, lang, whole_answer=False)["line_pass_rate"]
