@@ -3,6 +3,16 @@
 One base model, instruction-tuned once per (train set, seed) and evaluated zero-shot on the held-out clusters
 in every test language, next to the untuned base as the baseline row.
 
+Columns are the test languages (the built-in held-out tasks averaged: the demo) or, with ``benchmarks``,
+(benchmark, language) pairs from the benchmark registry (``xlt.benchmarks``; each benchmark in
+``benchmark_languages[name]`` or the test languages, read from ``benchmark_sources[name]`` or its hub). Rows
+are tuned on the built-in meta-datasets or on registered instruction data (``instruction_data`` for every row,
+``row_instruction_data`` per train set: a provider of ``xlt.instruct.providers`` with its source, passed to
+``register_instruct_tasks(data=...)``; such rendered data keep their own prompts, so ``template_mode`` then
+applies to the evaluation only). ``gin/experiments/polylm.gin`` and ``han24.gin`` state the two studies.
+Validation builds every provider and benchmark, checks every language and template and, for local copies,
+reads every file's schema: a bad one is a one-line error before any training.
+
 The experiment is a ``MatrixConfig`` (gin: ``transfer_matrix.<field>``; ``--help`` lists the fields), validated
 whole when it is made. Work, in order (nothing is written before that):
 
@@ -13,11 +23,15 @@ whole when it is made. Work, in order (nothing is written before that):
    ``xlt.train.train`` with ``runs/instruct.gin`` from the base into ``results/<name>/tuned/<trainset>_s<seed>``
    (a killed run resumes from its own checkpoint).
 3. cells: ``xlt.evaluation.evaluate`` with an ``EvalConfig`` (the experiment's vocabulary, a value) of every
-   row and of the base in every test language into ``results/<name>/eval/<row>/<lang>``; ``cell.json`` is written atomically last, and a cell that has one is
+   row and of the base in every column into ``results/<name>/eval/<row>/<lang>`` (benchmark columns:
+   ``.../<row>/<benchmark>/<lang>``); ``cell.json`` is written atomically last, and a cell that has one is
    skipped on a re-run (so is a row's tuning when all its cells are done).
 4. ``results/<name>/matrix.json``, ``matrix.md``, ``matrix_score.png`` and ``matrix_gain.png``.
 
-The cell: the *primary score* is ``accuracy`` (rank classification by summed log-likelihood) averaged over
+The cell of a benchmark column: its primary metric (``accuracy`` for choice benchmarks, ``squad_f1`` for TyDiQA,
+the first metric of other generation benchmarks), mean and population std over seeds x templates.
+
+The cell of a built-in column: the *primary score* is ``accuracy`` (rank classification by summed log-likelihood) averaged over
 the held-out choice tasks that exist in every test language (``eval_tasks``; the same tasks in every column),
 each task weighing the same. Per task, the values are the per-template accuracies of every seed; the cell's
 mean is the mean over tasks of their (seed x template) means, its ``std`` the root mean square over tasks of
@@ -39,7 +53,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
@@ -144,7 +158,19 @@ class MatrixConfig(configs.RunConfig):
     cross_template_langs: tuple[str, ...] = setting(("en", "fr"), help="template_mode 'cross': the first of these "
                                                     "that is not a content language")
     eval_tasks: tuple[str, ...] | None = setting(None, help="held-out choice tasks averaged in a cell (None: all "
-                                                 "that every test language has)")
+                                                 "that every test language has); only without `benchmarks`")
+    benchmarks: tuple[str, ...] | None = setting(None, help="columns (benchmark, language) from the benchmark "
+                                                 "registry, e.g. ['xnli', 'pawsx'] (None: one column per test "
+                                                 "language averaging the built-in eval_tasks)")
+    benchmark_sources: Mapping[str, str] | None = setting(None, help="{benchmark: hub name or local directory}; "
+                                                          "unnamed benchmarks read their hub")
+    benchmark_languages: Mapping[str, tuple[str, ...]] | None = setting(
+        None, help="{benchmark: its column languages}; unnamed benchmarks take test_languages")
+    instruction_data: Mapping[str, Any] | None = setting(
+        None, help="every row's tuning data: {'name': provider, 'source': hub name or local copy, 'options': {...}} "
+        "(xlt.instruct.providers; None: the built-in meta-datasets)")
+    row_instruction_data: Mapping[str, Mapping[str, Any]] | None = setting(
+        None, help="{train set: instruction data as above} for rows tuned on other data than instruction_data")
     max_items_per_task: int | None = setting(16, help="first N items per task, every template (None: all)")
     eval_batch_size: int = setting(16, help="evaluation batch size")
     vocabulary: Any = setting(None, help="the seqio vocabulary of every run and evaluation, a value (gin: "
@@ -198,6 +224,31 @@ class MatrixConfig(configs.RunConfig):
         c.boolean("quiet_children")
         if not (hasattr(self.vocabulary, "encode") and hasattr(self.vocabulary, "vocab_size")):
             c.fail("vocabulary", "a seqio.Vocabulary or None")
+        data = self._check_instruction_data(c, content)
+        if self.benchmarks is None:
+            self._check_eval_tasks(c, langs)
+        else:
+            self._check_benchmarks(c, langs)
+        # Every template the run will need, now rather than after an hour of training (rows tuned on rendered
+        # instruction data use the data's own prompts: see instruction_spec).
+        train_tasks = meta.training_tasks(meta.DEFAULT_HELD_OUT)
+        for ts, codes in content.items():
+            if data[ts] is not None:
+                continue
+            mode, tlang = c.wrap("template_mode", lambda codes=codes: template_setting(
+                self.template_mode, self.template_lang, self.cross_template_langs, codes))
+            for code in codes:
+                for task in meta.tasks_for(code):
+                    if task in train_tasks:
+                        c.wrap("template_mode", lambda: tpl.resolve_template_lang(mode, code, task, tlang))
+        if self.benchmarks is None:
+            for code in langs:
+                mode, tlang = c.wrap("template_mode", lambda code=code: template_setting(
+                    self.template_mode, self.template_lang, self.cross_template_langs, (code,)))
+                for task in self.eval_tasks:
+                    c.wrap("template_mode", lambda: tpl.resolve_template_lang(mode, code, task, tlang))
+
+    def _check_eval_tasks(self, c: configs.Check, langs: Sequence[str]) -> None:
         if self.eval_tasks is None:
             tasks = _default_eval_tasks(langs)
             if not tasks:
@@ -212,20 +263,115 @@ class MatrixConfig(configs.RunConfig):
             missing = [code for code in langs if task not in meta.tasks_for(code, meta.DEFAULT_HELD_OUT)]
             if missing:
                 raise ConfigError(f"MatrixConfig.eval_tasks: {task!r} has no data in test language(s) {missing}")
-        # Every template the run will need, now rather than after an hour of training.
-        train_tasks = meta.training_tasks(meta.DEFAULT_HELD_OUT)
-        for codes in content.values():
-            mode, tlang = c.wrap("template_mode", lambda codes=codes: template_setting(
-                self.template_mode, self.template_lang, self.cross_template_langs, codes))
-            for code in codes:
-                for task in meta.tasks_for(code):
-                    if task in train_tasks:
-                        c.wrap("template_mode", lambda: tpl.resolve_template_lang(mode, code, task, tlang))
-        for code in langs:
-            mode, tlang = c.wrap("template_mode", lambda code=code: template_setting(
-                self.template_mode, self.template_lang, self.cross_template_langs, (code,)))
-            for task in self.eval_tasks:
-                c.wrap("template_mode", lambda: tpl.resolve_template_lang(mode, code, task, tlang))
+        if self.benchmark_sources is not None or self.benchmark_languages is not None:
+            c.fail("benchmark_sources" if self.benchmark_sources is not None else "benchmark_languages",
+                   "None without benchmarks")
+
+    def _check_benchmarks(self, c: configs.Check, langs: Sequence[str]) -> None:
+        """Names, sources, languages, splits, templates and (for local copies) every file's schema of every
+        column, before any training."""
+        from xlt import benchmarks as registry
+        from xlt.benchmarks import sources as bench_sources
+        from xlt.evaluation.evaluate import fallback_for
+
+        names = _codes(c, "benchmarks")
+        for name in names:
+            c.wrap("benchmarks", lambda name=name: registry.get(name))
+        if self.eval_tasks is not None:
+            c.fail("eval_tasks", "None with benchmarks (a benchmark column is its own task)")
+        for field, kind in (("benchmark_sources", str), ("benchmark_languages", tuple)):
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if not isinstance(value, Mapping) or any(k not in names for k in value):
+                c.fail(field, "a mapping whose keys are names in benchmarks")
+            value = {k: configs.as_tuple(v) for k, v in value.items()}
+            if any(not isinstance(v, kind) or not v for v in value.values()):
+                c.fail(field, "a mapping {benchmark: " + ("hub name or directory}" if kind is str else
+                                                          "[language codes]}"))
+            object.__setattr__(self, field, value)
+        for name in names:
+            bench = c.wrap("benchmarks", lambda name=name: registry.get(name, source=self.source_of(name)))
+            if bench.builtin and bench.kind != meta.CHOICE:
+                c.fail("benchmarks", f"held-out choice tasks or public benchmarks (not {name!r})")
+            for code in self.languages_of(name):
+                c.wrap("test_languages" if name not in (self.benchmark_languages or {}) else "benchmark_languages",
+                       lambda code=code: language_table.validate(code))
+                mode, tlang = c.wrap("template_mode", lambda code=code: self.column_templates(name, code))
+                c.wrap("benchmarks", lambda code=code: bench.check(code, None, template_mode=mode, template_lang=tlang,
+                                                                   fallback_lang=fallback_for(bench, None)))
+                if not bench.builtin and bench_sources.is_local(bench.source):
+                    c.wrap("benchmark_sources", lambda code=code: bench.records(code))
+
+    def _check_instruction_data(self, c: configs.Check, content: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+        """{train set: its instruction-data spec or None}; each provider is built and, for a local copy, read
+        (the train languages present, the records in the set's schema)."""
+        from xlt.instruct import providers
+
+        for field in ("instruction_data", "row_instruction_data"):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, Mapping):
+                c.fail(field, "a mapping or None")
+        rows = dict(self.row_instruction_data or {})
+        unknown = sorted(set(rows) - set(content))
+        if unknown:
+            c.fail("row_instruction_data", f"a mapping whose keys are train sets (not {unknown})")
+        out: dict[str, Any] = {}
+        for ts, codes in content.items():
+            field = "row_instruction_data" if ts in rows else "instruction_data"
+            spec = rows[ts] if ts in rows else self.instruction_data
+            if spec is None:
+                out[ts] = None
+                continue
+            if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) or set(spec) - {
+                    "name", "source", "options"} or not isinstance(spec.get("options") or {}, Mapping):
+                c.fail(field, "{'name': provider, 'source': hub name or directory, 'options': {...}}")
+            spec = {"name": spec["name"], "source": spec.get("source"), "options": dict(spec.get("options") or {})}
+            if spec["name"] == "builtin":
+                c.fail(field, "a provider of rendered data ('builtin' is the default: leave it None)")
+            provider = c.wrap(field, lambda spec=spec, codes=codes: providers.get_provider(
+                spec["name"], spec["source"], list(codes), **spec["options"]))
+            if spec["source"] is not None and Path(str(spec["source"])).exists():
+                for code in codes:
+                    c.wrap(field, lambda code=code: provider.check_language(code))
+                    c.wrap(field, lambda code=code: [t for t in provider.tasks(code)])
+            out[ts] = spec
+        return out
+
+    def instruction_spec(self, train_set: str) -> dict[str, Any] | None:
+        """The tuning data of a row: {'name', 'source', 'options'}, or None for the built-in meta-datasets."""
+        rows = self.row_instruction_data or {}
+        spec = rows.get(train_set, self.instruction_data)
+        if spec is None:
+            return None
+        return {"name": spec["name"], "source": spec.get("source"), "options": dict(spec.get("options") or {})}
+
+    def source_of(self, benchmark: str) -> str | None:
+        return (self.benchmark_sources or {}).get(benchmark)
+
+    def languages_of(self, benchmark: str) -> tuple[str, ...]:
+        return tuple((self.benchmark_languages or {}).get(benchmark, self.test_languages))
+
+    def column_templates(self, benchmark: str | None, lang: str) -> tuple[str, str | None]:
+        """(template_mode, template_lang) of a column. For a benchmark column under ``cross``: the first of
+        ``cross_template_langs`` that is not ``lang`` and has templates of the benchmark (English XNLI has no
+        Korean templates: the next language is used); otherwise ``template_setting``."""
+        if benchmark is None or self.template_mode != "cross":
+            return template_setting(self.template_mode, self.template_lang, self.cross_template_langs, (lang,))
+        from xlt import benchmarks as registry
+        have = registry.get(benchmark, source=self.source_of(benchmark)).template_languages
+        for code in self.cross_template_langs:
+            if code != lang and code in have:
+                return "cross", code
+        raise ConfigError(f"cross_template_langs {list(self.cross_template_langs)} has no language other than "
+                          f"{lang!r} with {benchmark} templates ({', '.join(have)})")
+
+    def columns(self) -> list[tuple[str, str | None, str]]:
+        """(column key, benchmark or None, content language) of every column: the test languages (built-in
+        eval_tasks averaged) or, with ``benchmarks``, ``<benchmark>/<language>``."""
+        if self.benchmarks is None:
+            return [(lang, None, lang) for lang in self.test_languages]
+        return [(f"{b}/{lang}", b, lang) for b in self.benchmarks for lang in self.languages_of(b)]
 
     @property
     def root(self) -> Path:
@@ -241,8 +387,9 @@ class MatrixConfig(configs.RunConfig):
     def tuned_dir(self, row: str) -> Path:
         return self.root / "tuned" / row
 
-    def eval_dir(self, row: str, lang: str) -> Path:
-        return self.root / "eval" / row / lang
+    def eval_dir(self, row: str, column: str) -> Path:
+        """A cell's folder: eval/<row>/<lang> (built-in columns) or eval/<row>/<benchmark>/<lang>."""
+        return self.root / "eval" / row / column
 
     def rows(self) -> list[tuple[str, str, int]]:
         """(row directory name, train set, seed) of every tuned model."""
@@ -279,20 +426,44 @@ class Progress:
         self.eval_seconds.append(seconds)
 
 
-def _cell_settings(cfg: MatrixConfig, row: str, lang: str) -> dict[str, Any]:
+def primary_metric(cfg: MatrixConfig, benchmark: str | None) -> str:
+    """The metric a cell reports: accuracy (summed log-likelihood) for choice columns; for a generation
+    benchmark its F1 when it has one (TyDiQA: squad_f1), else its first metric (MGSM: number_match)."""
+    if benchmark is None:
+        return PRIMARY_METRIC
+    from xlt import benchmarks as registry
+    bench = registry.get(benchmark, source=cfg.source_of(benchmark))
+    if bench.kind == meta.CHOICE:
+        return PRIMARY_METRIC
+    return "squad_f1" if "squad_f1" in bench.metrics else bench.metrics[0]
+
+
+def _column(cfg: MatrixConfig, column: str) -> tuple[str | None, str]:
+    for key, bench, lang in cfg.columns():
+        if key == column:
+            return bench, lang
+    raise ConfigError(f"no column {column!r} in {[k for k, _, _ in cfg.columns()]}")
+
+
+def _cell_settings(cfg: MatrixConfig, row: str, column: str) -> dict[str, Any]:
     """What a cell's result depends on besides the checkpoint's contents; a stored cell with other settings
     (e.g. after changing max_items_per_task) is evaluated again."""
-    mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, (lang,))
+    bench, lang = _column(cfg, column)
+    mode, tlang = cfg.column_templates(bench, lang)
     if row == BASE_ROW:  # relative to results/<name> when it lives there: the folder may be moved
         checkpoint = (os.path.relpath(cfg.base_path, cfg.root) if cfg.base_path.is_relative_to(cfg.root)
                       else str(cfg.base_path))
     else:
         checkpoint = str(cfg.tuned_dir(row).relative_to(cfg.root))
-    return {"checkpoint": checkpoint, "tasks": list(cfg.eval_tasks), "template_mode": mode,
-            "template_lang": tlang, "max_items_per_task": cfg.max_items_per_task, "split": "test"}
+    settings = {"checkpoint": checkpoint, "tasks": list(cfg.eval_tasks or (bench,)), "template_mode": mode,
+                "template_lang": tlang, "max_items_per_task": cfg.max_items_per_task, "split": "test"}
+    if bench is not None:
+        settings.update(split=None, source=cfg.source_of(bench))
+    return settings
 
 
 def _cell_done(cfg: MatrixConfig, row: str, lang: str) -> bool:
+    """Whether the cell of ``row`` and column ``lang`` (a column key) has a result with today's settings."""
     path = cfg.eval_dir(row, lang) / CELL_FILE
     if not path.is_file():
         return False
@@ -325,32 +496,48 @@ def _ensure_base(cfg: MatrixConfig, progress: Progress) -> None:
 
 def _tune(cfg: MatrixConfig, row: str, train_set: str, seed: int, progress: Progress) -> None:
     codes = split_train_set(train_set)
-    mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, codes)
-    progress.say(f"tuning {row}: train languages {list(codes)}, templates {mode}{'/' + tlang if tlang else ''}, "
-                 f"{cfg.train_steps} steps")
+    spec = cfg.instruction_spec(train_set)
+    if spec is None:
+        mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, codes)
+    else:  # rendered data: its own prompts (register_instruct_tasks refuses any other template mode)
+        mode, tlang = "native", None
+    what = "built-in meta-datasets" if spec is None else f"{spec['name']} ({spec['source'] or 'hub'})"
+    progress.say(f"tuning {row} on {what}: train languages {list(codes)}, templates "
+                 f"{mode}{'/' + tlang if tlang else ''}, {cfg.train_steps} steps")
     # The tuning data are configured in runs/instruct.gin through these macros; the run's own settings are values.
     data = [f"TRAIN_LANGUAGES = {list(codes)!r}", f"TEMPLATE_MODE = {mode!r}", f"TEMPLATE_LANG = {tlang!r}"]
+    if spec is not None:  # register_instruct_tasks(data=instruction_data(...)): xlt.instruct.providers
+        data += ["register_instruct_tasks.data = @instruction_data()",
+                 f"instruction_data.name = {spec['name']!r}", f"instruction_data.source = {spec['source']!r}",
+                 f"instruction_data.languages = {list(codes)!r}", f"instruction_data.options = {spec['options']!r}"]
     _train(_run_config(cfg, [cfg.model_gin, "runs/instruct.gin"], [*data, *cfg.tune_bindings],
                        model_dir=str(cfg.tuned_dir(row)), init_checkpoint=str(cfg.base_path), seed=seed,
                        train_steps=cfg.train_steps, batch_size=cfg.batch_size))
 
 
-def _evaluate(cfg: MatrixConfig, row: str, checkpoint: Path, lang: str, progress: Progress) -> None:
+def _evaluate(cfg: MatrixConfig, row: str, checkpoint: Path, column: str, progress: Progress) -> None:
     from xlt.configs import EvalConfig
     from xlt.evaluation.evaluate import evaluate  # heavy: only when there is work
 
-    mode, tlang = template_setting(cfg.template_mode, cfg.template_lang, cfg.cross_template_langs, (lang,))
-    progress.say(f"evaluating {row} -> {lang} ({len(cfg.eval_tasks)} tasks, templates "
-                 f"{mode}{'/' + tlang if tlang else ''})")
-    out = cfg.eval_dir(row, lang)
+    bench, lang = _column(cfg, column)
+    mode, tlang = cfg.column_templates(bench, lang)
+    what = f"{len(cfg.eval_tasks)} tasks" if bench is None else f"benchmark {bench}"
+    progress.say(f"evaluating {row} -> {column} ({what}, templates {mode}{'/' + tlang if tlang else ''})")
+    out = cfg.eval_dir(row, column)
+    if bench is None:
+        selection: dict[str, Any] = {"tasks": cfg.eval_tasks, "split": "test"}
+    else:
+        source = cfg.source_of(bench)
+        selection = {"benchmarks": (bench,), "benchmark_sources": {bench: source} if source else None}
     started = time.perf_counter()
-    evaluate(EvalConfig(checkpoint=str(checkpoint), output_dir=str(out), languages=(lang,), tasks=cfg.eval_tasks,
-                        split="test", template_mode=mode, template_lang=tlang, max_items_per_task=cfg.max_items_per_task,
+    evaluate(EvalConfig(checkpoint=str(checkpoint), output_dir=str(out), languages=(lang,), **selection,
+                        template_mode=mode, template_lang=tlang, max_items_per_task=cfg.max_items_per_task,
                         batch_size=cfg.eval_batch_size, quiet=True, vocabulary=cfg.vocabulary),
              progress=lambda i, n, what: None)
     seconds = time.perf_counter() - started
-    atomic_write_text(out / CELL_FILE, json.dumps({"row": row, "lang": lang, "settings": _cell_settings(cfg, row, lang),
-                                               "seconds": seconds}, indent=1) + "\n")
+    atomic_write_text(out / CELL_FILE, json.dumps({"row": row, "lang": column,
+                                                   "settings": _cell_settings(cfg, row, column),
+                                                   "seconds": seconds}, indent=1) + "\n")
     progress.finished(seconds)
 
 
@@ -358,13 +545,14 @@ def run(cfg: MatrixConfig, *, hook: Hook | None = None, out: TextIO = sys.stdout
     """Run (or resume) every missing cell, then write the matrix files; returns the matrix as a dict.
 
     ``hook(row, lang)`` is called before each cell that runs (tests interrupt a run through it)."""
-    langs = cfg.test_languages
+    langs = [key for key, _, _ in cfg.columns()]
     plan: list[tuple[str, str | None, int | None]] = [(BASE_ROW, None, None)] + [(r, ts, s) for r, ts, s in cfg.rows()]
     total = len(plan) * len(langs)
     done = sum(_cell_done(cfg, row, lang) for row, _, _ in plan for lang in langs)
     tunes = sum(any(not _cell_done(cfg, row, lang) for lang in langs) for row, ts, _ in plan if ts is not None)
     progress = Progress(total, done, tunes, out)
-    progress.say(f"transfer matrix {cfg.name!r}: {len(plan)} rows x {len(langs)} test languages -> {cfg.root}")
+    progress.say(f"transfer matrix {cfg.name!r}: {len(plan)} rows x {len(langs)} "
+                 f"{'test languages' if cfg.benchmarks is None else 'benchmark columns'} -> {cfg.root}")
     if done < total:
         _ensure_base(cfg, progress)
     for row, train_set, seed in plan:
@@ -392,15 +580,18 @@ def run(cfg: MatrixConfig, *, hook: Hook | None = None, out: TextIO = sys.stdout
 
 
 # --------------------------------------------------------------------------------------------- aggregation
-def _task_values(cfg: MatrixConfig, row: str, lang: str) -> dict[str, list[float]]:
-    path = cfg.eval_dir(row, lang) / "records.json"
-    values: dict[str, list[float]] = {t: [] for t in cfg.eval_tasks}
+def _task_values(cfg: MatrixConfig, row: str, column: str) -> dict[str, list[float]]:
+    """{task: its per-template values of the column's primary metric} of one cell."""
+    bench, lang = _column(cfg, column)
+    metric = primary_metric(cfg, bench)
+    path = cfg.eval_dir(row, column) / "records.json"
+    values: dict[str, list[float]] = {t: [] for t in (cfg.eval_tasks or (bench,))}
     for r in json.loads(path.read_text()):
-        if r["metric"] == PRIMARY_METRIC and r["task"] in values and r["content_lang"] == lang:
+        if r["metric"] == metric and r["task"] in values and r["content_lang"] == lang:
             values[r["task"]].append(float(r["value"]))
     empty = [t for t, v in values.items() if not v]
     if empty:
-        raise ConfigError(f"{path} has no {PRIMARY_METRIC} for task(s) {empty}; delete {path.parent} and re-run")
+        raise ConfigError(f"{path} has no {metric} for task(s) {empty}; delete {path.parent} and re-run")
     return values
 
 
@@ -423,32 +614,43 @@ def cell_stat(per_seed: Sequence[dict[str, list[float]]]) -> dict[str, Any]:
 def build_matrix(cfg: MatrixConfig) -> dict[str, Any]:
     """The matrix from the cells' records.json files (every cell must be done)."""
     rows = []
-    base = {lang: cell_stat([_task_values(cfg, BASE_ROW, lang)]) for lang in cfg.test_languages}
+    columns = [key for key, _, _ in cfg.columns()]
+    base = {lang: cell_stat([_task_values(cfg, BASE_ROW, lang)]) for lang in columns}
     rows.append({"row": BASE_LABEL, "train_languages": [], "seeds": [], "cells": base})
     for ts in cfg.train_sets:
         cells = {}
-        for lang in cfg.test_languages:
+        for lang in columns:
             stat = cell_stat([_task_values(cfg, f"{ts}_s{seed}", lang) for seed in cfg.seeds])
             cells[lang] = {**stat, "gain": stat["mean"] - base[lang]["mean"]}
+        spec = cfg.instruction_spec(ts)
         rows.append({"row": ts, "train_languages": list(split_train_set(ts)), "seeds": list(cfg.seeds),
-                     "cells": cells})
+                     "instruction_data": spec["name"] if spec else "builtin", "cells": cells})
     for r in rows:
         r["average"] = _mean([c["mean"] for c in r["cells"].values()])
+    if cfg.benchmarks is None:
+        cell = ("mean over eval_tasks of accuracy (rank classification, summed log-likelihood); each task's "
+                "value is its mean over seeds x templates. std: root mean square over tasks of the population "
+                "std over seeds x templates; seed_std: population std over seeds of the per-seed score; "
+                "gain: mean minus the base (untuned) row in the same test language")
+    else:
+        cell = ("the benchmark's primary metric (choice: accuracy by summed log-likelihood; generation: F1 or its "
+                "first metric) in the column's language, mean over seeds x templates; std: population std over "
+                "seeds x templates; seed_std: population std over seeds; gain: mean minus the base (untuned) row "
+                "in the same column")
     return {"name": cfg.name, "primary_metric": PRIMARY_METRIC,
-            "cell": ("mean over eval_tasks of accuracy (rank classification, summed log-likelihood); each task's "
-                     "value is its mean over seeds x templates. std: root mean square over tasks of the population "
-                     "std over seeds x templates; seed_std: population std over seeds of the per-seed score; "
-                     "gain: mean minus the base (untuned) row in the same test language"),
-            "eval_tasks": list(cfg.eval_tasks), "test_languages": list(cfg.test_languages),
+            "primary_metrics": {key: primary_metric(cfg, bench) for key, bench, _ in cfg.columns()},
+            "cell": cell, "columns": columns, "benchmarks": list(cfg.benchmarks or ()),
+            "eval_tasks": list(cfg.eval_tasks or ()), "test_languages": list(cfg.test_languages),
             "template_mode": cfg.template_mode, "template_lang": cfg.template_lang,
             "max_items_per_task": cfg.max_items_per_task, "train_steps": cfg.train_steps,
             "config": cfg.to_dict(), "rows": rows}
 
 
 def matrix_markdown(matrix: dict[str, Any], digits: int = 3) -> str:
-    langs = matrix["test_languages"]
+    langs = matrix.get("columns", matrix["test_languages"])
     lines = [f"## Transfer matrix `{matrix['name']}` (templates: {matrix['template_mode']})", "",
-             f"Cell: {matrix['cell']}. Shown: mean ± std (gain over base). Tasks: {', '.join(matrix['eval_tasks'])}; "
+             f"Cell: {matrix['cell']}. Shown: mean ± std (gain over base). Tasks: "
+             f"{', '.join(matrix['eval_tasks'] or matrix.get('benchmarks', []))}; "
              f"at most {matrix['max_items_per_task']} items per task.", "",
              "| train \\ test | " + " | ".join(langs) + " | avg |",
              "| --- | " + " | ".join("---:" for _ in langs) + " | ---: |"]
@@ -470,7 +672,7 @@ def _heatmap(matrix: dict[str, Any], key: str, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    langs = matrix["test_languages"]
+    langs = matrix.get("columns", matrix["test_languages"])
     rows = [r for r in matrix["rows"] if key == "mean" or r["row"] != BASE_LABEL]
     data = np.array([[r["cells"][lang][key] for lang in langs] for r in rows], dtype=float)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 0.9 * len(langs)), 1.4 + 0.5 * len(rows)))
@@ -480,9 +682,10 @@ def _heatmap(matrix: dict[str, Any], key: str, path: Path) -> None:
     else:
         bound = 0.0
         im = ax.imshow(data, cmap="viridis")
-    ax.set_xticks(range(len(langs)), langs)
+    ax.set_xticks(range(len(langs)), langs, rotation=45 if matrix.get("benchmarks") else 0, ha="right"
+                  if matrix.get("benchmarks") else "center")
     ax.set_yticks(range(len(rows)), [r["row"] for r in rows])
-    ax.set_xlabel("test language")
+    ax.set_xlabel("test language" if not matrix.get("benchmarks") else "benchmark / language")
     ax.set_ylabel("train set")
     for i in range(len(rows)):
         for j in range(len(langs)):
@@ -516,7 +719,8 @@ USAGE = "python -m experiments.transfer_matrix --gin_file=experiments/transfer_d
 
 
 def help_text() -> str:
-    return configs.help_text(USAGE, __doc__.split("\n\n", 1)[1].split("\n\nThe cell:")[0], [MatrixConfig])
+    intro = __doc__.split("\n\n", 1)[1].split("\n\nThe cell of a benchmark column:")[0]
+    return configs.help_text(USAGE, intro, [MatrixConfig])
 
 
 def main(argv: list[str], *, hook: Hook | None = None) -> None:

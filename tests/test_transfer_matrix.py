@@ -109,6 +109,13 @@ def test_interrupted_run_resumes(finished, tmp_path):
     ({"seeds": "[]"}, "seeds must be a non-empty list"),
     ({"eval_tasks": "['month_after']"}, "not a held-out choice task"),
     ({"template_mode": "'fixed'"}, "needs template_lang"),
+    ({"benchmarks": "['no_such_benchmark']", "eval_tasks": "None"}, "unknown benchmark 'no_such_benchmark'"),
+    ({"benchmarks": "['xcopa']", "eval_tasks": "None"}, "benchmark 'xcopa' has no language 'en'"),
+    ({"benchmarks": "['pawsx']"}, "eval_tasks must be None with benchmarks"),
+    ({"benchmarks": "['pawsx']", "eval_tasks": "None", "benchmark_sources": "{'pawsx': '/no/such/dir'}"},
+     "pawsx"),
+    ({"instruction_data": "{'name': 'no_such_data'}"}, "unknown instruction data 'no_such_data'"),
+    ({"row_instruction_data": "{'fr': {'name': 'multialpaca'}}"}, "keys are train sets"),
 ])
 def test_matrix_bad_config_fails_before_writing(tmp_path, capsys, override, message):
     assert cli.main(tm.main, config_argv(tmp_path, **override)) == 2

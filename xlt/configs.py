@@ -436,7 +436,7 @@ def _check_language(c: Check, name: str) -> None:
 @register_gin
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EvalConfig(RunConfig):
-    """A zero-shot evaluation of a checkpoint on the instruction meta-datasets:
+    """A zero-shot evaluation of a checkpoint on registered benchmarks (default: the built-in held-out tasks):
     ``xlt.evaluation.evaluate.evaluate(config)``; gin: ``evaluate.<field>``."""
 
     gin_name: ClassVar[str] = "evaluate"
@@ -446,9 +446,19 @@ class EvalConfig(RunConfig):
     output_dir: str | None = setting(None, help="records.json, report.json, report.md and predictions.jsonl go "
                                      "here (None: print only)", macro="EVAL_DIR")
     languages: tuple[str, ...] = setting(("en",), help="content languages", macro="EVAL_LANGUAGES")
-    clusters: tuple[str, ...] | None = setting(None, help="task clusters (None: the held-out clusters)")
+    benchmarks: tuple[str, ...] | None = setting(None, help="benchmarks of the registry (xlt.benchmarks: xnli, "
+                                                 "pawsx, kobest_copa, ...), each in every language (None: the "
+                                                 "built-in tasks of `clusters`)", macro="BENCHMARKS")
+    benchmark_sources: Mapping[str, str] | None = setting(None, help="{benchmark: hub name or local directory "
+                                                          "<config>/<split>.jsonl}; unnamed ones read their hub",
+                                                          macro="BENCHMARK_SOURCES")
+    clusters: tuple[str, ...] | None = setting(None, help="built-in task clusters (None: the held-out clusters)")
     tasks: tuple[str, ...] | None = setting(None, help="only these tasks of the clusters (None: all)")
-    split: str = setting("test", help="train, validation or test")
+    split: str | None = setting(None, help="the split (None: each benchmark's own evaluation split; built-in: "
+                                "test)")
+    korean_rouge: str = setting("character", help="Korean generation: 'character' (the tasks' own metrics) or "
+                                "'morpheme' (also rouge_l_morpheme: ROUGE-L over MeCab-ko / Kiwi morphemes)",
+                                macro="KOREAN_ROUGE")
     template_mode: str = setting("native", help="native, fixed or cross templates", macro="TEMPLATE_MODE")
     template_lang: str | None = setting(None, help="template language for fixed / cross", macro="TEMPLATE_LANG")
     fallback_lang: str | None = setting(None, help="template language where a task has no native template")
@@ -478,7 +488,11 @@ class EvalConfig(RunConfig):
                 c.fail("tasks", "a list of task names or None")
             for task in self.tasks:
                 c.wrap("tasks", lambda task=task: meta.task_spec(task))
-        c.text("split", choices=SPLITS)
+        self._check_benchmarks(c)
+        c.text("split", optional=True)
+        if self.benchmarks is None and self.split is not None:
+            c.text("split", choices=SPLITS)
+        c.text("korean_rouge", choices=("character", "morpheme"))
         c.text("template_mode", choices=tpl.MODES)
         _check_language(c, "template_lang")
         _check_language(c, "fallback_lang")
@@ -491,6 +505,29 @@ class EvalConfig(RunConfig):
         if self.vocabulary is not None and not (hasattr(self.vocabulary, "encode")
                                                 and hasattr(self.vocabulary, "vocab_size")):
             c.fail("vocabulary", "a seqio.Vocabulary or None")
+
+    def _check_benchmarks(self, c: Check) -> None:
+        from xlt import benchmarks
+        if self.benchmarks is not None:
+            if isinstance(self.benchmarks, str) or not isinstance(self.benchmarks, tuple) or not self.benchmarks:
+                c.fail("benchmarks", "a non-empty list of benchmark names or None")
+            if len(set(self.benchmarks)) != len(self.benchmarks):
+                c.fail("benchmarks", "a list without repeated names")
+            for name in self.benchmarks:
+                c.wrap("benchmarks", lambda name=name: benchmarks.get(name))
+            if self.clusters is not None or self.tasks is not None:
+                c.fail("benchmarks", "None when clusters or tasks are given (they select built-in tasks)")
+        sources = self.benchmark_sources
+        if sources is not None:
+            if not isinstance(sources, Mapping) or any(not isinstance(v, str) or not v.strip()
+                                                       for v in sources.values()):
+                c.fail("benchmark_sources", "a mapping {benchmark: hub name or directory} or None")
+            unused = sorted(set(sources) - set(self.benchmarks or ()))
+            if unused:
+                c.fail("benchmark_sources", f"sources of benchmarks in `benchmarks` only (not {unused})")
+            for name, source in sources.items():
+                c.wrap("benchmark_sources", lambda name=name, source=source: benchmarks.get(name, source=source))
+            object.__setattr__(self, "benchmark_sources", dict(sources))
 
     @classmethod
     def from_gin(cls, **overrides: Any) -> EvalConfig:

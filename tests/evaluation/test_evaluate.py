@@ -102,3 +102,66 @@ def test_model_and_vocabulary_come_from_the_checkpoint(trained):
     assert cfg.encoder_decoder and build_model(cfg) is not None
     assert meta.vocabulary.same_ids(vocab_lib.record_of(data_tasks.vocabulary()))
     assert ev.Evaluator(str(trained["t5"])).vocab == checkpoints.vocabulary_of(meta)
+
+
+@pytest.fixture(scope="module")
+def bench_dirs(tmp_path_factory):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_fixtures
+    return bench_fixtures.write_all(tmp_path_factory.mktemp("benchmarks"))
+
+
+def test_registry_benchmarks_every_metric_and_pmi(trained, tmp_path, bench_dirs):
+    from xlt.benchmarks import sources as bench_sources
+    from xlt.evaluation import calibration, confusion, metrics
+    bench_sources.clear_cache()
+    out = tmp_path / "eval"
+    names = ("xnli", "pawsx", "tydiqa")
+    evaluate(trained["gpt"], output_dir=str(out), languages=("en",), benchmarks=names,
+             benchmark_sources={n: str(bench_dirs[n]) for n in names}, max_items_per_task=2, max_new_tokens=6,
+             batch_size=4, korean_rouge="morpheme")
+    records = json.loads((out / "records.json").read_text())
+    by_task = {}
+    for r in records:
+        by_task.setdefault(r["task"], set()).add(r["metric"])
+    assert by_task["xnli"] == by_task["pawsx"] == {"accuracy", "accuracy_norm", "accuracy_char", "accuracy_pmi"}
+    assert by_task["tydiqa"] == {"squad_exact_match", "squad_f1", "wrong_language", "line_pass_rate"}
+    report = (out / "report.md").read_text()
+    assert "## Per benchmark and template" in report and "### xnli" in report and "### tydiqa" in report
+
+    # accuracy_pmi recomputed by hand: option log-likelihoods minus those after the content-free prompt.
+    from xlt import benchmarks
+    examples = benchmarks.get("xnli", source=str(bench_dirs["xnli"])).examples("en", max_items=2)
+    evaluator = ev.Evaluator(str(trained["gpt"]), batch_size=4)
+    full = evaluator.score([e["inputs"] for e in examples], [e["options"] for e in examples])
+    null = evaluator.score([e["null_inputs"] for e in examples], [e["options"] for e in examples])
+    picks = [int(np.argmax(np.asarray(f[0]) - np.asarray(n[0]))) for f, n in zip(full, null)]
+    assert [r["pmi"] for r in evaluator.rank(examples)] == picks
+    template = examples[0]["template_id"]
+    idx = [i for i, e in enumerate(examples) if e["template_id"] == template]
+    expected = metrics.accuracy([picks[i] for i in idx], [examples[i]["answer"] for i in idx])
+    got = next(r["value"] for r in records if r["task"] == "xnli" and r["template_id"] == template
+               and r["metric"] == "accuracy_pmi")
+    assert got == pytest.approx(expected)
+
+    # Korean generation: rouge_l_morpheme beside rouge_l with the morpheme option; both confusion rates.
+    pred, ref = ["서울은 한국의 수도이다"], [["서울은 대한민국의 수도입니다"]]
+    values = ev._generation_values(pred, ref, ("rouge_l",), "ko", "morpheme")
+    assert set(values) == {"rouge_l", "rouge_l_morpheme", "wrong_language", "line_pass_rate"}
+    assert values["rouge_l_morpheme"] == metrics.rouge_l_korean(pred, ref, unit="morpheme")
+    assert "rouge_l_morpheme" in ev._generation_values(pred, ref, ("squad_f1",), "ko", "morpheme")
+    assert "rouge_l_morpheme" not in ev._generation_values(pred, ref, ("squad_f1",), "ko", "character")
+    assert "rouge_l_morpheme" not in ev._generation_values(pred, ref, ("squad_f1",), "en", "morpheme")
+    assert values["line_pass_rate"] == confusion.line_pass_rate(["서울은 한국의 수도이다"], "ko")
+    assert calibration.METRIC_OF_RANKING["pmi"] == "accuracy_pmi"
+
+
+def test_registry_benchmark_errors_before_loading(trained, bench_dirs):
+    with pytest.raises(Exception, match="has no language 'ko'"):
+        evaluate(trained["gpt"], languages=("ko",), benchmarks=("xnli",))
+    with pytest.raises(Exception, match="unknown benchmark"):
+        evaluate(trained["gpt"], languages=("en",), benchmarks=("xnlii",))
+    with pytest.raises(Exception, match="benchmark_sources"):
+        evaluate(trained["gpt"], languages=("en",), benchmarks=("xnli",), benchmark_sources={"pawsx": "/x"})

@@ -1,15 +1,28 @@
-"""Zero-shot evaluation of a checkpoint on the instruction meta-datasets: ``evaluate(EvalConfig(...))``, or
+"""Zero-shot evaluation of a checkpoint on registered benchmarks: ``evaluate(EvalConfig(...))``, or
 ``python -m xlt.eval`` (``--help`` lists every setting of ``xlt.configs.EvalConfig``).
 
-For every (content language, task of the evaluated clusters, template) it scores the split's examples and
-writes one record per metric (``xlt.evaluation.report`` aggregates them into mean ± std over templates):
+What is evaluated: ``EvalConfig.benchmarks`` names benchmarks of the registry (``xlt.benchmarks``: XNLI,
+XCOPA, PAWS-X, XWinograd, XStoryCloze, Belebele, TyDiQA, MGSM, KoBEST, and the built-in Bible/CLDR tasks
+under their task names), each read from ``benchmark_sources[name]`` (a hub name or a local directory) or
+its hub; None (the default) is the built-in tasks of the held-out clusters (``clusters``, ``tasks``), as
+before the registry existed. Every (benchmark, language) is checked before the model is loaded.
+
+For every (content language, benchmark, template) it scores the split's examples and writes one record
+per metric (``xlt.evaluation.report`` aggregates them into mean ± std over templates):
 
 * choice tasks — rank classification: the log-likelihood of every option given the prompt
   (``xlt.evaluation.scoring.score_options``: the prompt is computed once, all its options are scored
-  together). ``accuracy`` ranks by the summed log-likelihood, ``accuracy_norm`` by the per-token one.
-* generation tasks — greedy decoding with the KV cache (``xlt.decoding.generate``), then the task's
-  metrics (exact match, chrF, ROUGE-L with language-aware tokenization) and ``wrong_language``: the share
-  of answers identified as another language than the content language (``xlt.evaluation.langid``).
+  together), ranked four ways (``xlt.evaluation.calibration``): ``accuracy`` by the summed
+  log-likelihood, ``accuracy_norm`` per token, ``accuracy_char`` per character and ``accuracy_pmi`` by
+  the log-likelihood minus the option's log-likelihood after the content-free prompt (each distinct
+  content-free prompt and option set is scored once).
+* generation tasks — greedy decoding with the KV cache (``xlt.decoding.generate``), then every metric the
+  benchmark names (exact match, chrF, ROUGE-L with language-aware tokenization; SQuAD exact match / F1,
+  MGSM's final-number match through ``xlt.benchmarks.metric_functions``; a metric without an
+  implementation is a ConfigError before any work, never skipped), ``rouge_l_morpheme`` (ROUGE-L over
+  MeCab-ko / Kiwi morphemes) for every Korean generation task with ``korean_rouge='morpheme'``, ``wrong_language`` (the share of answers identified as another language
+  than the content language as a whole, ``xlt.evaluation.langid``) and ``line_pass_rate``, the Language
+  Confusion Benchmark's line-level pass rate (``xlt.evaluation.confusion``).
 
 Prompts are laid out as training saw them (seqio's converters, EOS appended to inputs and targets):
 decoder-only — ``[0] + inputs + [EOS]`` attended bidirectionally (prefix-LM), the answer continuing it;
@@ -19,8 +32,8 @@ than ``max_input_len`` keep their last tokens (where the question and the option
 The model config and the vocabulary come from the checkpoint's record (``xlt.checkpoints.vocabulary_of``:
 the file inside the checkpoint, its sha256 checked; a checkpoint without a vocabulary is refused);
 ``EvalConfig.vocabulary``, when given, must have the recorded ids. Outputs in OUTPUT_DIR: ``records.json`` (the raw per-template
-records), ``report.json`` and ``report.md`` (aggregated), ``predictions.jsonl`` (every example's
-prediction). Every file is written atomically.
+records), ``report.json`` and ``report.md`` (aggregated, followed by a per-benchmark, per-template table:
+``template_table``), ``predictions.jsonl`` (every example's prediction). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -34,16 +47,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xlt import benchmarks as benchmark_registry
 from xlt import checkpoints, cli, partitioning
+from xlt.benchmarks import templates as btpl
 from xlt.data import vocab as vocab_lib
 from xlt.decoding import EOS_ID, generate
 from xlt.configs import EvalConfig
 from xlt.errors import ConfigError
-from xlt.evaluation import langid, metrics, report as report_lib
+from xlt.evaluation import calibration, confusion, langid, metrics, report as report_lib
 from xlt.evaluation.scoring import score_options
 from xlt.files import atomic_write_text
 from xlt.instruct import meta
-from xlt.instruct import tasks as instruct_tasks
 from xlt.models.api import model_api
 
 GENERATION_METRICS = {
@@ -51,6 +65,12 @@ GENERATION_METRICS = {
     "chrf": lambda preds, refs, lang: metrics.chrf(preds, refs) / 100.0,  # 0-1 like the others
     "rouge_l": lambda preds, refs, lang: metrics.rouge_l(preds, refs, lang),
 }
+
+
+def generation_metrics() -> dict[str, Any]:
+    """Every generation metric by name, ``f(predictions, references, lang) -> float``: the built-in tasks'
+    and the benchmarks' own (``xlt.benchmarks.metric_functions``)."""
+    return {**GENERATION_METRICS, **benchmark_registry.metric_functions()}
 
 
 def _cap_items(examples: list[dict[str, Any]], max_items: int | None) -> list[dict[str, Any]]:
@@ -114,6 +134,20 @@ class Evaluator:
                                batch_size=self.batch_size, mesh=self.mesh)
         return [s.best() for s in scores], [s.best(length_normalized=True) for s in scores]
 
+    def score(self, prompts: list[str], options: list[list[str]]) -> list[tuple[Any, Any]]:
+        """(summed log-likelihoods, token counts) of every prompt's options, from texts: the ``score``
+        function of ``xlt.evaluation.calibration.choose`` (prompts truncated as in ``choice_inputs``)."""
+        option_ids = [[self.answer_ids(o) for o in opts] for opts in options]
+        prompt_ids = [self.prompt_ids(p, reserve=max(len(o) for o in ids)) for p, ids in zip(prompts, option_ids)]
+        scores = score_options(self.api, self.params, prompt_ids, option_ids, prefix_lm=self.prefix_lm,
+                               batch_size=self.batch_size, mesh=self.mesh)
+        return [(s.loglik, s.num_tokens) for s in scores]
+
+    def rank(self, examples: Sequence[dict[str, Any]]) -> list[dict[str, int]]:
+        """Chosen option per example under every ranking of ``calibration.RANKINGS`` (sum, per token, per
+        character, PMI against the examples' content-free ``null_inputs``)."""
+        return calibration.choose(examples, self.score, calibrate=True)
+
     def answer(self, examples: Sequence[dict[str, Any]], max_new_tokens: int) -> list[str]:
         prompts = [self.prompt_ids(ex["inputs"], reserve=max_new_tokens)
                    for ex in examples]
@@ -127,9 +161,22 @@ class Evaluator:
         return out
 
 
-def _records_for(examples: list[dict[str, Any]], predictions: list[Any], kind: str, spec: meta.TaskSpec,
-                 lang: str) -> list[dict[str, Any]]:
-    by_template: dict[tuple[str, int], list[int]] = defaultdict(list)
+def _generation_values(preds: list[str], refs: list[list[str]], metric_names: Sequence[str], lang: str,
+                       korean_rouge: str) -> dict[str, float]:
+    functions = generation_metrics()
+    values = {m: functions[m](preds, refs, lang) for m in metric_names}
+    if lang == "ko" and korean_rouge == "morpheme":  # every Korean generation task, whatever it names
+        values["rouge_l_morpheme"] = metrics.rouge_l_korean(preds, refs, unit="morpheme")
+    values["wrong_language"] = langid.wrong_language_rate(preds, lang)
+    values["line_pass_rate"] = confusion.language_confusion(preds, lang, whole_answer=False)["line_pass_rate"]
+    return values
+
+
+def _records_for(examples: list[dict[str, Any]], predictions: list[Any], kind: str, spec: Any,
+                 lang: str, korean_rouge: str = "character") -> list[dict[str, Any]]:
+    """One record per (template, metric). Choice ``predictions``: one {ranking: option} dict per example
+    (``Evaluator.rank``); generation: the answers."""
+    by_template: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         by_template[(ex["template_lang"], ex["template_id"])].append(i)
     records = []
@@ -138,81 +185,145 @@ def _records_for(examples: list[dict[str, Any]], predictions: list[Any], kind: s
                     template_lang=template_lang, template_id=template_id, n=len(idx))
         if kind == meta.CHOICE:
             gold = [examples[i]["answer"] for i in idx]
-            summed, normed = predictions
-            values = {"accuracy": metrics.accuracy([summed[i] for i in idx], gold),
-                      "accuracy_norm": metrics.accuracy([normed[i] for i in idx], gold)}
+            values = {calibration.METRIC_OF_RANKING[r]: metrics.accuracy([predictions[i][r] for i in idx], gold)
+                      for r in calibration.RANKINGS}
         else:
             preds = [predictions[i] for i in idx]
             refs = [examples[i]["references"] for i in idx]
-            values = {m: GENERATION_METRICS[m](preds, refs, lang) for m in spec.metrics if m in GENERATION_METRICS}
-            values["wrong_language"] = langid.wrong_language_rate(preds, lang)
+            values = _generation_values(preds, refs, _generation_metric_names(spec), lang, korean_rouge)
         records.extend({**base, "metric": m, "value": float(v)} for m, v in values.items())
     return records
 
 
+def _generation_metric_names(spec: Any) -> tuple[str, ...]:
+    """The metrics a generation benchmark names; one without an implementation is a ConfigError."""
+    known = generation_metrics()
+    missing = [m for m in spec.metrics if m not in known]
+    if missing:
+        raise ConfigError(f"benchmark {spec.name!r} names metric(s) {missing} that the evaluator does not "
+                          f"implement; known: {', '.join(sorted(known))}")
+    return tuple(spec.metrics)
+
+
+def fallback_for(bench: Any, fallback_lang: str | None) -> str | None:
+    """The template language standing in where ``bench`` has no native template: the config's, else none
+    for the built-in tasks (as before the registry) and English for public benchmarks (their examples are
+    then marked ``template_fallback``)."""
+    if fallback_lang is not None or bench.builtin:
+        return fallback_lang
+    return btpl.DEFAULT_FALLBACK
+
+
+def plan_benchmarks(config: EvalConfig) -> list[tuple[str, Any]]:
+    """(content language, bound benchmark) pairs the config asks for, checked (name, source, language,
+    split, template setting, metrics) without reading any data: the built-in held-out tasks when
+    ``benchmarks`` is None, else every named benchmark in every language (one it lacks is a ConfigError)."""
+    sources = dict(config.benchmark_sources or {})
+    pairs: list[tuple[str, Any]] = []
+    if config.benchmarks is None:
+        chosen = config.clusters if config.clusters is not None else meta.DEFAULT_HELD_OUT
+        for lang in config.languages:
+            for task in meta.tasks_for(lang, chosen):
+                if config.tasks is None or task in config.tasks:
+                    pairs.append((lang, benchmark_registry.get(task)))
+        if not pairs:
+            raise ConfigError(f"no tasks of clusters {list(chosen)} for languages {list(config.languages)}")
+    else:
+        bound = [benchmark_registry.get(name, source=sources.get(name)) for name in config.benchmarks]
+        for lang in config.languages:
+            pairs.extend((lang, b) for b in bound)
+    for lang, b in pairs:
+        b.check(lang, config.split, template_mode=config.template_mode, template_lang=config.template_lang,
+                fallback_lang=fallback_for(b, config.fallback_lang))
+        if b.kind == meta.GENERATION:
+            _generation_metric_names(b)
+    return pairs
+
+
 def evaluate(config: EvalConfig, *, progress: Any = None) -> report_lib.Report:
     """Evaluate ``config.checkpoint`` zero-shot; returns the aggregated report (and writes it to
-    ``config.output_dir``). ``progress(i, n, what)``, if given, is called after each (task, language) instead
-    of the progress line.
+    ``config.output_dir``). ``progress(i, n, what)``, if given, is called after each (benchmark, language)
+    instead of the progress line.
 
-    ``clusters`` defaults to the held-out clusters (``xlt.instruct.meta.DEFAULT_HELD_OUT``); ``tasks``
-    narrows further. ``languages`` are content languages."""
+    ``benchmarks`` None: ``clusters`` defaults to the held-out clusters (``xlt.instruct.meta.DEFAULT_HELD_OUT``);
+    ``tasks`` narrows further. ``languages`` are content languages."""
     if not isinstance(config, EvalConfig):
         raise ConfigError(f"evaluate() takes an EvalConfig, got {type(config).__name__}")
-    (checkpoint, output_dir, langs, clusters, tasks, split, template_mode, template_lang, fallback_lang,
-     max_items_per_task, batch_size, max_new_tokens, max_input_len, mesh_shape, quiet) = (
-        config.checkpoint, config.output_dir, config.languages, config.clusters, config.tasks, config.split,
-        config.template_mode, config.template_lang, config.fallback_lang, config.max_items_per_task,
-        config.batch_size, config.max_new_tokens, config.max_input_len, config.mesh_shape, config.quiet)
-    chosen_clusters = clusters if clusters is not None else meta.DEFAULT_HELD_OUT
-    # Check every example source before the (slow) model work starts.
-    plan: list[tuple[str, str, list[dict[str, Any]]]] = []
-    for lang in langs:
-        for task in meta.tasks_for(lang, chosen_clusters):
-            if tasks is not None and task not in tasks:
-                continue
-            examples = instruct_tasks.eval_examples(task, lang, split, template_mode=template_mode,
-                                                    template_lang=template_lang, fallback_lang=fallback_lang)
-            plan.append((lang, task, _cap_items(examples, max_items_per_task)))
-    if not plan:
-        raise ConfigError(f"no tasks of clusters {list(chosen_clusters)} for languages {list(langs)}")
-    evaluator = Evaluator(checkpoint, batch_size=batch_size, max_input_len=max_input_len, mesh_shape=mesh_shape,
-                          vocabulary=config.vocabulary)
+    # Check every benchmark and read every example source before the (slow) model work starts.
+    plan: list[tuple[str, Any, list[dict[str, Any]]]] = []
+    for lang, bench in plan_benchmarks(config):
+        examples = bench.examples(lang, config.split, template_mode=config.template_mode,
+                                  template_lang=config.template_lang,
+                                  fallback_lang=fallback_for(bench, config.fallback_lang),
+                                  max_items=config.max_items_per_task)
+        if not examples:
+            raise ConfigError(f"benchmark {bench.name!r} has no examples in {lang!r} (split {config.split!r})")
+        plan.append((lang, bench, examples))
+    evaluator = Evaluator(config.checkpoint, batch_size=config.batch_size, max_input_len=config.max_input_len,
+                          mesh_shape=config.mesh_shape, vocabulary=config.vocabulary)
     records: list[dict[str, Any]] = []
     predictions_log: list[str] = []
     started = time.perf_counter()
-    for i, (lang, task, examples) in enumerate(plan):
-        spec = meta.task_spec(task)
-        if spec.kind == meta.CHOICE:
-            preds: Any = evaluator.choose(examples)
-            shown = preds[0]
+    for i, (lang, bench, examples) in enumerate(plan):
+        if bench.kind == meta.CHOICE:
+            preds: Any = evaluator.rank(examples)
+            shown = [p["sum"] for p in preds]
         else:
-            preds = evaluator.answer(examples, max_new_tokens)
+            preds = evaluator.answer(examples, config.max_new_tokens)
             shown = preds
-        records.extend(_records_for(examples, preds, spec.kind, spec, lang))
+        records.extend(_records_for(examples, preds, bench.kind, bench, lang, config.korean_rouge))
         predictions_log.extend(json.dumps({"id": ex["id"], "prediction": p, "gold": ex["targets"]},
                                           ensure_ascii=False) for ex, p in zip(examples, shown))
         if progress is not None:
-            progress(i + 1, len(plan), f"{task}/{lang}")
-        elif not quiet:
-            print(f"[{i + 1}/{len(plan)}] {task} {lang}: {len(examples)} examples "
+            progress(i + 1, len(plan), f"{bench.name}/{lang}")
+        elif not config.quiet:
+            print(f"[{i + 1}/{len(plan)}] {bench.name} {lang}: {len(examples)} examples "
                   f"({time.perf_counter() - started:.0f}s)", flush=True)
     rep = report_lib.aggregate(records)
-    if output_dir:
-        out = Path(output_dir)
+    markdown = rep.to_markdown() + "\n" + template_table(records)
+    if config.output_dir:
+        out = Path(config.output_dir)
         atomic_write_text(out / "records.json", json.dumps(records, indent=1, ensure_ascii=False))
         atomic_write_text(out / "predictions.jsonl", "\n".join(predictions_log) + "\n")
         rep.write_json(out / "report.json")
-        atomic_write_text(out / "report.md", rep.to_markdown())
-    if not quiet:
-        print(rep.to_markdown())
+        atomic_write_text(out / "report.md", markdown)
+    if not config.quiet:
+        print(markdown)
     return rep
 
 
+def template_table(records: Sequence[dict[str, Any]], digits: int = 3) -> str:
+    """Markdown: per benchmark, one row per (language setting, template) and one column per metric, the
+    raw per-template values (``report.md``'s aggregated tables average them)."""
+    by_task: dict[str, dict[tuple[str, str, str], dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    counts: dict[tuple[str, str, str, str], int] = {}
+    for r in records:
+        key = (r["content_lang"], r["template_lang"], str(r["template_id"]))
+        by_task[r["task"]][key][r["metric"]] = r["value"]
+        counts[(r["task"], *key)] = r["n"]
+    lines = ["## Per benchmark and template", ""]
+    for task in sorted(by_task):
+        rows = by_task[task]
+        names = list(dict.fromkeys(m for values in rows.values() for m in values))
+        lines += [f"### {task}", "", "| lang | template | n | " + " | ".join(names) + " |",
+                  "| --- | --- | ---: | " + " | ".join("---:" for _ in names) + " |"]
+        for (content, tlang, tid) in sorted(rows):
+            values = rows[(content, tlang, tid)]
+            setting = content if content == tlang else f"{content}/{tlang}"
+            cells = [f"{values[m]:.{digits}f}" if m in values else "" for m in names]
+            lines.append(f"| {setting} | {tid} | {counts[(task, content, tlang, tid)]} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 USAGE = "python -m xlt.eval --gin_file=runs/eval.gin --gin.CHECKPOINT=\"'DIR'\" [--gin.NAME=VALUE ...]"
-DESCRIPTION = """Evaluate a checkpoint zero-shot on the held-out clusters of the instruction meta-datasets. Example:
+DESCRIPTION = """Evaluate a checkpoint zero-shot on registered benchmarks (default: the held-out clusters of the
+instruction meta-datasets). Examples:
   python -m xlt.eval --gin_file=runs/eval.gin --gin.CHECKPOINT="'runs/tuned_en'" \\
     --gin.EVAL_LANGUAGES="['ko', 'ja']" --gin.EVAL_DIR="'results/tuned_en'"
+  python -m xlt.eval --gin_file=runs/eval.gin --gin.CHECKPOINT="'runs/tuned_en'" \\
+    --gin.BENCHMARKS="['xnli', 'pawsx']" --gin.EVAL_LANGUAGES="['de', 'fr']" \\
+    --gin.BENCHMARK_SOURCES="{'xnli': '/data/xnli'}"     # a local copy; others from the hub
 The vocabulary is gin's vocabulary.kind / .path (runs/eval.gin: byte); it must be the checkpoint's."""
 
 
