@@ -51,7 +51,7 @@ from xlt import benchmarks as benchmark_registry
 from xlt import checkpoints, cli, partitioning
 from xlt.benchmarks import templates as btpl
 from xlt.data import vocab as vocab_lib
-from xlt.decoding import EOS_ID, generate
+from xlt.decoding import PAD_ID, generate
 from xlt.configs import EvalConfig
 from xlt.errors import ConfigError
 from xlt.evaluation import calibration, confusion, langid, metrics, report as report_lib
@@ -104,7 +104,10 @@ class Evaluator:
         if self.vocab.vocab_size > self.cfg.vocab_size:
             raise ConfigError(f"the vocabulary has {self.vocab.vocab_size} ids but the model only "
                               f"{self.cfg.vocab_size}")
-        self.api = model_api(self.cfg)  # the token layout and the model: xlt.models.api
+        # The token layout (decoder start token, EOS) with the checkpoint's recorded conventions: xlt.models.api.
+        conventions = self.meta.vocabulary.conventions if self.meta.vocabulary is not None else None
+        self.api = model_api(self.cfg, start_id=conventions and conventions.decoder_start_id,
+                             eos_id=conventions and conventions.eos_id)
         self.model = self.api.model
         self.batch_size = batch_size
         self.mesh = partitioning.make_mesh(mesh_shape) if mesh_shape else None
@@ -154,9 +157,10 @@ class Evaluator:
         out: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
             gen = generate(self.api, self.params, prompts[start:start + self.batch_size],
-                           max_new_tokens=max_new_tokens, prefix_lm=self.prefix_lm, mesh=self.mesh)
+                           max_new_tokens=max_new_tokens, eos_id=self.api.eos_id, prefix_lm=self.prefix_lm,
+                           mesh=self.mesh)
             for row, n in zip(gen.tokens, gen.lengths):
-                ids = [int(t) for t in row[:n] if t not in (0, EOS_ID)]
+                ids = [int(t) for t in row[:n] if t not in (PAD_ID, self.api.eos_id)]
                 out.append(self.vocab.decode(ids))
         return out
 
