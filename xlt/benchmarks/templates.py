@@ -108,21 +108,6 @@ class Template:
         return texts[variant]
 
 
-def _fields(text: str, where: str) -> list[tuple[str, str]]:
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError as e:
-        raise ConfigError(f"{where}: malformed placeholder ({e})") from None
-    out = []
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if not name.isidentifier() or conversion:
-            raise ConfigError(f"{where}: placeholder {{{name}}} must be a plain name")
-        out.append((name, spec or ""))
-    return out
-
-
 _REGISTRY: dict[tuple[str, str], list[Template]] = {}
 
 
@@ -148,7 +133,7 @@ def add_template(fmt: str, lang: str, text: str | Mapping[str, str], *, choices:
         variants, texts, main = (), [text], text
     for body in texts:
         where = f"template for {fmt}/{lang} {body[:40]!r}…"
-        fields = _fields(body, where)
+        fields = instruct_templates.placeholder_fields(body, where)
         names = {name for name, _ in fields}
         if spec.required - names:
             raise ConfigError(f"{where}: must use {', '.join(sorted(spec.required - names))}")
@@ -225,7 +210,7 @@ class _Formatter(string.Formatter):
 def render(template: Template, values: Mapping[str, object], variant: str | None = None) -> str:
     """Fill ``template``: ``options`` takes a list of strings (laid out in the template's style)."""
     text = template.text_for(variant)
-    names = {name for name, _ in _fields(text, template.id)}
+    names = {name for name, _ in instruct_templates.placeholder_fields(text, template.id)}
     missing = names - set(values)
     if missing:
         raise DataError(f"template {template.id}: no value for {', '.join(sorted(missing))}")

@@ -113,20 +113,23 @@ class Template:
     @property
     def fields(self) -> frozenset[str]:
         """Placeholder names the text uses."""
-        return frozenset(name for name, _ in _fields(self.text))
+        return frozenset(name for name, _ in placeholder_fields(self.text))
 
 
-def _fields(text: str) -> list[tuple[str, str]]:
+def placeholder_fields(text: str, where: str | None = None) -> list[tuple[str, str]]:
+    """(name, format spec) of each placeholder of a template text (also ``xlt.benchmarks.templates``'); a
+    malformed or non-plain placeholder is a ConfigError naming ``where`` (default: the text's start)."""
+    where = where or f"template {text[:40]!r}…"
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as e:
-        raise ConfigError(f"template {text[:40]!r}…: malformed placeholder ({e})") from None
+        raise ConfigError(f"{where}: malformed placeholder ({e})") from None
     out = []
     for _, name, spec, conversion in parsed:
         if name is None:
             continue
         if not name.isidentifier() or conversion:
-            raise ConfigError(f"template {text[:40]!r}…: placeholder {{{name}}} must be a plain name")
+            raise ConfigError(f"{where}: placeholder {{{name}}} must be a plain name")
         out.append((name, spec or ""))
     return out
 
@@ -259,7 +262,7 @@ def add_template(task: str, lang: str, text: str, *, choices: Sequence[str] = ()
     languages.validate(lang)
     slots = TASK_SLOTS[task]
     where = f"template for {task}/{lang} {text[:40]!r}…"
-    fields = _fields(text)
+    fields = placeholder_fields(text)
     names = {name for name, _ in fields}
     if slots.required - names:
         raise ConfigError(f"{where}: must use {', '.join(sorted(slots.required - names))}")
