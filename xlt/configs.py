@@ -36,6 +36,7 @@ import gin
 from xlt import optimizers  # registers the gin names OptimizerConfig reads (learning_rate_schedule, make_optimizer)
 from xlt.errors import ConfigError, XltError
 from xlt.models.config import ModelConfig
+from xlt.models.api import model_api
 
 C = TypeVar("C", bound="RunConfig")
 MESH_AXES = ("data", "fsdp", "tensor")  # xlt.partitioning.MESH_AXES (not imported: that module imports jax)
@@ -383,7 +384,8 @@ class TrainConfig(RunConfig):
         c.integer("batch_size", 1)
         c.integer("seq_len", 1)
         c.integer("input_len", 1, optional=True)
-        if self.input_len is not None and self.input_len >= self.seq_len and not self.model.encoder_decoder:
+        if (self.input_len is not None and self.input_len >= self.seq_len and isinstance(self.model, ModelConfig)
+                and model_api(self.model).feature_converter(has_inputs=True) == "prefix_lm"):
             c.fail("input_len", f"< seq_len={self.seq_len} for a decoder-only model (prompt and answer share it)")
         c.integer("seed", 0)
         c.mesh_shape("mesh_shape")
