@@ -400,8 +400,9 @@ def test_bad_input():
         decoding.generate(gpt, gpt_params, [[5, 128]], max_new_tokens=4)
     with pytest.raises(ConfigError, match="eos_id"):
         decoding.generate(gpt, gpt_params, ok, max_new_tokens=4, eos_id=500)
-    with pytest.raises(ConfigError, match="does not divide"):  # 4 kv heads over a tensor axis of 8
-        decoding.generate(*setup("llama")[1:], ok, max_new_tokens=4,
+    # 4 query heads over a tensor axis of 8 (KV heads that do not divide are replicated instead: kv_heads)
+    with pytest.raises(ConfigError, match="does not divide"):
+        decoding.generate(*setup("gpt")[1:], ok, max_new_tokens=4,
                           mesh=partitioning.make_mesh((1, 1, 8), devices=jax.devices()))
     # Model level: cached calls need positions, a known mode and (for "shared") a filled cache.
     batch = {"decoder_input_tokens": jnp.ones((2, 3), jnp.int32)}

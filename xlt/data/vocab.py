@@ -361,11 +361,14 @@ def vocabulary_from_record(record: VocabularyRecord, checkpoint_dir: str | Path)
 
 
 def of_task(mixture_or_task_name: str) -> seqio.Vocabulary:
-    """The one vocabulary a registered seqio task or mixture tokenizes with (every feature of every task)."""
+    """The one vocabulary a registered seqio task, mixture or curriculum tokenizes with (every feature of every
+    task of every stage)."""
     import seqio
 
-    item = seqio.get_mixture_or_task(mixture_or_task_name)
-    tasks = item.tasks if isinstance(item, seqio.Mixture) else [item]
+    from xlt.data import pipeline  # a curriculum is xlt's (stages of task rates), not a seqio mixture
+
+    tasks = [seqio.get_mixture_or_task(name) for _, rates in pipeline.stages_of(mixture_or_task_name)
+             for name in rates]
     found: list[seqio.Vocabulary] = []
     for task in tasks:
         for feature in task.output_features.values():
