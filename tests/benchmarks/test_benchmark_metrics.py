@@ -190,11 +190,12 @@ def test_the_evaluators_record_builder_consumes_benchmark_examples(bench_dirs):
     b = benchmarks.get("xnli", source=str(bench_dirs["xnli"]))
     examples = evaluate._cap_items(b.examples("en"), 2)
     assert len(examples) == 6
-    summed = [ex["answer"] for ex in examples]  # a perfect model by the summed score
-    normed = [0] * len(examples)
-    records = evaluate._records_for(examples, (summed, normed), meta.CHOICE, b, "en")
+    # One {ranking: chosen option} per example: a perfect model by the summed score, option 0 by the others.
+    predictions = [{"sum": ex["answer"], "per_token": 0, "per_char": 0, "pmi": 0} for ex in examples]
+    records = evaluate._records_for(examples, predictions, meta.CHOICE, b, "en")
     by = {(r["template_id"], r["metric"]): r["value"] for r in records}
     assert by[("nli.en.0", "accuracy")] == 1.0 and by[("nli.en.0", "accuracy_norm")] == 0.5
+    assert by[("nli.en.0", "accuracy_char")] == 0.5 and by[("nli.en.0", "accuracy_pmi")] == 0.5
     assert {r["task"] for r in records} == {"xnli"} and {r["cluster"] for r in records} == {"nli"}
     gen = benchmarks.get("tydiqa", source=str(bench_dirs["tydiqa"]))
     gex = gen.examples("en")
