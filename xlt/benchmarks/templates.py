@@ -133,13 +133,7 @@ def add_template(fmt: str, lang: str, text: str | Mapping[str, str], *, choices:
         variants, texts, main = (), [text], text
     for body in texts:
         where = f"template for {fmt}/{lang} {body[:40]!r}…"
-        fields = instruct_templates.placeholder_fields(body, where)
-        names = {name for name, _ in fields}
-        if spec.required - names:
-            raise ConfigError(f"{where}: must use {', '.join(sorted(spec.required - names))}")
-        if names - spec.allowed:
-            raise ConfigError(f"{where}: unknown placeholder(s) {', '.join(sorted(names - spec.allowed))}; "
-                              f"{fmt} provides {', '.join(sorted(spec.allowed))}")
+        fields = instruct_templates.checked_fields(body, spec.required, spec.allowed, fmt, where)
         for name, fspec in fields:
             if fspec and fspec != "cap" and fspec not in instruct_templates._KO_PARTICLES:
                 raise ConfigError(f"{where}: format {fspec!r} of {{{name}}}; use cap or a Korean particle")

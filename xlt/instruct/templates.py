@@ -140,6 +140,20 @@ _KO_RIEUL_DIGITS = frozenset("178")  # 일, 칠, 팔 end in ㄹ
 _KO_PARTICLES = frozenset({"은/는", "이/가", "을/를", "과/와", "으로/로", "이면/면", "이나/나", "이라고/라고", "아/야"})
 
 
+def checked_fields(text: str, required: frozenset[str], allowed: frozenset[str], owner: str,
+                   where: str) -> list[tuple[str, str]]:
+    """``placeholder_fields`` of a template text that uses every ``required`` slot and only ``allowed`` ones
+    (``owner``: the task or benchmark format providing them); a ConfigError naming ``where`` otherwise."""
+    fields = placeholder_fields(text, where)
+    names = {name for name, _ in fields}
+    if required - names:
+        raise ConfigError(f"{where}: must use {', '.join(sorted(required - names))}")
+    if names - allowed:
+        raise ConfigError(f"{where}: unknown placeholder(s) {', '.join(sorted(names - allowed))}; "
+                          f"{owner} provides {', '.join(sorted(allowed))}")
+    return fields
+
+
 def _korean_final(text: str) -> str:
     """'vowel', 'rieul' (ㄹ) or 'consonant' for the last pronounced character of `text`."""
     for ch in reversed(text):
@@ -262,13 +276,7 @@ def add_template(task: str, lang: str, text: str, *, choices: Sequence[str] = ()
     languages.validate(lang)
     slots = TASK_SLOTS[task]
     where = f"template for {task}/{lang} {text[:40]!r}…"
-    fields = placeholder_fields(text)
-    names = {name for name, _ in fields}
-    if slots.required - names:
-        raise ConfigError(f"{where}: must use {', '.join(sorted(slots.required - names))}")
-    if names - slots.allowed:
-        raise ConfigError(f"{where}: unknown placeholder(s) {', '.join(sorted(names - slots.allowed))}; "
-                          f"{task} provides {', '.join(sorted(slots.allowed))}")
+    fields = checked_fields(text, slots.required, slots.allowed, task, where)
     for name, spec in fields:
         _check_spec(spec, where)
     if slots.binary != bool(choices):
