@@ -39,11 +39,19 @@ def _stderr_fd_silenced():
 class _QuietTensorflowImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds ``tensorflow`` once and loads it silenced and with its GPUs hidden (see the module docstring)."""
 
+    _finding = False
+
     def find_spec(self, name, path, target=None):
-        if name != "tensorflow":
+        if name != "tensorflow" or self._finding:
             return None
-        sys.meta_path.remove(self)  # one-shot: from here on TensorFlow imports normally
-        spec = importlib.util.find_spec(name)
+        # Stay on the meta path until TensorFlow is really loaded (exec_module): a probe such as
+        # ``importlib.util.find_spec("tensorflow")`` (transformers' availability check) must not use it up.
+        # The flag stops the look-up below from asking this finder again.
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
         if spec is None or spec.loader is None:
             return spec
         self._inner = spec.loader
@@ -54,6 +62,8 @@ class _QuietTensorflowImport(importlib.abc.MetaPathFinder, importlib.abc.Loader)
         return self._inner.create_module(spec)
 
     def exec_module(self, module):
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)  # one-shot: from here on TensorFlow imports normally
         with _stderr_fd_silenced():
             self._inner.exec_module(module)
             try:
