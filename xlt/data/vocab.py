@@ -141,7 +141,12 @@ def vocabulary(kind: str = "byte", path: str | None = None, extra_ids: int = 0) 
     if kind == "sentencepiece":
         if not tf.io.gfile.exists(path):
             raise ConfigError(f"sentencepiece model not found: {path}")
-        return seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
+        vocab = seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
+        try:  # seqio parses the file lazily; a broken one is one line here, not a protobuf traceback mid-run
+            vocab.vocab_size
+        except Exception as e:
+            raise ConfigError(f"cannot read sentencepiece model {path}: {_first_line(e)}") from e
+        return vocab
     if extra_ids:
         raise ConfigError("vocabulary.extra_ids is not supported with kind='tokenizers' (add the tokens to "
                           "the tokenizer.json instead)")
