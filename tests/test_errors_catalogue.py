@@ -206,6 +206,13 @@ CASES: list[Case] = [
     C("vocabulary", "evaluating with another vocabulary", "eval", ("--gin.vocabulary.extra_ids=10",),
       "the vocabulary does not match checkpoint {run}: it was trained with byte vocabulary (259 ids)",
       keeps="checkpoint"),
+    C("vocabulary", "vocabulary file changed inside the checkpoint", "convert",
+      ("export", "--xlt_dir={world}/vocab_changed", "--out={out}"),
+      "vocabulary file {world}/vocab_changed/vocab/tokenizer.json has sha256", keeps="checkpoint", base=False),
+    C("vocabulary", "vocabulary file missing from the checkpoint", "convert",
+      ("export", "--xlt_dir={world}/vocab_missing", "--out={out}"),
+      "vocabulary file {world}/vocab_missing/vocab/tokenizer.json recorded by checkpoint", keeps="checkpoint",
+      base=False),
     # ---- benchmarks
     C("benchmark", "unknown benchmark", "eval", ("--gin.BENCHMARKS=['nope']",), "unknown benchmark 'nope'; registered:"),
     C("benchmark", "unknown benchmark in a matrix", "matrix",
@@ -262,6 +269,7 @@ def _jsonl(path: Path, rows: list) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     from xlt import checkpoints, cli, train
+    from xlt.data.vocab import VocabularyRecord
 
     w = tmp_path_factory.mktemp("world")
     run = w / "run"
@@ -272,6 +280,16 @@ def world(tmp_path_factory) -> Path:
     checkpoints.save_params(w / "badmeta", params, meta)
     text = (w / "badmeta" / "meta.json").read_text()
     (w / "badmeta" / "meta.json").write_text(text[: len(text) // 2])  # torn mid-write
+    # a checkpoint recording a tokenizer.json: then the file changed, or gone
+    tokenizer = '{"version": "1.0"}'
+    record = VocabularyRecord(kind="tokenizers", size=meta.vocabulary.size, file="vocab/tokenizer.json",
+                              sha256=hashlib.sha256(tokenizer.encode()).hexdigest(),
+                              conventions=meta.vocabulary.conventions)
+    for name in ("vocab_changed", "vocab_missing"):
+        checkpoints.save_params(w / name, params, meta.replace(vocabulary=record),
+                                extra_files={"vocab/tokenizer.json": tokenizer})
+    (w / "vocab_changed" / "vocab" / "tokenizer.json").write_text('{"version": "2.0"}')
+    (w / "vocab_missing" / "vocab" / "tokenizer.json").unlink()
     (w / "empty").mkdir()
     (w / "garbage.model").write_bytes(b"not a sentencepiece model\n")
     (w / "garbage.json").write_text('{"model": {"type": "BPE", ')

@@ -329,6 +329,20 @@ def record_from_legacy_id(vocab_id: Any) -> VocabularyRecord | None:
     raise CheckpointError(f"unreadable vocabulary entry {vocab_id!r} in an older checkpoint")
 
 
+def recorded_file(record: VocabularyRecord, checkpoint_dir: str | Path) -> Path:
+    """The vocabulary file ``record`` names inside ``checkpoint_dir``, after checking that it is there and has
+    the recorded sha256 (a changed or replaced file is refused: the ids would mean other tokens)."""
+    path = Path(checkpoint_dir) / str(record.file)
+    if not path.is_file():
+        raise CheckpointError(f"vocabulary file {path} recorded by checkpoint {checkpoint_dir} is missing")
+    sha = sha256_of(path)
+    if not (record.sha256 and sha.startswith(record.sha256)):
+        raise CheckpointError(f"vocabulary file {path} has sha256 {sha[:12]}… but the checkpoint records "
+                              f"{(record.sha256 or '?')[:12]}…: the file was changed after the checkpoint "
+                              "was written")
+    return path
+
+
 def vocabulary_from_record(record: VocabularyRecord, checkpoint_dir: str | Path) -> seqio.Vocabulary:
     """Rebuild the vocabulary a record describes; its file is ``checkpoint_dir / record.file`` and must have
     the recorded sha256 (a changed or replaced file is refused: the ids would mean other tokens)."""
@@ -343,14 +357,7 @@ def vocabulary_from_record(record: VocabularyRecord, checkpoint_dir: str | Path)
             raise CheckpointError(f"checkpoint {checkpoint_dir} records a {record.kind} vocabulary (sha256 "
                                   f"{record.sha256}) but not its file (written by an older xlt); pass the "
                                   "vocabulary explicitly")
-        path = Path(checkpoint_dir) / record.file
-        if not path.is_file():
-            raise CheckpointError(f"vocabulary file {path} recorded by checkpoint {checkpoint_dir} is missing")
-        sha = sha256_of(path)
-        if not (record.sha256 and sha.startswith(record.sha256)):
-            raise CheckpointError(f"vocabulary file {path} has sha256 {sha[:12]}… but the checkpoint records "
-                                  f"{(record.sha256 or '?')[:12]}…: the file was changed after the checkpoint "
-                                  "was written")
+        path = recorded_file(record, checkpoint_dir)
         c = record.conventions
         try:
             if record.kind == "sentencepiece":

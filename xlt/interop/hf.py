@@ -520,8 +520,9 @@ def tokenizer_files_for_export(meta: checkpoints.CheckpointMeta) -> dict[str, Pa
     if kept.is_dir():
         return {f.name: f for f in sorted(kept.iterdir()) if f.is_file() and f.name in KEPT_FILES}
     record = meta.vocabulary
-    if record is not None and record.file and Path(record.file).name in KEPT_FILES and (root / record.file).is_file():
-        return {Path(record.file).name: root / record.file}
+    if record is not None and record.file and Path(record.file).name in KEPT_FILES:
+        # the file the model was trained with, or a one-line error: never a changed or silently dropped tokenizer
+        return {Path(record.file).name: vocab_lib.recorded_file(record, root)}
     return {}
 
 
@@ -615,6 +616,7 @@ def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None
 
     carried = (meta.source or {}).get("hf_config")
     config = hf_config_from(cfg, family, out_dtype, carried)
+    tokenizer_files = tokenizer_files_for_export(meta)  # checked before anything is written
     tmp = out.parent / f".{out.name}.xlt-tmp"
     try:
         if tmp.exists():
@@ -622,7 +624,7 @@ def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None
         tmp.mkdir(parents=True)
         write_safetensors(tmp, entries, stream(), max_shard_bytes)
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        for name, file in tokenizer_files_for_export(meta).items():
+        for name, file in tokenizer_files.items():
             shutil.copyfile(file, tmp / name)
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
