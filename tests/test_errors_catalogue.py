@@ -193,7 +193,7 @@ CASES: list[Case] = [
       "sentencepiece model not found: {world}/nope.model"),
     C("vocabulary", "sentencepiece file that is no model", "train",
       ("--gin.vocabulary.kind='sentencepiece'", "--gin.vocabulary.path='{world}/garbage.model'"),
-      "cannot read sentencepiece model {world}/garbage.model:"),
+      "{world}/garbage.model is not a sentencepiece model:"),
     C("vocabulary", "tokenizer.json that is no JSON", "train",
       ("--gin.vocabulary.kind='tokenizers'", "--gin.vocabulary.path='{world}/garbage.json'"),
       "cannot read Hugging Face tokenizer {world}/garbage.json:"),

@@ -145,7 +145,7 @@ def vocabulary(kind: str = "byte", path: str | None = None, extra_ids: int = 0) 
         try:  # seqio parses the file lazily; a broken one is one line here, not a protobuf traceback mid-run
             vocab.vocab_size
         except Exception as e:
-            raise ConfigError(f"cannot read sentencepiece model {path}: {_first_line(e)}") from e
+            raise ConfigError(f"{path} is not a sentencepiece model: {_first_line(e)}") from e
         return vocab
     if extra_ids:
         raise ConfigError("vocabulary.extra_ids is not supported with kind='tokenizers' (add the tokens to "
