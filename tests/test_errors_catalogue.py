@@ -55,7 +55,11 @@ BASES = {
     "ablation": ("‹ablation›", ["--gin_file={world}/ablation.gin", "--gin.ablation.results_dir='{out}'"]),
     "harness": ("‹lm-eval›", ["--model", "xlt", "--tasks", "lambada_openai", "--output_path", "{out}"]),
 }
-INSTRUCT = ["--gin_file=runs/instruct_multialpaca.gin", "--gin.DATA_DIR='{world}/alpaca'"]  # with a local copy
+
+
+def instruct(data: str = "alpaca") -> tuple[str, ...]:
+    """Instruction tuning on a local MultiAlpaca copy ``{world}/<data>``."""
+    return "--gin_file=runs/instruct_multialpaca.gin", f"--gin.DATA_DIR='{{world}}/{data}'"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +70,7 @@ class Case:
     args: tuple[str, ...]  # after the entry's base argv (BASES); {out}, {world}, {run} are filled in
     message: str    # the start of the line after "xlt: error: " ({world}, {run} filled in)
     keeps: str | None = None  # the existing thing the case points at, shown as guaranteed unchanged
+    into: bool = False  # the case's output is that existing thing (a resumed MODEL_DIR, an export over a checkpoint)
     real: bool = False  # run as a real process (else in-process)
     base: bool = True   # prepend BASES[entry]
 
@@ -103,7 +108,7 @@ CASES: list[Case] = [
       "EvalConfig.checkpoint is required (bind evaluate.checkpoint or CHECKPOINT)", base=False),
     C("config", "matrix field value, results folder already there", "matrix",
       ("--gin.transfer_matrix.results_dir='{world}/results'", "--gin.transfer_matrix.seeds=[]"),
-      "MatrixConfig.seeds must be a non-empty list, got ()", keeps="results/tiny"),
+      "MatrixConfig.seeds must be a non-empty list, got ()", keeps="results {world}/results/tiny", into=True),
     C("config", "matrix naming a gin file that does not exist", "matrix",
       ("--gin.transfer_matrix.model_gin='models/nope.gin'",), "gin file not found: models/nope.gin"),
     C("config", "ablation with one variant", "ablation", (),
@@ -125,11 +130,11 @@ CASES: list[Case] = [
     C("data", "resuming with another mixture", "train", ("--gin.MODEL_DIR='{run}'", "--gin.TRAIN_STEPS=4",
                                                          "--gin.MIXTURE_OR_TASK_NAME='bible_ko'"),
       "checkpoint {run}/checkpoints/2 was trained with mixture_or_task_name='bible_en', this run has 'bible_ko'",
-      keeps="MODEL_DIR"),
+      keeps="MODEL_DIR {run}", into=True),
     C("data", "resuming with another seed", "train", ("--gin.MODEL_DIR='{run}'", "--gin.TRAIN_STEPS=4",
                                                       "--gin.SEED=7"),
-      "checkpoint {run}/checkpoints/2 was trained with seed=0, this run has 7", keeps="MODEL_DIR"),
-    C("data", "instruction file with a broken JSON line", "train", (*INSTRUCT, "--gin.DATA_DIR='{world}/alpaca_broken'",
+      "checkpoint {run}/checkpoints/2 was trained with seed=0, this run has 7", keeps="MODEL_DIR {run}", into=True),
+    C("data", "instruction file with a broken JSON line", "train", (*instruct("alpaca_broken"),
                                                                     "--gin.TRAIN_LANGUAGES=['ko']"),
       "{world}/alpaca_broken/ko.jsonl:2: not valid JSON"),
     C("data", "benchmark file that is not JSON lines", "eval", (
@@ -143,19 +148,19 @@ CASES: list[Case] = [
       "no xlt checkpoint at {world}/empty: expected a params-only checkpoint"),
     C("checkpoint", "resuming a MODEL_DIR of another model shape", "train",
       ("--gin.MODEL_DIR='{run}'", "--gin.TRAIN_STEPS=4", "--gin.ModelConfig.d_model=32"),
-      "checkpoint {run}/checkpoints/2 was written for a different model", keeps="MODEL_DIR", real=True),
+      "checkpoint {run}/checkpoints/2 was written for a different model", keeps="MODEL_DIR {run}", into=True, real=True),
     C("checkpoint", "INIT_CHECKPOINT of another model shape", "train",
       ("--gin.INIT_CHECKPOINT='{run}'", "--gin.ModelConfig.d_model=32"),
-      "checkpoint {run}/checkpoints/2 does not match the model: parameter", keeps="INIT_CHECKPOINT"),
+      "checkpoint {run}/checkpoints/2 does not match the model: parameter", keeps="INIT_CHECKPOINT {run}"),
     C("checkpoint", "INIT_CHECKPOINT that does not exist", "train", ("--gin.INIT_CHECKPOINT='{world}/nope'",),
       "checkpoint path does not exist: {world}/nope"),
     C("checkpoint", "checkpoint without a vocabulary record", "eval", ("--gin.CHECKPOINT='{world}/novocab'",),
-      "checkpoint {world}/novocab records no vocabulary", keeps="checkpoint"),
+      "checkpoint {world}/novocab records no vocabulary", keeps="checkpoint {world}/novocab"),
     C("checkpoint", "corrupt meta.json", "eval", ("--gin.CHECKPOINT='{world}/badmeta'",),
-      "corrupt checkpoint metadata {world}/badmeta/meta.json:", keeps="checkpoint", real=True),
+      "corrupt checkpoint metadata {world}/badmeta/meta.json:", keeps="checkpoint {world}/badmeta", real=True),
     C("checkpoint", "export over an existing checkpoint", "convert",
       ("export", "--xlt_dir={world}/params", "--out={world}/params"),
-      "output {world}/params already exists and is not empty; remove it or pass --overwrite", keeps="checkpoint",
+      "output {world}/params already exists and is not empty; remove it or pass --overwrite", keeps="checkpoint {world}/params", into=True,
       real=True, base=False),
     C("checkpoint", "import from a folder without config.json", "convert",
       ("import", "--hf_dir={world}/empty", "--out={out}"), "config.json not found: {world}/empty/config.json",
@@ -202,16 +207,16 @@ CASES: list[Case] = [
     C("vocabulary", "resuming with another vocabulary", "train",
       ("--gin.MODEL_DIR='{run}'", "--gin.TRAIN_STEPS=4", "--gin.vocabulary.extra_ids=10"),
       "the vocabulary does not match checkpoint {run}/checkpoints/2: it was trained with byte vocabulary (259 ids)",
-      keeps="MODEL_DIR"),
+      keeps="MODEL_DIR {run}", into=True),
     C("vocabulary", "evaluating with another vocabulary", "eval", ("--gin.vocabulary.extra_ids=10",),
       "the vocabulary does not match checkpoint {run}: it was trained with byte vocabulary (259 ids)",
-      keeps="checkpoint"),
+      keeps="checkpoint {run}"),
     C("vocabulary", "vocabulary file changed inside the checkpoint", "convert",
       ("export", "--xlt_dir={world}/vocab_changed", "--out={out}"),
-      "vocabulary file {world}/vocab_changed/vocab/tokenizer.json has sha256", keeps="checkpoint", base=False),
+      "vocabulary file {world}/vocab_changed/vocab/tokenizer.json has sha256", keeps="checkpoint {world}/vocab_changed", base=False),
     C("vocabulary", "vocabulary file missing from the checkpoint", "convert",
       ("export", "--xlt_dir={world}/vocab_missing", "--out={out}"),
-      "vocabulary file {world}/vocab_missing/vocab/tokenizer.json recorded by checkpoint", keeps="checkpoint",
+      "vocabulary file {world}/vocab_missing/vocab/tokenizer.json recorded by checkpoint", keeps="checkpoint {world}/vocab_missing",
       base=False),
     # ---- benchmarks
     C("benchmark", "unknown benchmark", "eval", ("--gin.BENCHMARKS=['nope']",), "unknown benchmark 'nope'; registered:"),
@@ -219,9 +224,11 @@ CASES: list[Case] = [
       ("--gin.transfer_matrix.benchmarks=['nope']", "--gin.transfer_matrix.eval_tasks=None"),
       "unknown benchmark 'nope'"),
     C("benchmark", "language the benchmark lacks", "eval", (
-        "--gin.BENCHMARKS=['xcopa']", "--gin.EVAL_LANGUAGES=['en']"), "benchmark 'xcopa' has no language 'en'; it has"),
+        "--gin.BENCHMARKS=['xcopa']", "--gin.EVAL_LANGUAGES=['en']", "--gin.BENCHMARK_SOURCES={{'xcopa': '{world}/xcopa'}}"),
+      "benchmark 'xcopa' has no language 'en'; it has"),
     C("benchmark", "split the benchmark lacks", "eval", (
-        "--gin.BENCHMARKS=['xnli']", "--gin.EVAL_LANGUAGES=['en']", "--gin.evaluate.split='dev'"),
+        "--gin.BENCHMARKS=['xnli']", "--gin.EVAL_LANGUAGES=['en']", "--gin.BENCHMARK_SOURCES={{'xnli': '{world}/xnli'}}",
+        "--gin.evaluate.split='dev'"),
       "benchmark 'xnli' has no split 'dev'"),
     C("benchmark", "local source folder that does not exist", "eval", (
         "--gin.BENCHMARKS=['xnli']", "--gin.EVAL_LANGUAGES=['en']",
@@ -236,24 +243,24 @@ CASES: list[Case] = [
         "--gin.BENCHMARK_SOURCES={{'xnli': '{world}/xnli_label'}}"),
       "xnli: field 'label' = 'neutral'; expected one of 0, 1, 2"),
     # ---- instruction data
-    C("instruction data", "unknown provider", "train", (*INSTRUCT, "--gin.TRAIN_LANGUAGES=['ko']",
+    C("instruction data", "unknown provider", "train", (*instruct(), "--gin.TRAIN_LANGUAGES=['ko']",
                                                         "--gin.instruction_data.name='xp4'"),
       "unknown instruction data 'xp4'; registered:"),
     C("instruction data", "unknown provider in a matrix", "matrix",
       ("--gin.transfer_matrix.instruction_data={{'name': 'xp4'}}",), "unknown instruction data 'xp4'"),
     C("instruction data", "file in another set's schema", "train", (
-        *INSTRUCT, "--gin.DATA_DIR='{world}/alpaca_schema'", "--gin.TRAIN_LANGUAGES=['ko']"),
+        *instruct("alpaca_schema"), "--gin.TRAIN_LANGUAGES=['ko']"),
       "{world}/alpaca_schema/ko.jsonl:1: missing field 'instruction' (has: inputs, targets)"),
-    C("instruction data", "training language the data lacks", "train", (*INSTRUCT, "--gin.TRAIN_LANGUAGES=['ko', 'en']"),
+    C("instruction data", "training language the data lacks", "train", (*instruct(), "--gin.TRAIN_LANGUAGES=['ko', 'en']"),
       "instruction data 'multialpaca' has no training language 'en'; it has: ko"),
     C("instruction data", "template mode for already-rendered data", "train", (
-        *INSTRUCT, "--gin.TRAIN_LANGUAGES=['ko']", "--gin.TEMPLATE_MODE='cross'", "--gin.TEMPLATE_LANG='en'"),
+        *instruct(), "--gin.TRAIN_LANGUAGES=['ko']", "--gin.TEMPLATE_MODE='cross'", "--gin.TEMPLATE_LANG='en'"),
       "instruction data 'multialpaca' is already rendered"),
     C("instruction data", "unknown held-out cluster", "train", ("--gin_file=runs/instruct.gin",
                                                                 "--gin.register_instruct_tasks.held_out=('nope',)"),
       "unknown task cluster 'nope'; clusters:"),
     C("instruction data", "data folder that does not exist", "train", (
-        *INSTRUCT, "--gin.DATA_DIR='{world}/nope'", "--gin.TRAIN_LANGUAGES=['ko']"),
+        *instruct("nope"), "--gin.TRAIN_LANGUAGES=['ko']"),
       "multialpaca: source '{world}/nope' is neither a local file or directory nor a hub name"),
 ]
 AREAS = ("config", "data", "checkpoint", "language", "mesh", "vocabulary", "benchmark", "instruction data")
@@ -337,15 +344,6 @@ def argv_of(case: Case, paths: dict[str, str]) -> list[str]:
     return [a.format(**paths) for a in (*base, *case.args)]
 
 
-def _benchmark_sources(case: Case, paths: dict[str, str]) -> list[str]:
-    """Benchmark cases without their own source read the fixture copies, never the hub."""
-    if case.entry == "eval" and any(a.startswith("--gin.BENCHMARKS=") for a in case.args) and \
-            not any(a.startswith("--gin.BENCHMARK_SOURCES=") for a in case.args):
-        name = re.search(r"\['(\w+)'\]", next(a for a in case.args if a.startswith("--gin.BENCHMARKS="))).group(1)
-        return [f"--gin.BENCHMARK_SOURCES={{'{name}': '{paths['world']}/{name}'}}"] if name != "nope" else []
-    return []
-
-
 def _check_line(case: Case, lines: list[str], paths: dict[str, str]) -> None:
     errors = [x for x in lines if x.startswith("xlt: error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], lines
@@ -385,7 +383,7 @@ def test_bad_input_in_process(case, world, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(work)  # a stray relative write would show in the snapshot
     out = tmp_path / "out"
     paths = _paths(world, out)
-    argv = argv_of(case, paths) + _benchmark_sources(case, paths)
+    argv = argv_of(case, paths)
     module, attr, _, _ = ENTRIES[case.entry]
     entry = getattr(importlib.import_module(module), attr)
     before = _snapshot(world, tmp_path)
@@ -408,7 +406,7 @@ def test_bad_input_in_real_processes(world, tmp_path):
         module = ENTRIES[case.entry][0]
         cmd = [sys.executable, str(REPO / "tools" / "convert_hf.py")] if case.entry == "convert" else \
             [sys.executable, "-m", "xlt.eval" if case.entry == "eval" else module]
-        runs.append((case, out, paths, cmd + argv_of(case, paths) + _benchmark_sources(case, paths)))
+        runs.append((case, out, paths, cmd + argv_of(case, paths)))
     before = _snapshot(world, tmp_path)
     procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for *_, cmd in runs]
@@ -448,6 +446,10 @@ The base command lines abbreviated in the table:
 `python -m xlt.harness` is lm-eval's command line: lm-eval prints its own `INFO` progress lines before xlt's
 error line (still one `xlt: error:` line, the last, and status 2).
 
+A new error path gets a row: add a `Case` to `CASES` (area, input, entry point, arguments, the message's
+start, what it must leave unchanged), regenerate this file, and run
+`python -m pytest tests/test_errors_catalogue.py` (the real-process rows are marked `slow`).
+
 ## Catalogue
 
 | # | area | bad input | command | message starts with | guaranteed |
@@ -470,9 +472,9 @@ def render() -> str:
     for i, c in enumerate(CASES, 1):
         _, _, command, writes = ENTRIES[c.entry]
         shown = (f"{BASES[c.entry][0]} " if c.base and c.entry in BASES else "") + " ".join(f"`{_cell(a.format(**SHOWN))}`" for a in c.args)
-        guaranteed = [f"{writes} not created" if writes else "writes nothing"]
+        guaranteed = [] if c.into else [f"{writes} not created" if writes else "writes nothing"]
         if c.keeps:
-            guaranteed.append(f"existing {c.keeps} unchanged")
+            guaranteed.append(f"the existing {c.keeps} unchanged")
         if c.real:
             guaranteed.append("*process*")
         rows.append(f"| {i} | {c.area} | {c.input} | `{command}` {shown.strip()} | `{_cell(c.message)}` | "
