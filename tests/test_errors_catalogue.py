@@ -148,7 +148,8 @@ CASES: list[Case] = [
       "no xlt checkpoint at {world}/empty: expected a params-only checkpoint"),
     C("checkpoint", "resuming a MODEL_DIR of another model shape", "train",
       ("--gin.MODEL_DIR='{run}'", "--gin.TRAIN_STEPS=4", "--gin.ModelConfig.d_model=32"),
-      "checkpoint {run}/checkpoints/2 was written for a different model", keeps="MODEL_DIR {run}", into=True, real=True),
+      "checkpoint {run}/checkpoints/2 was written for a different model", keeps="MODEL_DIR {run}", into=True,
+      real=True),
     C("checkpoint", "INIT_CHECKPOINT of another model shape", "train",
       ("--gin.INIT_CHECKPOINT='{run}'", "--gin.ModelConfig.d_model=32"),
       "checkpoint {run}/checkpoints/2 does not match the model: parameter", keeps="INIT_CHECKPOINT {run}"),
@@ -160,7 +161,8 @@ CASES: list[Case] = [
       "corrupt checkpoint metadata {world}/badmeta/meta.json:", keeps="checkpoint {world}/badmeta", real=True),
     C("checkpoint", "export over an existing checkpoint", "convert",
       ("export", "--xlt_dir={world}/params", "--out={world}/params"),
-      "output {world}/params already exists and is not empty; remove it or pass --overwrite", keeps="checkpoint {world}/params", into=True,
+      "output {world}/params already exists and is not empty; remove it or pass --overwrite",
+      keeps="checkpoint {world}/params", into=True,
       real=True, base=False),
     C("checkpoint", "import from a folder without config.json", "convert",
       ("import", "--hf_dir={world}/empty", "--out={out}"), "config.json not found: {world}/empty/config.json",
@@ -173,7 +175,8 @@ CASES: list[Case] = [
     C("language", "unknown code in a mixture", "train", ("--gin_file=mixtures/temperature.gin",
                                                          "--gin.LANGUAGES=['en', 'xx']"),
       "unknown language code 'xx'"),
-    C("language", "unknown training language", "train", ("--gin_file=runs/instruct.gin", "--gin.TRAIN_LANGUAGES=['xx']"),
+    C("language", "unknown training language", "train",
+      ("--gin_file=runs/instruct.gin", "--gin.TRAIN_LANGUAGES=['xx']"),
       "unknown language code 'xx'"),
     C("language", "unknown test language of a matrix", "matrix", ("--gin.transfer_matrix.test_languages=['en', 'xx']",),
       "unknown language code 'xx'"),
@@ -213,21 +216,26 @@ CASES: list[Case] = [
       keeps="checkpoint {run}"),
     C("vocabulary", "vocabulary file changed inside the checkpoint", "convert",
       ("export", "--xlt_dir={world}/vocab_changed", "--out={out}"),
-      "vocabulary file {world}/vocab_changed/vocab/tokenizer.json has sha256", keeps="checkpoint {world}/vocab_changed", base=False),
+      "vocabulary file {world}/vocab_changed/vocab/tokenizer.json has sha256",
+      keeps="checkpoint {world}/vocab_changed", base=False),
     C("vocabulary", "vocabulary file missing from the checkpoint", "convert",
       ("export", "--xlt_dir={world}/vocab_missing", "--out={out}"),
-      "vocabulary file {world}/vocab_missing/vocab/tokenizer.json recorded by checkpoint", keeps="checkpoint {world}/vocab_missing",
+      "vocabulary file {world}/vocab_missing/vocab/tokenizer.json recorded by checkpoint",
+      keeps="checkpoint {world}/vocab_missing",
       base=False),
     # ---- benchmarks
-    C("benchmark", "unknown benchmark", "eval", ("--gin.BENCHMARKS=['nope']",), "unknown benchmark 'nope'; registered:"),
+    C("benchmark", "unknown benchmark", "eval", ("--gin.BENCHMARKS=['nope']",),
+      "unknown benchmark 'nope'; registered:"),
     C("benchmark", "unknown benchmark in a matrix", "matrix",
       ("--gin.transfer_matrix.benchmarks=['nope']", "--gin.transfer_matrix.eval_tasks=None"),
       "unknown benchmark 'nope'"),
     C("benchmark", "language the benchmark lacks", "eval", (
-        "--gin.BENCHMARKS=['xcopa']", "--gin.EVAL_LANGUAGES=['en']", "--gin.BENCHMARK_SOURCES={{'xcopa': '{world}/xcopa'}}"),
+        "--gin.BENCHMARKS=['xcopa']", "--gin.EVAL_LANGUAGES=['en']",
+        "--gin.BENCHMARK_SOURCES={{'xcopa': '{world}/xcopa'}}"),
       "benchmark 'xcopa' has no language 'en'; it has"),
     C("benchmark", "split the benchmark lacks", "eval", (
-        "--gin.BENCHMARKS=['xnli']", "--gin.EVAL_LANGUAGES=['en']", "--gin.BENCHMARK_SOURCES={{'xnli': '{world}/xnli'}}",
+        "--gin.BENCHMARKS=['xnli']", "--gin.EVAL_LANGUAGES=['en']",
+        "--gin.BENCHMARK_SOURCES={{'xnli': '{world}/xnli'}}",
         "--gin.evaluate.split='dev'"),
       "benchmark 'xnli' has no split 'dev'"),
     C("benchmark", "local source folder that does not exist", "eval", (
@@ -251,7 +259,8 @@ CASES: list[Case] = [
     C("instruction data", "file in another set's schema", "train", (
         *instruct("alpaca_schema"), "--gin.TRAIN_LANGUAGES=['ko']"),
       "{world}/alpaca_schema/ko.jsonl:1: missing field 'instruction' (has: inputs, targets)"),
-    C("instruction data", "training language the data lacks", "train", (*instruct(), "--gin.TRAIN_LANGUAGES=['ko', 'en']"),
+    C("instruction data", "training language the data lacks", "train",
+      (*instruct(), "--gin.TRAIN_LANGUAGES=['ko', 'en']"),
       "instruction data 'multialpaca' has no training language 'en'; it has: ko"),
     C("instruction data", "template mode for already-rendered data", "train", (
         *instruct(), "--gin.TRAIN_LANGUAGES=['ko']", "--gin.TEMPLATE_MODE='cross'", "--gin.TEMPLATE_LANG='en'"),
@@ -316,7 +325,8 @@ def world(tmp_path_factory) -> Path:
     _jsonl(w / "xnli_label" / "en" / "test.jsonl", [{**nli, "label": "neutral"}])
     _jsonl(w / "xnli_json" / "en" / "test.jsonl", ['{"premise": "p", "hyp'])
     # instruction data in MultiAlpaca's layout, and broken copies
-    _jsonl(w / "alpaca" / "ko.jsonl", [{"instruction": f"질문 {i}", "input": "", "output": f"답 {i}"} for i in range(4)])
+    _jsonl(w / "alpaca" / "ko.jsonl",
+           [{"instruction": f"질문 {i}", "input": "", "output": f"답 {i}"} for i in range(4)])
     _jsonl(w / "alpaca_schema" / "ko.jsonl", [{"inputs": "q", "targets": "a"}])  # xP3's fields
     _jsonl(w / "alpaca_broken" / "ko.jsonl", [{"instruction": "q", "input": "", "output": "a"},
                                               '{"instruction": "q", "inp'])
@@ -471,7 +481,8 @@ def render() -> str:
     rows = []
     for i, c in enumerate(CASES, 1):
         _, _, command, writes = ENTRIES[c.entry]
-        shown = (f"{BASES[c.entry][0]} " if c.base and c.entry in BASES else "") + " ".join(f"`{_cell(a.format(**SHOWN))}`" for a in c.args)
+        base = f"{BASES[c.entry][0]} " if c.base and c.entry in BASES else ""
+        shown = base + " ".join(f"`{_cell(a.format(**SHOWN))}`" for a in c.args)
         guaranteed = [] if c.into else [f"{writes} not created" if writes else "writes nothing"]
         if c.keeps:
             guaranteed.append(f"the existing {c.keeps} unchanged")
