@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
+import os
+import re
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -276,10 +280,23 @@ class Checkpointer:
             if step is None:
                 raise
             self._in_flight = None
-            for tmp in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):  # free what the failed save took
-                shutil.rmtree(tmp, ignore_errors=True)
+            self._remove_partial(step)
             kept = f"; step {self.last_saved} is intact" if self.last_saved is not None else ""
-            raise CheckpointError(f"cannot save checkpoint {self.directory}/{step}: {_short(e)}{kept}") from e
+            raise CheckpointError(f"cannot save checkpoint {self.directory}/{step}: {_os_reason(e)}{kept}") from e
+
+    def _remove_partial(self, step: int, quiet_seconds: float = 1.0, limit_seconds: float = 15.0) -> None:
+        """Free what a failed save wrote. Writes orbax had already started may still land after the error (and
+        recreate directories), so remove until nothing reappears for ``quiet_seconds``."""
+        if not _is_primary():
+            return
+        deadline, quiet_since = time.monotonic() + limit_seconds, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < quiet_seconds:
+            partial = list(self.directory.glob(f"{step}.orbax-checkpoint-tmp*"))
+            for tmp in partial:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if partial:
+                quiet_since = time.monotonic()
+            time.sleep(0.05)
 
     def read_meta(self, step: int) -> CheckpointMeta:
         where = self.directory / str(step)
@@ -467,6 +484,22 @@ META_FILE = "meta.json"
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _os_reason(e: BaseException) -> str:
+    """What the operating system said, if the error (or one it was raised from) carries it: ``No space left on
+    device (ENOSPC)``; tensorstore reports it inside a long message as ``[os_error_code='28']``. Otherwise the
+    error's first line, shortened."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return f"{os.strerror(seen.errno)} ({errno.errorcode.get(seen.errno, seen.errno)})"
+        code = re.search(r"os_error_code='?(\d+)", str(seen))
+        if code:
+            number = int(code.group(1))
+            return f"{os.strerror(number)} ({errno.errorcode.get(number, number)})"
+        seen = seen.__cause__ or seen.__context__
+    return _short(e)
 
 
 def _short(e: BaseException, limit: int = 300) -> str:
