@@ -7,9 +7,9 @@ restarted, killed again (``--kills_per_chain`` times), then left to finish; its 
 must equal the reference's bitwise, each step logged once, and no temporary checkpoint directory may be left.
 Moments are drawn (``--seed``) by three strategies in turn:
 
-* ``training``: after the restarted process has logged a random number of new steps (plus up to 0.2 s);
-* ``checkpoint_write``: as soon as orbax's ``<step>.orbax-checkpoint-tmp`` directory exists (plus up to 50 ms),
-  i.e. during an asynchronous checkpoint write;
+* ``training``: once the process has logged a step drawn from those it will run (plus up to 0.2 s);
+* ``checkpoint_write``: as soon as orbax's ``<step>.orbax-checkpoint-tmp`` directory exists (plus up to 50 ms)
+  for a step drawn from those the process will save, i.e. during an asynchronous checkpoint write;
 * ``any``: a uniformly random time after the process starts (so also during imports, compilation, the restore
   and the metrics rewrite).
 
@@ -112,10 +112,11 @@ class Moment:
 
 
 def kill_once(cmd: list[str], model_dir: Path, moment: Moment, rng: random.Random, env: dict[str, str],
-              typical_seconds: float, steps: int) -> tuple[Moment, str]:
+              typical_seconds: float, steps: int, every: int) -> tuple[Moment, str]:
     """Start ``cmd``, SIGKILL it at ``moment.strategy``'s moment; returns the moment and the process's stderr."""
     metrics = model_dir / "metrics.jsonl"
     old_inode = inode(metrics)
+    restored = max((int(n) for n in checkpoint_names(model_dir) if n.isdigit()), default=0)  # where it resumes
     started, started_wall = time.monotonic(), time.time()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -127,19 +128,21 @@ def kill_once(cmd: list[str], model_dir: Path, moment: Moment, rng: random.Rando
     if moment.strategy == "any":
         deadline = started + rng.uniform(0, typical_seconds)
         condition = lambda: time.monotonic() >= deadline  # noqa: E731
-    elif moment.strategy == "training":
-        extra = rng.randint(1, max(1, steps // 3))
-        target: list[int] = []
+    elif moment.strategy == "training":  # a step drawn from those this process will run
+        target = rng.randint(restored + 1, max(restored + 1, steps - 1))
 
         def condition():
-            if not restarted():
+            rows = metric_rows(model_dir) if restarted() else []
+            return bool(rows) and rows[-1]["step"] >= target
+    else:  # the write of a checkpoint drawn from those this process will save
+        saves = sorted({*range(every, steps, every), steps} - set(range(restored + 1)))
+        tmp = model_dir / "checkpoints" / f"{rng.choice(saves)}.orbax-checkpoint-tmp"
+
+        def condition():
+            try:
+                return restarted() and tmp.stat().st_mtime >= started_wall
+            except FileNotFoundError:
                 return False
-            rows = metric_rows(model_dir)
-            if not target:  # the restored step is the last line kept when the file was rewritten
-                target.append((rows[-1]["step"] if rows else 0) + extra)
-            return bool(rows) and rows[-1]["step"] >= target[0]
-    else:
-        condition = lambda: restarted() and writing(model_dir, started_wall)  # noqa: E731
     while not condition():
         if proc.poll() is not None:
             done = True
@@ -180,7 +183,7 @@ def run_chain(chain: int, kills: int, workdir: Path, reference: dict[int, float]
     problem = ""
     for k in range(kills):
         moment, err = kill_once(cmd, model_dir, Moment(chain, k + 1, strategy_at()), rng, env, typical_seconds,
-                                args.steps)
+                                args.steps, args.checkpoint_every)
         if moments:
             moments[-1].resumed_from = resumed_step(err)
         moments.append(moment)
