@@ -320,3 +320,21 @@ def test_nonfinite_skip_drops_that_update_and_logs_it(tmp_path):
     p2, p3 = (checkpoints.load_params(tmp_path / "checkpoints" / s)[0] for s in ("2", "3"))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(p2), jax.tree.leaves(p3)))  # no update
     assert steps_on_disk(tmp_path) == [1, 2, 3, 4]
+
+
+def test_restore_refuses_a_state_that_differs_from_its_checksum(tmp_path):
+    """tensorstore already rejects damaged chunks it can decode-check (the test above); the record's checksum
+    also catches bytes that decode fine but changed: here the record is the one that differs."""
+    from xlt.models import ModelConfig
+    state = {"w": jax.numpy.arange(32, dtype=jax.numpy.float32).reshape(4, 8), "n": jax.numpy.int32(7)}
+    ckpt = checkpoints.Checkpointer(tmp_path, 3, async_save=False)
+    ckpt.save(1, state, checkpoints.CheckpointMeta(kind="train", model=ModelConfig(), vocabulary=None))
+    ckpt.wait()
+    meta = ckpt.read_meta(1)
+    assert meta.state_checksum == checkpoints.state_checksum(state)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+    assert np.array_equal(ckpt.restore(1, abstract, meta)["w"], state["w"])
+    other = meta.replace(state_checksum={**meta.state_checksum, "w": (meta.state_checksum["w"] + 1) % 2 ** 32})
+    with pytest.raises(checkpoints.UnreadableCheckpoint, match="does not match its checksum"):
+        ckpt.restore(1, abstract, other)
+    ckpt.close()
