@@ -216,6 +216,29 @@ def _checksums(leaves: list[Any]) -> list[Any]:
     return [one(x) for x in leaves]
 
 
+class _OrbaxFailureTracebacks(logging.Filter):
+    """Drops the tracebacks orbax's background save threads log (once per thread and again when the manager
+    waits) when a write fails: the failure itself reaches the caller as the exception ``Checkpointer`` turns
+    into one CheckpointError line. Shown again with XLT_LOG_LEVEL=INFO or lower."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger().getEffectiveLevel() <= logging.INFO or record.levelno < logging.ERROR:
+            return True
+        if record.name == "absl":
+            return "/orbax/" not in record.pathname.replace("\\", "/") or not record.exc_info
+        if record.name == "asyncio" and record.exc_info:  # "Task exception was never retrieved" of a write
+            import traceback
+            return "orbax" not in "".join(traceback.format_exception(*record.exc_info))
+        return True
+
+
+def _hide_orbax_failure_tracebacks() -> None:
+    for name in ("absl", "asyncio"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _OrbaxFailureTracebacks) for f in log.filters):
+            log.addFilter(_OrbaxFailureTracebacks())
+
+
 class Checkpointer:
     """Training checkpoints of one run: ``MODEL_DIR/checkpoints/<step>/{state, meta}``.
 
@@ -234,6 +257,7 @@ class Checkpointer:
 
     def __init__(self, directory: str | Path, max_to_keep: int = 3, async_save: bool = True):
         self.directory = Path(directory).absolute()
+        _hide_orbax_failure_tracebacks()
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=async_save,
