@@ -83,9 +83,13 @@ def _logged_steps(model_dir: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def _writing_checkpoint(model_dir: Path) -> bool:
+def _writing_checkpoint(model_dir: Path, since: float) -> bool:
+    """orbax's temporary directory of a save begun at or after ``since`` (not one an earlier kill left)."""
     ckpts = model_dir / "checkpoints"
-    return ckpts.is_dir() and any(p.name.endswith("orbax-checkpoint-tmp") for p in ckpts.iterdir())
+    try:
+        return any(p.name.endswith("orbax-checkpoint-tmp") and p.stat().st_mtime >= since for p in ckpts.iterdir())
+    except FileNotFoundError:
+        return False
 
 
 @pytest.mark.slow  # three CLI processes, killed, and two in-process runs: about a minute on 2 cores
@@ -98,13 +102,15 @@ def test_kill_9_at_three_moments_then_resume_is_bitwise_exact(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     rng = random.Random(15)
     at = [rng.randint(2, 6), None, None]
+    launched = [0.0]
     moments = [lambda d: _logged_steps(d) >= at[0],  # somewhere in the first steps
-               _writing_checkpoint,  # orbax's temporary directory exists: a save is being written
+               lambda d: _writing_checkpoint(d, launched[0]),  # a save of this process is being written
                lambda d: _logged_steps(d) >= at[2]]
     seen = []
     for i, when in enumerate(moments):
         if i == 2:
             at[2] = _logged_steps(killed) + rng.randint(1, 4)  # a few steps into the restarted run
+        launched[0] = time.time()
         proc = subprocess.Popen([sys.executable, "-m", "xlt.train", *argv(killed, **steps)], cwd=REPO, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
