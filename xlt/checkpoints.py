@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from xlt import __version__ as XLT_VERSION
@@ -195,8 +196,8 @@ def state_checksum(state: Any) -> dict[str, int]:
     per save and restore, a few scalars to the host."""
     flat = jax.tree_util.tree_flatten_with_path(state)[0]
     names = [jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in flat]
-    sums = _checksums([x for _, x in flat])
-    return {name: int(v) for name, v in zip(names, jax.device_get(sums))}
+    sums = _checksums([x for _, x in flat])  # scalars: replicated, so each process holds the whole value
+    return {name: int(np.asarray(v.addressable_data(0))) for name, v in zip(names, sums)}
 
 
 @jax.jit
