@@ -154,6 +154,7 @@ def kill_once(cmd: list[str], model_dir: Path, moment: Moment, rng: random.Rando
         elif moment.strategy == "checkpoint_write":
             time.sleep(rng.uniform(0, 0.05))
         on_disk = checkpoint_names(model_dir)
+        writing_now = writing(model_dir, started_wall)
         rows = metric_rows(model_dir)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -161,17 +162,28 @@ def kill_once(cmd: list[str], model_dir: Path, moment: Moment, rng: random.Rando
             moment.seconds_after_start = round(time.monotonic() - started, 2)
             moment.complete_checkpoints = sorted(int(n) for n in on_disk if n.isdigit())
             moment.last_logged_step = rows[-1]["step"] if rows and restarted() else None
-            moment.phase = ("checkpoint write" if any(n.endswith("orbax-checkpoint-tmp") for n in on_disk) else
-                            "training" if moment.last_logged_step is not None else "startup/restore")
+            moment.phase = phase(moment.last_logged_step, writing_now)
     _, err = proc.communicate()
     if not moment.injected:
         moment.note = f"process ended first (exit {proc.returncode})"
     return moment, err
 
 
-def resumed_step(stderr: str) -> int | None:
+def phase(last_logged_step: int | None, writing_now: bool) -> str:
+    """What a kill hit. Before the process has rewritten metrics.jsonl it has not trained (a temporary
+    directory then is one an earlier kill left); after, a temporary directory of its own is a save."""
+    if last_logged_step is None:
+        return "startup/restore"
+    return "checkpoint write" if writing_now else "training"
+
+
+def resumed_step(stderr: str, killed: bool, had_checkpoints: bool) -> int | None:
+    """The step the process restarted at: from its "resumed from" line; 0 when there was nothing to resume;
+    None (unknown) when it was killed before it got that far."""
     found = re.findall(r"resumed from \S+/(\d+)", stderr)
-    return int(found[-1]) if found else 0
+    if found:
+        return int(found[-1])
+    return None if killed and had_checkpoints else 0
 
 
 def run_chain(chain: int, kills: int, workdir: Path, reference: dict[int, float], args, rng: random.Random,
@@ -185,7 +197,7 @@ def run_chain(chain: int, kills: int, workdir: Path, reference: dict[int, float]
         moment, err = kill_once(cmd, model_dir, Moment(chain, k + 1, strategy_at()), rng, env, typical_seconds,
                                 args.steps, args.checkpoint_every)
         if moments:
-            moments[-1].resumed_from = resumed_step(err)
+            moments[-1].resumed_from = resumed_step(err, moment.injected, bool(moments[-1].complete_checkpoints))
         moments.append(moment)
         if not moment.injected:
             problem = problem or ("" if "exit 0" in moment.note else f"run failed: {err.strip()[-300:]}")
@@ -195,7 +207,7 @@ def run_chain(chain: int, kills: int, workdir: Path, reference: dict[int, float]
               f"{moment.complete_checkpoints}", flush=True)
     final = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if moments and moments[-1].injected:
-        moments[-1].resumed_from = resumed_step(final.stderr)
+        moments[-1].resumed_from = resumed_step(final.stderr, False, bool(moments[-1].complete_checkpoints))
     if final.returncode != 0:
         problem = problem or f"final run exit {final.returncode}: {final.stderr.strip()[-300:]}"
     rows = metric_rows(model_dir)
@@ -234,7 +246,8 @@ def markdown(moments: list[Moment], command: str, when: str, reference_seconds: 
     for m in injected:
         lines.append(f"| {m.chain}.{m.kill} | {m.strategy} | {m.phase} | {m.seconds_after_start} | "
                      f"{m.last_logged_step if m.last_logged_step is not None else '-'} | "
-                     f"{m.complete_checkpoints or '-'} | {m.resumed_from} | {m.outcome}"
+                     f"{m.complete_checkpoints or '-'} | {'?' if m.resumed_from is None else m.resumed_from} | "
+                     f"{m.outcome}"
                      f"{' (' + m.note + ')' if m.note else ''} |")
     return "\n".join(lines) + "\n"
 
