@@ -45,7 +45,7 @@ BAD = {
                       seed=-1, mesh_shape=(1, 2), checkpoint_every=0, keep_checkpoints=0, log_every=0,
                       model={"layout": "gpt"}, optimizer=None, feature_converter="lm", pack="yes",
                       grad_accum_steps=3, z_loss=-1.0, async_checkpoints=None, quiet=1, init_checkpoint="",
-                      allow_data_change="yes"),
+                      allow_data_change="yes", nonfinite="halt"),
     OptimizerConfig: dict(peak=0.0, schedule="linear", warmup_steps=-1, final_fraction=1.5, weight_decay=-0.1,
                           b1=1.0, b2=-0.5, eps=0.0, clip_norm=0.0),
     EvalConfig: dict(checkpoint="", output_dir="", languages=(), clusters=("no_such_cluster",),

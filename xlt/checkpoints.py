@@ -18,15 +18,21 @@ versions (an unversioned training ``meta``, ``meta.json`` format ``xlt-params`` 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import logging
+import os
+import re
 import shutil
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from xlt import __version__ as XLT_VERSION
@@ -48,6 +54,7 @@ FORMAT = "xlt-checkpoint"
 FORMAT_VERSION = 2
 LEGACY_PARAMS_FORMAT = "xlt-params"  # meta.json of version 1 (before CheckpointMeta)
 KINDS = ("train", "params")
+T = TypeVar("T")
 
 
 def param_shapes(params: Any) -> dict[str, list[int]]:
@@ -78,7 +85,8 @@ class CheckpointMeta:
     ``kind`` is ``train`` or ``params``; ``vocabulary`` None only for a checkpoint that records none (an
     import of a directory without tokenizer files, an older checkpoint): fine-tuning, evaluation and
     probing refuse it. ``data`` (training runs) holds the ``DATA_IDENTITY`` keys and the position ``step``;
-    ``source`` says where an import came from; ``init_checkpoint`` what a fine-tuning run started from.
+    ``source`` says where an import came from; ``init_checkpoint`` what a fine-tuning run started from;
+    ``state_checksum`` (training checkpoints) the ``state_checksum`` of the saved state, checked on restore.
     ``path`` (where it was read) and ``root`` (the directory the record's files are relative to: the params
     directory, or a training run's MODEL_DIR) are not written."""
 
@@ -91,6 +99,7 @@ class CheckpointMeta:
     step: int | None = None
     init_checkpoint: str | None = None
     source: Mapping[str, Any] | None = None
+    state_checksum: Mapping[str, int] | None = None
     xlt_version: str = XLT_VERSION
     path: str | None = dataclasses.field(default=None, compare=False)
     root: str | None = dataclasses.field(default=None, compare=False)
@@ -105,7 +114,9 @@ class CheckpointMeta:
                 "param_shapes": {k: list(v) for k, v in self.param_shapes.items()},
                 "param_dtypes": list(self.param_dtypes), "data": dict(self.data) if self.data is not None else None,
                 "step": self.step, "init_checkpoint": self.init_checkpoint,
-                "source": dict(self.source) if self.source is not None else None, "xlt_version": self.xlt_version}
+                "source": dict(self.source) if self.source is not None else None,
+                "state_checksum": dict(self.state_checksum) if self.state_checksum is not None else None,
+                "xlt_version": self.xlt_version}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, kind: str, path: str | Path | None = None,
@@ -126,6 +137,7 @@ class CheckpointMeta:
                           VocabularyRecord.from_dict(vocabulary, f"checkpoint {where}"),
                           data=data.get("data"), step=data["step"] if data.get("step") is not None else step,
                           init_checkpoint=data.get("init_checkpoint"), source=data.get("source"),
+                          state_checksum=data.get("state_checksum"),
                           xlt_version=str(data.get("xlt_version", "unknown")))
         elif fmt in (None, LEGACY_PARAMS_FORMAT):
             fields = _legacy_fields(data, kind, where, root, step)
@@ -168,47 +180,223 @@ def as_meta(meta: CheckpointMeta | Mapping[str, Any], kind: str) -> CheckpointMe
     return CheckpointMeta.from_dict(meta, kind=kind)
 
 
+class UnreadableCheckpoint(CheckpointError):
+    """A training checkpoint whose files cannot be read back whole (truncated, corrupted, half-deleted): a
+    resumed run falls back past it (``Checkpointer.restore_latest``). A checkpoint that reads but belongs to
+    another model or data stream is a plain ``CheckpointError``: falling back past it would hide the mistake."""
+
+
+def state_checksum(state: Any) -> dict[str, int]:
+    """Per array of ``state``: the sum, modulo 2**32, of its elements' bit patterns (each widened to uint32).
+
+    Saved in the record and compared after a restore, so a checkpoint whose bytes changed on disk (a flipped
+    or zeroed block that the storage format still decodes) is caught rather than silently trained on. Integer
+    addition modulo 2**32 is exact and order-free, so every mesh and process count computes the same value from
+    the same arrays (a float sum would not); any change of a single element changes it. One jitted reduction
+    per save and restore, a few scalars to the host."""
+    flat = jax.tree_util.tree_flatten_with_path(state)[0]
+    names = [jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in flat]
+    sums = _checksums([x for _, x in flat])  # scalars: replicated, so each process holds the whole value
+    return {name: int(np.asarray(v.addressable_data(0))) for name, v in zip(names, sums)}
+
+
+@jax.jit
+def _checksums(leaves: list[Any]) -> list[Any]:
+    import jax.numpy as jnp
+
+    def one(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        if x.dtype == jnp.bool_:
+            bits = x.astype(jnp.uint32)
+        else:
+            width = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}.get(x.dtype.itemsize)
+            bits = (jax.lax.bitcast_convert_type(x, width) if width else x).astype(jnp.uint32)
+        return jnp.sum(bits, dtype=jnp.uint32)
+
+    return [one(x) for x in leaves]
+
+
+class _OrbaxFailureTracebacks(logging.Filter):
+    """Drops the tracebacks orbax's background save threads log (once per thread and again when the manager
+    waits) when a write fails: the failure itself reaches the caller as the exception ``Checkpointer`` turns
+    into one CheckpointError line. Shown again with XLT_LOG_LEVEL=INFO or lower."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger().getEffectiveLevel() <= logging.INFO or record.levelno < logging.ERROR:
+            return True
+        if record.name == "absl":
+            return "/orbax/" not in record.pathname.replace("\\", "/") or not record.exc_info
+        if record.name == "asyncio" and record.exc_info:  # "Task exception was never retrieved" of a write
+            import traceback
+            return "orbax" not in "".join(traceback.format_exception(*record.exc_info))
+        return True
+
+
+def _hide_orbax_failure_tracebacks() -> None:
+    for name in ("absl", "asyncio"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _OrbaxFailureTracebacks) for f in log.filters):
+            log.addFilter(_OrbaxFailureTracebacks())
+
+
 class Checkpointer:
-    """Training checkpoints of one run: ``MODEL_DIR/checkpoints/<step>/{state, meta}``."""
+    """Training checkpoints of one run: ``MODEL_DIR/checkpoints/<step>/{state, meta}``.
+
+    Failure behaviour (tested in tests/test_faults.py, measured by tools/fault_inject.py, docs/FAULTS.md):
+
+    * killed at any moment: orbax writes ``<step>.orbax-checkpoint-tmp`` and renames it to ``<step>`` only when
+      complete, so the newest *listed* step is whole; leftover temporary directories are removed when the next
+      Checkpointer opens the directory.
+    * a listed checkpoint that does not read back (truncated or corrupted files, a checksum that differs):
+      ``restore_latest`` falls back to the previous one with a one-line warning and sets the bad one aside in
+      ``<directory>.unreadable/<step>`` (kept for inspection; a later save of that step needs the name).
+    * a save that fails (a full disk, no permission; with async saves the error surfaces at the next save or
+      at ``wait``/``close``): a one-line CheckpointError, the half-written temporary directory removed; the
+      earlier checkpoints are untouched (orbax deletes old ones only after a new one is complete).
+    """
 
     def __init__(self, directory: str | Path, max_to_keep: int = 3, async_save: bool = True):
         self.directory = Path(directory).absolute()
+        _hide_orbax_failure_tracebacks()
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=async_save,
-                                                 create=False))
+                                                 create=False, cleanup_tmp_directories=True))
+        self._in_flight: int | None = None  # the step an async save may still be writing
+        self.last_saved: int | None = self.latest_step()  # the newest step written (or found) whole
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    @property
+    def newest_step(self) -> int | None:
+        """The newest step saved, or being saved in the background, by this run (or restored by it)."""
+        return self._in_flight if self._in_flight is not None else self.last_saved
+
     def save(self, step: int, state: Any, meta: CheckpointMeta | Mapping[str, Any], force: bool = False) -> bool:
+        """Save (in the background with async saves); the record carries the state's checksum. A failure of
+        this save or of the previous async one is a CheckpointError."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        record = as_meta(meta, "train").replace(step=int(step)).to_dict()  # the record's step is the saved one
-        return self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)), force=force)
+        record = as_meta(meta, "train").replace(step=int(step), state_checksum=state_checksum(state)).to_dict()
+        with self._failing_save(self._in_flight):  # orbax raises an earlier async failure here
+            self._manager.wait_until_finished()
+        self._finished()
+        with self._failing_save(int(step)):
+            self._in_flight = int(step)
+            saved = self._manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)), force=force)
+        if not saved:
+            self._in_flight = None
+        return saved
+
+    def _finished(self) -> None:
+        if self._in_flight is not None:
+            self.last_saved = self._in_flight
+            self._in_flight = None
+
+    @contextlib.contextmanager
+    def _failing_save(self, step: int | None):
+        try:
+            yield
+        except CheckpointError:
+            raise
+        except Exception as e:  # orbax and tensorstore raise many types (OSError, ValueError, RuntimeError)
+            if step is None:
+                raise
+            self._in_flight = None
+            self._remove_partial(step)
+            kept = f"; step {self.last_saved} is intact" if self.last_saved is not None else ""
+            raise CheckpointError(f"cannot save checkpoint {self.directory}/{step}: {_os_reason(e)}{kept}") from e
+
+    def _remove_partial(self, step: int, quiet_seconds: float = 1.0, limit_seconds: float = 15.0) -> None:
+        """Free what a failed save wrote. Writes orbax had already started may still land after the error (and
+        recreate directories), so remove until nothing reappears for ``quiet_seconds``."""
+        if not _is_primary():
+            return
+        deadline, quiet_since = time.monotonic() + limit_seconds, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < quiet_seconds:
+            partial = list(self.directory.glob(f"{step}.orbax-checkpoint-tmp*"))
+            for tmp in partial:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if partial:
+                quiet_since = time.monotonic()
+            time.sleep(0.05)
 
     def read_meta(self, step: int) -> CheckpointMeta:
         where = self.directory / str(step)
         try:
             raw = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            return CheckpointMeta.from_dict(dict(raw), kind="train", path=where, root=self.directory.parent,
+                                            step=step)
         except Exception as e:  # orbax raises several types for missing or corrupt items
-            raise CheckpointError(f"cannot read checkpoint metadata at {where}: {e}") from e
-        return CheckpointMeta.from_dict(dict(raw), kind="train", path=where, root=self.directory.parent, step=step)
+            raise UnreadableCheckpoint(f"cannot read checkpoint metadata at {where}: {_short(e)}") from e
 
-    def restore(self, step: int, abstract_state: Any) -> Any:
+    def restore(self, step: int, abstract_state: Any, meta: CheckpointMeta | None = None) -> Any:
+        """The state saved at ``step``; with its record (``meta``), checked against the saved checksum."""
+        where = f"{self.directory}/{step}"
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state)))
+                state=ocp.args.StandardRestore(abstract_state)))["state"]
         except Exception as e:
-            raise CheckpointError(f"cannot restore checkpoint {self.directory}/{step}: {e}") from e
-        return restored["state"]
+            raise UnreadableCheckpoint(f"cannot restore checkpoint {where}: {_short(e)}") from e
+        if meta is not None and meta.state_checksum is not None:
+            got, saved = state_checksum(restored), dict(meta.state_checksum)
+            differ = sorted(k for k in set(got) | set(saved) if got.get(k) != saved.get(k))
+            if differ:
+                raise UnreadableCheckpoint(f"checkpoint {where} does not match its checksum ({differ[0]} and "
+                                           f"{len(differ) - 1} more arrays differ)")
+        return restored
+
+    def restore_latest(self, abstract_state: Any, accept: Callable[[CheckpointMeta], T]) -> tuple[int, Any, T] | None:
+        """Restore the newest checkpoint that reads back whole: ``(step, state, accept(meta))``, or None when
+        there is none. ``accept`` checks the record (a mismatch raises, and is not fallen back past). Unreadable
+        newer checkpoints are set aside, each with a one-line warning; if none is readable, a CheckpointError."""
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        bad: list[tuple[int, str]] = []
+        for step in steps:
+            try:
+                meta = self.read_meta(step)
+                accepted = accept(meta)
+                state = self.restore(step, abstract_state, meta)
+            except UnreadableCheckpoint as e:
+                bad.append((step, str(e)))
+                continue
+            for bad_step, why in bad:
+                aside = self._set_aside(bad_step)
+                logging.warning("%s; resumed from the previous complete checkpoint, step %d (the unreadable one "
+                                "is moved to %s)", why, step, aside)
+            self.last_saved = step
+            return step, state, accepted
+        if bad:
+            raise CheckpointError(f"no readable checkpoint in {self.directory}: {bad[0][1]} (and {len(bad) - 1} "
+                                  "older ones unreadable)")
+        return None
+
+    def _set_aside(self, step: int) -> Path | None:
+        """Move an unreadable step out of orbax's sight (so the step can be saved again); process 0 only."""
+        aside = self.directory.parent / f"{self.directory.name}.unreadable" / str(step)
+        if _is_primary():
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            if aside.exists():
+                shutil.rmtree(aside)
+            (self.directory / str(step)).rename(aside)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"xlt_set_aside_{step}")
+        self._manager.reload()
+        return aside
 
     def wait(self) -> None:
-        self._manager.wait_until_finished()
+        with self._failing_save(self._in_flight):
+            self._manager.wait_until_finished()
+        self._finished()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
 
 
 def check_compatible(meta: CheckpointMeta, shapes: Mapping[str, list[int]], data: Mapping[str, Any],
@@ -321,6 +509,28 @@ META_FILE = "meta.json"
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _os_reason(e: BaseException) -> str:
+    """What the operating system said, if the error (or one it was raised from) carries it: ``No space left on
+    device (ENOSPC)``; tensorstore reports it inside a long message as ``[os_error_code='28']``. Otherwise the
+    error's first line, shortened."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return f"{os.strerror(seen.errno)} ({errno.errorcode.get(seen.errno, seen.errno)})"
+        code = re.search(r"os_error_code='?(\d+)", str(seen))
+        if code:
+            number = int(code.group(1))
+            return f"{os.strerror(number)} ({errno.errorcode.get(number, number)})"
+        seen = seen.__cause__ or seen.__context__
+    return _short(e)
+
+
+def _short(e: BaseException, limit: int = 300) -> str:
+    """The first line of an error, cut to ``limit`` characters (tensorstore's lines are long)."""
+    line = _first_line(e)
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def _is_primary() -> bool:

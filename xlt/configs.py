@@ -331,6 +331,9 @@ class OptimizerConfig(RunConfig):
 
 
 # ------------------------------------------------------------------------------------------------ training
+NONFINITE_MODES = ("stop", "skip")
+
+
 @register_gin
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig(RunConfig):
@@ -373,6 +376,9 @@ class TrainConfig(RunConfig):
                                           "MODEL_DIR or a params-only / imported one)", macro="INIT_CHECKPOINT")
     allow_data_change: bool = setting(False, help="resume although the mixture (name, weights, stages) differs from "
                                       "the checkpoint's: the stage in force restarts there, metrics.jsonl records it")
+    nonfinite: str = setting("stop", help="a NaN or infinite loss or gradient: 'stop' (one-line error naming the "
+                             "step; no checkpoint holds it) or 'skip' (that batch's update is dropped, the step "
+                             "still counts; metrics.jsonl records a nonfinite_skipped event)")
     gin_text: str = dataclasses.field(default="", compare=False, repr=False,
                                       metadata={"internal": True, "help": "the gin config it was read from"})
 
@@ -404,6 +410,7 @@ class TrainConfig(RunConfig):
         c.boolean("quiet")
         c.text("init_checkpoint", optional=True)
         c.boolean("allow_data_change")
+        c.text("nonfinite", choices=NONFINITE_MODES)
 
     @classmethod
     def from_gin(cls, **overrides: Any) -> TrainConfig:

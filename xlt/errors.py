@@ -15,3 +15,11 @@ class DataError(XltError):
 
 class CheckpointError(XltError):
     """A checkpoint that is missing, corrupt or does not match the model."""
+
+
+class OutputError(XltError):
+    """An output that cannot be written (a full disk, a read-only directory)."""
+
+
+class NonFiniteLoss(XltError):
+    """Training reached a NaN or infinite loss (``TrainConfig.nonfinite='stop'``); no checkpoint holds it."""

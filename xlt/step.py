@@ -58,8 +58,11 @@ class StepFns:
 
 def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
           batch_shapes: Mapping[str, tuple[int, ...]], *, grad_accum_steps: int = 1, z_loss: float = 0.0,
-          seed: int = 0, dropout: bool = False, schedule: optax.Schedule | None = None) -> StepFns:
-    """Shardings from logical axes, checked for divisibility before anything compiles."""
+          seed: int = 0, dropout: bool = False, schedule: optax.Schedule | None = None,
+          skip_nonfinite: bool = False) -> StepFns:
+    """Shardings from logical axes, checked for divisibility before anything compiles. With ``skip_nonfinite``
+    a step whose loss or gradient norm is NaN or infinite keeps the parameters and optimizer state it started
+    from (the step counter still advances: the batch was consumed); without it the step is unchanged."""
     batch_size = next(iter(batch_shapes.values()))[0]
     partitioning.check_batch(batch_size, mesh)
     if grad_accum_steps < 1 or batch_size % grad_accum_steps:
@@ -112,9 +115,14 @@ def build(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
             (grads, loss, metrics), _ = jax.lax.scan(body, zeros, (jnp.arange(grad_accum_steps), mbs))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.global_norm(grads)
+        if skip_nonfinite:
+            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                             (params, opt_state), (state.params, state.opt_state))
         out = {"loss": loss / total_weight, "cross_entropy": metrics["cross_entropy"] / total_weight,
                "z_loss": metrics["z_loss"] / total_weight, "accuracy": metrics["correct"] / total_weight,
-               "tokens": total_weight, "grad_norm": optax.global_norm(grads)}
+               "tokens": total_weight, "grad_norm": grad_norm}
         if schedule is not None:
             out["learning_rate"] = schedule(state.step)
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), out

@@ -13,6 +13,7 @@ MODEL_DIR/checkpoints/<step>.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -21,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,13 @@ from jax.sharding import Mesh
 from xlt import checkpoints, cli, partitioning, step as step_lib
 from xlt.configs import OptimizerConfig, TrainConfig
 from xlt.data import mixtures, pipeline, tasks
-from xlt.errors import ConfigError
+from xlt.errors import ConfigError, NonFiniteLoss, OutputError
 from xlt.files import atomic_write_text
 from xlt.instruct import tasks as instruct_tasks
 from xlt.models import ModelConfig
 from xlt.models.api import model_api
+
+BatchHook = Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 class Preemption:
@@ -66,7 +69,11 @@ class Preemption:
 
 
 class MetricsLog:
-    """metrics.jsonl and TensorBoard, written by process 0 only."""
+    """metrics.jsonl and TensorBoard, written by process 0 only.
+
+    A restarted run continues from its restored step, so on opening, lines past that step are dropped (they
+    are recomputed identically), as is a last line cut short by a kill and a ``data_change`` event at that very
+    step (the restart records it again). A write that fails (a full disk) is a one-line OutputError."""
 
     def __init__(self, model_dir: Path, resume_step: int):
         self.enabled = jax.process_index() == 0
@@ -74,10 +81,21 @@ class MetricsLog:
         self._tb = None
         if not self.enabled:
             return
-        if self.path.exists():  # drop lines past the restored step: they will be recomputed identically
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resume_step]
-            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        if self.path.exists():
+            kept, torn = [], 0
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line a kill -9 cut short (only the last one can be)
+                    torn += bool(line.strip())
+                    continue
+                if record["step"] < resume_step or (record["step"] == resume_step and
+                                                    record.get("event") != "data_change"):
+                    kept.append(line)
+            if torn:
+                logging.warning("%s: dropped %d incomplete line(s) written by an interrupted run", self.path, torn)
+            with _writing(self.path):
+                atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         import tensorflow as tf
         self._tf = tf
         self._tb = tf.summary.create_file_writer(str(model_dir / "tb"))
@@ -85,7 +103,7 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as f:
+        with _writing(self.path), self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         with self._tb.as_default(step=record["step"]):
             for k, v in record.items():
@@ -96,6 +114,39 @@ class MetricsLog:
     def close(self):
         if self._tb is not None:
             self._tb.close()
+
+
+@contextlib.contextmanager
+def _writing(path: Path):
+    try:
+        yield
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+class NonFiniteWatch:
+    """Finds the steps whose loss or gradient norm is NaN or infinite (``TrainConfig.nonfinite``) without a host
+    sync per step: each step's two scalars stay on the device until ``settle`` fetches them all, which the loop
+    calls before it logs, before every save (so no checkpoint holds a non-finite state) and every ``LIMIT``
+    steps."""
+
+    LIMIT = 64
+
+    def __init__(self):
+        self.pending: list[tuple[int, Any, Any]] = []
+
+    def add(self, step: int, metrics: dict[str, Any]) -> None:
+        self.pending.append((step, metrics["loss"], metrics["grad_norm"]))
+
+    def settle(self) -> list[tuple[int, float, float]]:
+        """``(step, loss, grad_norm)`` of each non-finite step since the last call, in order."""
+        if not self.pending:
+            return []
+        values = jax.device_get([(loss, norm) for _, loss, norm in self.pending])
+        bad = [(s, float(loss), float(norm)) for (s, _, _), (loss, norm) in zip(self.pending, values)
+               if not (math.isfinite(float(loss)) and math.isfinite(float(norm)))]
+        self.pending.clear()
+        return bad
 
 
 def choose_converter(cfg: ModelConfig, name: str, converter: str) -> str:
@@ -136,7 +187,7 @@ def build_step_setup(*, train_steps: int, batch_size: int, seq_len: int, input_l
                      mixture_or_task_name: str, seed: int, mesh_shape: Sequence[int], model: ModelConfig | None,
                      feature_converter: str, pack: bool, grad_accum_steps: int, z_loss: float,
                      devices: Sequence[jax.Device] | None = None,
-                     optimizer: OptimizerConfig | None = None) -> StepSetup:
+                     optimizer: OptimizerConfig | None = None, skip_nonfinite: bool = False) -> StepSetup:
     """Validate a run's shapes and build its sharded step (``TrainConfig``'s fields of the same names; ``devices``
     default to all; ``optimizer`` to the gin-bound one). ``tools/aot_memory.py`` compiles this step ahead of time
     for other device counts."""
@@ -155,15 +206,17 @@ def build_step_setup(*, train_steps: int, batch_size: int, seq_len: int, input_l
     schedule, optimizer_fn = (optimizer or OptimizerConfig.from_gin()).make(train_steps)
     fns = step_lib.build(api.model, optimizer_fn, mesh, shapes,
                          grad_accum_steps=grad_accum_steps, z_loss=z_loss, seed=seed, dropout=cfg.dropout_rate > 0,
-                         schedule=schedule)
+                         schedule=schedule, skip_nonfinite=skip_nonfinite)
     return StepSetup(cfg, converter, lengths, shapes, mesh, fns)
 
 
-def train(config: TrainConfig) -> list[dict[str, Any]]:
+def train(config: TrainConfig, *, batch_hook: BatchHook | None = None) -> list[dict[str, Any]]:
     """Train (or resume) the run ``config`` describes; returns the logged metric records of this invocation.
 
     The data, ``config.mixture_or_task_name``, must be registered (``register_data`` does it from gin); the
-    vocabulary recorded with the checkpoints is the one its tasks were registered with."""
+    vocabulary recorded with the checkpoints is the one its tasks were registered with. ``batch_hook(step,
+    batch)`` (fault drills and tests: tests/test_faults.py poisons one batch to get a NaN loss) sees this
+    process's host batch of each 1-based ``step`` before it is trained on and returns the batch to use."""
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"train() takes a TrainConfig, got {type(config).__name__}")
     (model_dir, train_steps, batch_size, seq_len, input_len, mixture_or_task_name, seed, mesh_shape,
@@ -173,12 +226,13 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
         config.mixture_or_task_name, config.seed, config.mesh_shape, config.checkpoint_every,
         config.keep_checkpoints, config.log_every, config.model, config.feature_converter, config.pack,
         config.grad_accum_steps, config.z_loss, config.async_checkpoints, config.quiet, config.init_checkpoint)
-    allow_data_change = config.allow_data_change
+    allow_data_change, nonfinite = config.allow_data_change, config.nonfinite
     partitioning.initialize_distributed()
     setup = build_step_setup(train_steps=train_steps, batch_size=batch_size, seq_len=seq_len, input_len=input_len,
                              mixture_or_task_name=mixture_or_task_name, seed=seed, mesh_shape=mesh_shape,
                              model=model, feature_converter=feature_converter, pack=pack,
-                             grad_accum_steps=grad_accum_steps, z_loss=z_loss, optimizer=config.optimizer)
+                             grad_accum_steps=grad_accum_steps, z_loss=z_loss, optimizer=config.optimizer,
+                             skip_nonfinite=nonfinite == "skip")
     cfg, converter, lengths, shapes, fns = setup.cfg, setup.converter, setup.lengths, setup.shapes, setup.fns
 
     model_dir_path = Path(model_dir).absolute()
@@ -187,16 +241,14 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
     data_identity = {"mixture_or_task_name": mixture_or_task_name, "stages": pipeline.stage_table(mixture_or_task_name),
                      "seed": seed, "batch_size": batch_size, "feature_lengths": lengths}
     vocab, vocab_record = checkpoints.run_vocabulary(mixture_or_task_name)
-    start = ckpt.latest_step()
     restart_step, data_change = None, {}
-    if start is not None:
-        where = f"{model_dir_path}/checkpoints/{start}"
-        saved_meta = ckpt.read_meta(start)
-        data_change = checkpoints.check_compatible(saved_meta, shapes_now, data_identity, vocab_record, where,
-                                                   allow_data_change)
+    where = f"{model_dir_path}/checkpoints"
+    found = ckpt.restore_latest(fns.abstract_state, lambda saved_meta: (saved_meta, checkpoints.check_compatible(
+        saved_meta, shapes_now, data_identity, vocab_record, f"{where}/{saved_meta.step}", allow_data_change)))
+    if found is not None:
+        start, state, (saved_meta, data_change) = found
         restart_step = start if data_change else (saved_meta.data or {}).get("restart_step")
-        state = ckpt.restore(start, fns.abstract_state)
-        logging.warning("resumed from %s", where)
+        logging.warning("resumed from %s/%d", where, start)
     elif init_checkpoint:  # fine-tuning: parameters from a checkpoint, fresh optimizer, step 0
         start = 0
         params, init_meta = checkpoints.load_params(init_checkpoint, fns.abstract_state.params)
@@ -236,29 +288,47 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
                                          data={**data_identity, "restart_step": restart_step}, step=at,
                                          init_checkpoint=init_checkpoint)
 
+    watch = NonFiniteWatch()
+
+    def settle() -> None:
+        """Act on the non-finite steps since the last call: stop at the first, or log each one skipped."""
+        for bad_step, loss, norm in watch.settle():
+            if nonfinite == "stop":
+                kept = ("no checkpoint was saved" if ckpt.newest_step is None else
+                        f"the last good checkpoint, step {ckpt.newest_step}, is kept")
+                raise NonFiniteLoss(f"loss is {loss} (gradient norm {norm}) at step {bad_step}; stopped without "
+                                    f"saving it ({kept}); lower the learning rate, or set train.nonfinite='skip' "
+                                    "to skip such batches")
+            log.write({"step": bad_step, "event": "nonfinite_skipped", "loss": str(loss), "grad_norm": str(norm)})
+            logging.warning("step %d: loss %s, gradient norm %s: batch skipped (train.nonfinite='skip')",
+                            bad_step, loss, norm)
+
     window_start, window_steps, first_step_seconds = time.perf_counter(), 0, None
     step = start
     try:
         while step < train_steps:
             host_batch = next(batches)
             window_tokens += pipeline.task_token_counts(host_batch.pop(pipeline.TARGET_TASK), len(labels))
+            if batch_hook is not None:
+                host_batch = batch_hook(step + 1, host_batch)
             state, metrics = fns.train(state, partitioning.global_batch(host_batch, setup.mesh))
             step += 1
             window_steps += 1
+            watch.add(step, metrics)
             if first_step_seconds is None:  # compilation happens here; keep it out of throughput
                 jax.block_until_ready(metrics)
                 first_step_seconds = time.perf_counter() - window_start
                 window_start, window_steps = time.perf_counter(), 0
             if step % log_every == 0 or step == train_steps:
+                settle()
                 values = step_lib.to_host(metrics)
                 elapsed = time.perf_counter() - window_start
                 rate = window_steps / elapsed if window_steps and elapsed > 0 else float("nan")
-                record = {"step": step, **values, "steps_per_second": rate,
-                          "tokens_per_second": rate * tokens_per_step, "first_step_seconds": first_step_seconds,
-                          **language_shares(labels, window_tokens), "data_stage": batches.stage}
+                record = {"step": step, **{k: v if math.isfinite(v) else None for k, v in values.items()},
+                          "steps_per_second": rate, "tokens_per_second": rate * tokens_per_step,
+                          "first_step_seconds": first_step_seconds, **language_shares(labels, window_tokens),
+                          "data_stage": batches.stage}
                 window_tokens[:] = 0
-                if not math.isfinite(values["loss"]):
-                    raise FloatingPointError(f"loss is {values['loss']} at step {step}")
                 log.write(record)
                 records.append(record)
                 if not quiet and jax.process_index() == 0:
@@ -267,18 +337,25 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
                           f" | {record['tokens_per_second']:,.0f} tok/s | eta "
                           f"{cli.format_duration(eta) if eta == eta else '?'}", flush=True)
                 window_start, window_steps = time.perf_counter(), 0
+            elif len(watch.pending) >= watch.LIMIT:
+                settle()
             if step % checkpoint_every == 0 and step < train_steps:
+                settle()
                 ckpt.save(step, state, meta(step))
             if preemption.reached(step) and step < train_steps:
+                settle()
                 ckpt.save(step, state, meta(step), force=True)
                 ckpt.wait()
                 print(f"preempted: saved step {step} to {model_dir_path}/checkpoints; exiting", file=sys.stderr)
                 return records
+        settle()
         ckpt.save(step, state, meta(step), force=True)
     finally:
-        ckpt.close()
-        log.close()
-        preemption.restore()
+        try:
+            ckpt.close()  # waits for an async save: its failure (a full disk) is raised here
+        finally:
+            log.close()
+            preemption.restore()
     return records
 
 
