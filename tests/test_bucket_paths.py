@@ -287,3 +287,18 @@ def test_train_resume_probe_and_eval_from_a_bucket(gcs, cwd):
                            max_new_tokens=4, batch_size=4))
     assert set(objects(gcs, "eval")) == {"records.json", "report.json", "report.md", "predictions.jsonl"}
     assert json.loads(gcs.cat("eval/records.json"))
+
+
+def test_transfer_matrix_results_dir_stays_a_url():
+    """The matrix's folders derive from results_dir: a URL must stay one (not Path's collapsed 'gs:/…'). Only
+    the path properties are URL-aware; a whole matrix run against a bucket is not tested."""
+    from experiments import transfer_matrix as tm
+
+    files_, bindings, search, _ = cli.parse_gin_args(["--gin_file=experiments/transfer_tiny_test.gin",
+                                                      f"--gin.transfer_matrix.results_dir='gs://{BUCKET}/results'"])
+    cli.load_gin(files_, bindings, search)
+    cfg = tm.MatrixConfig.from_gin()
+    assert str(cfg.root) == f"gs://{BUCKET}/results/{cfg.name}"
+    assert str(cfg.base_path) == f"gs://{BUCKET}/results/{cfg.name}/base"
+    assert str(cfg.tuned_dir("en")) == f"gs://{BUCKET}/results/{cfg.name}/tuned/en"
+    assert str(cfg.tuned_dir("en").relative_to(cfg.root)) == "tuned/en"
