@@ -336,7 +336,7 @@ def _sha256(path: Any) -> str:
 # ``load_params`` reads this layout or a training run's TrainState checkpoints (params only).
 
 PARAMS_ITEM = "params"
-COMMIT_MARKER = "commit_success.txt"  # orbax's marker of a finished step on an object store (no rename there)
+COMMIT_MARKER = "commit_success.txt"  # orbax's marker of a finished step on GCS (no atomic rename there)
 META_FILE = "meta.json"
 
 
@@ -449,14 +449,14 @@ def _save_params_in_place(directory: Any, params: Any, record: dict[str, Any],
 
 
 def _step_dirs(checkpoints_dir: Any) -> list[int]:
-    """Finished steps (numeric directories holding a ``state`` item; orbax temporaries are skipped). In a
-    bucket orbax writes a step in place and marks it finished with ``commit_success.txt`` (no atomic rename
-    there), so a URL step directory counts only with that marker."""
+    """Finished steps (numeric directories holding a ``state`` item; orbax temporaries are skipped). On GCS
+    orbax writes a step in place and marks it finished with ``commit_success.txt`` (no atomic rename there),
+    so a ``gs://`` step directory counts only with that marker."""
     if not checkpoints_dir.is_dir():
         return []
-    url = paths.is_url(checkpoints_dir)
+    gcs = paths.scheme(checkpoints_dir) == "gs"
     return sorted(int(p.name) for p in checkpoints_dir.iterdir()
-                  if p.name.isdigit() and (p / "state").is_dir() and (not url or (p / COMMIT_MARKER).exists()))
+                  if p.name.isdigit() and (p / "state").is_dir() and (not gcs or (p / COMMIT_MARKER).exists()))
 
 
 def resolve_params_path(path: str | Path) -> tuple[str, Any]:
