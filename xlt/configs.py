@@ -28,7 +28,6 @@ import dataclasses
 import inspect
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import gin

@@ -44,7 +44,6 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from xlt import benchmarks as benchmark_registry
