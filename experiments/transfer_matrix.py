@@ -375,14 +375,17 @@ class MatrixConfig(configs.RunConfig):
 
     @property
     def root(self) -> Path:
-        return Path(self.results_dir) / self.name
+        """results_dir/name; a URL (gs://…) stays one (``xlt.paths``: an epath.Path, not a collapsed gs:/)."""
+        from xlt import paths
+        return paths.path(self.results_dir) / self.name
 
     @property
     def base_path(self) -> Path:
         """The base model's folder: base_checkpoint, base_dir, or results_dir/name/base."""
+        from xlt import paths
         if self.base_checkpoint:
-            return Path(self.base_checkpoint)
-        return Path(self.base_dir) if self.base_dir else self.root / "base"
+            return paths.path(self.base_checkpoint)
+        return paths.path(self.base_dir) if self.base_dir else self.root / "base"
 
     def tuned_dir(self, row: str) -> Path:
         return self.root / "tuned" / row

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,10 +37,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from xlt import __version__ as XLT_VERSION
+from xlt import paths
 from xlt.data import vocab as vocab_lib
 from xlt.data.vocab import VocabularyRecord
 from xlt.errors import CheckpointError
-from xlt.files import read_json_object
+from xlt.files import atomic_copy, atomic_write_bytes, atomic_write_text, read_json_object
 from xlt.models.config import ModelConfig
 
 if TYPE_CHECKING:
@@ -164,10 +166,10 @@ def _legacy_fields(data: Mapping[str, Any], kind: str, where: str, root: str | P
     run_data = dict(data.get("data") or {})
     vocabulary = vocab_lib.record_from_legacy_id(run_data.pop("vocabulary", None) or data.get("vocabulary"))
     source = data.get("source")
-    if vocabulary is None and isinstance(source, Mapping) and root is not None and (Path(root) / "hf").is_dir():
+    if vocabulary is None and isinstance(source, Mapping) and root is not None and (paths.path(root) / "hf").is_dir():
         from xlt.interop import hf  # lazy: hf imports this module
 
-        vocabulary = hf.tokenizer_record(Path(root) / "hf", source.get("hf_config") or {}, prefix="hf/")
+        vocabulary = hf.tokenizer_record(paths.path(root) / "hf", source.get("hf_config") or {}, prefix="hf/")
     return dict(kind=kind, vocabulary=vocabulary, data=run_data or None,
                 step=data["step"] if data.get("step") is not None else step,
                 init_checkpoint=data.get("init_checkpoint"), source=source, xlt_version="unknown")
@@ -257,7 +259,7 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | Path, max_to_keep: int = 3, async_save: bool = True):
-        self.directory = Path(directory).absolute()
+        self.directory = paths.absolute(directory)  # a local Path or a URL (epath.Path)
         _hide_orbax_failure_tracebacks()
         self._manager = ocp.CheckpointManager(
             self.directory,
@@ -455,7 +457,20 @@ def vocabulary_of(meta: CheckpointMeta) -> seqio.Vocabulary:
     if meta.vocabulary is None:
         raise CheckpointError(f"checkpoint {where} records no vocabulary; re-import it with its tokenizer files "
                               "(or pass the vocabulary explicitly where the caller allows it)")
-    return vocab_lib.vocabulary_from_record(meta.vocabulary, meta.root or where)
+    root = meta.root or where
+    if paths.is_url(root) and meta.vocabulary.file:
+        # seqio and tokenizers open local files: read the vocabulary through a local copy (its sha256 is
+        # still checked against the record by vocabulary_from_record)
+        local_root = Path(tempfile.mkdtemp(prefix="xlt-vocab-"))
+        target = local_root / meta.vocabulary.file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            paths.copy_file(paths.path(root) / meta.vocabulary.file, target)
+        except FileNotFoundError as e:
+            raise CheckpointError(f"vocabulary file {root}/{meta.vocabulary.file} recorded by checkpoint {where} "
+                                  "is missing") from e
+        return vocab_lib.vocabulary_from_record(meta.vocabulary, local_root)
+    return vocab_lib.vocabulary_from_record(meta.vocabulary, root)
 
 
 def training_meta(*, model: ModelConfig, shapes: Mapping[str, list[int]], vocabulary: VocabularyRecord,
@@ -474,24 +489,30 @@ def run_vocabulary(mixture_or_task_name: str) -> tuple[seqio.Vocabulary, Vocabul
 
 
 def keep_vocabulary_file(model_dir: str | Path, vocab: seqio.Vocabulary, record: VocabularyRecord) -> None:
-    """Copy a run's vocabulary file into MODEL_DIR at ``record.file`` (process 0; atomic; skipped when the
-    same file is already there), so the run's checkpoints carry their vocabulary."""
-    import tensorflow as tf
-
+    """Copy a run's vocabulary file into MODEL_DIR at ``record.file`` (process 0; atomic, also to a URL;
+    skipped when the same file is already there), so the run's checkpoints carry their vocabulary."""
     source = vocab_lib.source_file(vocab)
     if source is None or record.file is None or not _is_primary():
         return
-    target = Path(model_dir) / record.file
-    if target.is_file() and vocab_lib.sha256_of(target) == record.sha256:
+    target = paths.path(model_dir) / record.file
+    if target.is_file() and _sha256(target) == record.sha256:
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.xlt-tmp"
     try:
-        tf.io.gfile.copy(source, str(tmp), overwrite=True)
-        tmp.replace(target)
+        atomic_copy(source, target)
     except Exception as e:
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(f"cannot copy the vocabulary {source} to {target}: {_first_line(e)}") from e
+
+
+def _sha256(path: Any) -> str:
+    """sha256 of a local file or an object (vocab.sha256_of reads through tf.io.gfile; this through
+    ``xlt.paths``, the layer MODEL_DIR is written with)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with paths.open_file(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 # --- Params-only checkpoints ------------------------------------------------------------------------------
@@ -503,6 +524,7 @@ def keep_vocabulary_file(model_dir: str | Path, vocab: seqio.Vocabulary, record:
 # ``load_params`` reads this layout or a training run's TrainState checkpoints (params only).
 
 PARAMS_ITEM = "params"
+COMMIT_MARKER = "commit_success.txt"  # orbax's marker of a finished step on GCS (no atomic rename there)
 META_FILE = "meta.json"
 
 
@@ -551,8 +573,12 @@ def save_params(directory: str | Path, params: Any, meta: CheckpointMeta | Mappi
     any format ``CheckpointMeta.from_dict`` reads); its parameter shapes and dtypes are taken from
     ``params``. ``extra_files`` maps relative names to text, bytes or a file to copy; the vocabulary file the
     record names must be among them. An existing non-empty ``directory`` is refused unless ``overwrite``.
+
+    ``directory`` may be a URL (``xlt.paths``). A bucket has no atomic directory rename, so there the files
+    are written in place with ``meta.json`` last: it is the commit marker (``read_meta``/``load_params``
+    refuse a directory without it as incomplete), and an overwrite deletes it first.
     """
-    directory = Path(directory).absolute()
+    directory = paths.absolute(directory)
     meta = as_meta(meta, "params")
     vocab_file = meta.vocabulary.file if meta.vocabulary else None
     if vocab_file and vocab_file not in (extra_files or {}):
@@ -563,6 +589,8 @@ def save_params(directory: str | Path, params: Any, meta: CheckpointMeta | Mappi
     tmp = directory.parent / f".{directory.name}.xlt-tmp"
     dtypes = sorted({str(x.dtype) for x in jax.tree.leaves(params)})
     record = meta.replace(param_shapes=param_shapes(params), param_dtypes=tuple(dtypes)).to_dict()
+    if paths.is_url(directory):
+        return _save_params_in_place(directory, params, record, extra_files)
     try:
         if _is_primary():
             if tmp.exists():
@@ -573,15 +601,7 @@ def save_params(directory: str | Path, params: Any, meta: CheckpointMeta | Mappi
             ckptr.save(tmp / PARAMS_ITEM, args=ocp.args.StandardSave(params))
         if _is_primary():
             (tmp / META_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-            for name, content in (extra_files or {}).items():
-                target = tmp / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if isinstance(content, Path):
-                    shutil.copyfile(content, target)
-                elif isinstance(content, bytes):
-                    target.write_bytes(content)
-                else:
-                    target.write_text(content)
+            _write_extra_files(tmp, extra_files)
             old = None
             if directory.exists():
                 if directory.is_dir() and not any(directory.iterdir()):
@@ -608,18 +628,52 @@ def save_params(directory: str | Path, params: Any, meta: CheckpointMeta | Mappi
     return directory
 
 
-def _step_dirs(checkpoints_dir: Path) -> list[int]:
-    """Finished steps (numeric directories holding a ``state`` item; orbax temporaries are skipped)."""
+def _write_extra_files(root: Any, extra_files: Mapping[str, str | bytes | Path] | None) -> None:
+    for name, content in (extra_files or {}).items():
+        target = root / name
+        if isinstance(content, Path):
+            atomic_copy(content, target)
+        elif isinstance(content, bytes):
+            atomic_write_bytes(target, content)
+        else:
+            atomic_write_text(target, content)
+
+
+def _save_params_in_place(directory: Any, params: Any, record: dict[str, Any],
+                          extra_files: Mapping[str, str | bytes | Path] | None) -> Any:
+    """``save_params`` to a URL: params, then the extra files, then ``meta.json`` (the commit marker)."""
+    try:
+        if _is_primary() and directory.exists():
+            (directory / META_FILE).unlink(missing_ok=True)  # incomplete from here until the new one lands
+            paths.rmtree(directory)
+        _sync("xlt_save_params_clear")
+        with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
+            ckptr.save(directory / PARAMS_ITEM, args=ocp.args.StandardSave(params))
+        if _is_primary():
+            _write_extra_files(directory, extra_files)
+            atomic_write_text(directory / META_FILE, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        _sync("xlt_save_params_done")
+    except Exception as e:
+        raise CheckpointError(f"cannot write params checkpoint {directory}: {_first_line(e)}") from e
+    return directory
+
+
+def _step_dirs(checkpoints_dir: Any) -> list[int]:
+    """Finished steps (numeric directories holding a ``state`` item; orbax temporaries are skipped). On GCS
+    orbax writes a step in place and marks it finished with ``commit_success.txt`` (no atomic rename there),
+    so a ``gs://`` step directory counts only with that marker."""
     if not checkpoints_dir.is_dir():
         return []
+    gcs = paths.scheme(checkpoints_dir) == "gs"
     return sorted(int(p.name) for p in checkpoints_dir.iterdir()
-                  if p.name.isdigit() and (p / "state").is_dir())
+                  if p.name.isdigit() and (p / "state").is_dir() and (not gcs or (p / COMMIT_MARKER).exists()))
 
 
-def resolve_params_path(path: str | Path) -> tuple[str, Path]:
+def resolve_params_path(path: str | Path) -> tuple[str, Any]:
     """Classify ``path``: ("params", DIR) for a params-only checkpoint, ("state", STEP_DIR) for a training
-    checkpoint (MODEL_DIR → its latest step, MODEL_DIR/checkpoints → latest, or a step directory)."""
-    path = Path(path).absolute()
+    checkpoint (MODEL_DIR → its latest step, MODEL_DIR/checkpoints → latest, or a step directory). ``path``
+    may be a URL (``xlt.paths``); DIR is then an ``epath.Path``."""
+    path = paths.absolute(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint path does not exist: {path}")
     if not path.is_dir():
@@ -638,7 +692,7 @@ def resolve_params_path(path: str | Path) -> tuple[str, Path]:
                           "a MODEL_DIR with checkpoints/<step>/, or a checkpoints/<step> directory")
 
 
-def _files_root(kind: str, where: Path) -> Path:
+def _files_root(kind: str, where: Any) -> Any:
     """The directory a record's files are relative to: the params directory, or the MODEL_DIR above
     ``MODEL_DIR/checkpoints/<step>``."""
     return where if kind == "params" else where.parent.parent
@@ -649,7 +703,7 @@ def read_meta(path: str | Path) -> CheckpointMeta:
     return _read_meta(*resolve_params_path(path))
 
 
-def _read_meta(kind: str, where: Path) -> CheckpointMeta:
+def _read_meta(kind: str, where: Any) -> CheckpointMeta:
     root = _files_root(kind, where)
     step = int(where.name) if kind == "state" and where.name.isdigit() else None
     if kind == "params":
@@ -668,7 +722,7 @@ def _read_meta(kind: str, where: Path) -> CheckpointMeta:
     return CheckpointMeta.from_dict(raw, kind="train", path=where, root=root, step=step)
 
 
-def _saved_param_metadata(kind: str, where: Path) -> Any:
+def _saved_param_metadata(kind: str, where: Any) -> Any:
     """The saved tree of parameter metadata (shape, dtype per leaf), read without loading any array."""
     item = where / (PARAMS_ITEM if kind == "params" else "state")
     if not item.is_dir():

@@ -28,7 +28,6 @@ import dataclasses
 import inspect
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import gin
@@ -486,7 +485,8 @@ class EvalConfig(RunConfig):
         from xlt.instruct import templates as tpl
         c = Check(self)
         c.text("checkpoint")
-        if not Path(self.checkpoint).exists():
+        from xlt import paths
+        if not paths.exists(self.checkpoint):  # a local path or a URL
             raise ConfigError(f"EvalConfig.checkpoint: {self.checkpoint} does not exist" + " (CHECKPOINT)")
         c.text("output_dir", optional=True)
         _check_languages(c, "languages")

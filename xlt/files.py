@@ -1,7 +1,16 @@
-"""Small file helpers: atomic writes and JSON metadata reads.
+"""Small file helpers: atomic writes and JSON metadata reads, for local paths and URLs (``xlt.paths``).
 
-Atomic writes: a reader (or a resumed run) sees the old file or the new one, never half of one. The content goes to a temporary file in the target's directory (same filesystem), is flushed to disk,
-and is renamed over the target; on any failure the temporary file is removed and the target is untouched.
+Atomic writes: a reader (or a resumed run) sees the old file or the new one, never half of one.
+
+* Local paths: the content goes to a temporary file in the target's directory (same filesystem), is flushed
+  to disk, and is renamed over the target (``os.replace``, atomic on POSIX).
+* URLs (``gs://…``): an object store has no atomic rename (a rename is a copy and a delete), but an object
+  upload is atomic: GCS makes an object visible only when its upload completes, and an overwrite replaces
+  the whole object at once (readers see the old generation or the new one, strongly consistent after the
+  write returns). So the content is written to a local temporary file first, and only a complete file is
+  uploaded in one write to the target. A failure before or during the upload leaves the previous object.
+
+On any failure the temporary file is removed and the target is untouched.
 """
 
 from __future__ import annotations
@@ -14,39 +23,60 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from xlt import paths
 from xlt.errors import CheckpointError
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yields a temporary path next to ``path`` (same suffix, so writers that infer a format from it
-    work) and renames it to ``path`` when the block completes; removes it if the block raises."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}")
+def atomic_path(path: paths.PathLike) -> Iterator[Path]:
+    """Yields a local temporary path (same suffix as ``path``, so writers that infer a format from it work)
+    that becomes ``path`` when the block completes (renamed locally, uploaded whole to a URL); it is
+    removed if the block raises."""
+    target = paths.path(path)
+    url = paths.is_url(target)
+    if url:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"xlt-{target.name}.", suffix=f".tmp{Path(target.name).suffix}")
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}")
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
+        if url:
+            paths.copy_file(tmp, target)  # one upload: the object appears (or is replaced) whole
+        else:
+            os.replace(tmp, target)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+def atomic_write_bytes(path: paths.PathLike, data: bytes) -> Any:
+    """Write ``data`` to ``path`` atomically; returns the path (``xlt.paths.path`` of it)."""
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    return Path(path)
+    return paths.path(path)
 
 
-def read_json_object(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+def atomic_write_text(path: paths.PathLike, text: str) -> Any:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path (``xlt.paths.path`` of it)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_copy(source: paths.PathLike, path: paths.PathLike) -> Any:
+    """Copy the file ``source`` to ``path`` atomically (either may be a URL)."""
+    with atomic_path(path) as tmp:
+        paths.copy_file(source, tmp)
+    return paths.path(path)
+
+
+def read_json_object(path: paths.PathLike, what: str) -> dict[str, Any]:
     """A JSON object from ``path``; a missing, unreadable or non-object file is a one-line CheckpointError
     naming ``what`` (these files describe checkpoints: meta.json, HF config.json, weight indexes)."""
-    path = Path(path)
+    path = paths.path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} not found: {path}")
     try:

@@ -31,11 +31,11 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from xlt import checkpoints, cli, partitioning, step as step_lib
+from xlt import checkpoints, cli, partitioning, paths, step as step_lib
 from xlt.configs import OptimizerConfig, TrainConfig
 from xlt.data import mixtures, pipeline, tasks
 from xlt.errors import ConfigError, NonFiniteLoss, OutputError
-from xlt.files import atomic_write_text
+from xlt.files import atomic_copy, atomic_write_text
 from xlt.instruct import tasks as instruct_tasks
 from xlt.models import ModelConfig
 from xlt.models.api import model_api
@@ -73,12 +73,22 @@ class MetricsLog:
 
     A restarted run continues from its restored step, so on opening, lines past that step are dropped (they
     are recomputed identically), as is a last line cut short by a kill and a ``data_change`` event at that very
-    step (the restart records it again). A write that fails (a full disk) is a one-line OutputError."""
+    step (the restart records it again). A write that fails (a full disk) is a one-line OutputError.
 
-    def __init__(self, model_dir: Path, resume_step: int):
+    MODEL_DIR may be a URL (``xlt.paths``). Objects in a bucket cannot be appended to, so there the log keeps
+    its lines and replaces metrics.jsonl whole (one atomic upload) at each write, and TensorBoard writes its
+    event files to a local staging directory that is copied to MODEL_DIR/tb after each flush: every file of
+    the run goes through the one filesystem layer checkpoints use (TensorFlow's own GCS client would also
+    write there, but it cannot be pointed at the emulator the tests use, and appends by re-uploading too)."""
+
+    def __init__(self, model_dir: Any, resume_step: int):
         self.enabled = jax.process_index() == 0
         self.path = model_dir / "metrics.jsonl"
+        self._url = paths.is_url(model_dir)
+        self._tb_dir = model_dir / "tb"
+        self._lines: list[str] = []
         self._tb = None
+        self._staging = None
         if not self.enabled:
             return
         if self.path.exists():
@@ -96,24 +106,47 @@ class MetricsLog:
                 logging.warning("%s: dropped %d incomplete line(s) written by an interrupted run", self.path, torn)
             with _writing(self.path):
                 atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+            self._lines = kept
         import tensorflow as tf
         self._tf = tf
-        self._tb = tf.summary.create_file_writer(str(model_dir / "tb"))
+        if self._url:
+            import tempfile
+            self._staging = Path(tempfile.mkdtemp(prefix="xlt-tb-"))
+        self._tb = tf.summary.create_file_writer(str(self._staging or self._tb_dir))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with _writing(self.path), self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        line = json.dumps(record)
+        with _writing(self.path):
+            if self._url:
+                self._lines.append(line)
+                atomic_write_text(self.path, "".join(x + "\n" for x in self._lines))
+            else:
+                with self.path.open("a") as f:
+                    f.write(line + "\n")
         with self._tb.as_default(step=record["step"]):
             for k, v in record.items():
                 if k != "step" and isinstance(v, (int, float)):
                     self._tf.summary.scalar(k, v)
         self._tb.flush()
+        self._upload_tb()
+
+    def _upload_tb(self) -> None:
+        if self._staging is None:
+            return
+        for f in self._staging.rglob("*"):
+            if f.is_file():
+                atomic_copy(f, self._tb_dir / f.relative_to(self._staging).as_posix())
 
     def close(self):
         if self._tb is not None:
             self._tb.close()
+            self._upload_tb()
+            if self._staging is not None:
+                import shutil
+                shutil.rmtree(self._staging, ignore_errors=True)
+                self._staging = None
 
 
 @contextlib.contextmanager
@@ -235,7 +268,7 @@ def train(config: TrainConfig, *, batch_hook: BatchHook | None = None) -> list[d
                              skip_nonfinite=nonfinite == "skip")
     cfg, converter, lengths, shapes, fns = setup.cfg, setup.converter, setup.lengths, setup.shapes, setup.fns
 
-    model_dir_path = Path(model_dir).absolute()
+    model_dir_path = paths.absolute(model_dir)  # a local Path or a URL (xlt.paths)
     ckpt = checkpoints.Checkpointer(model_dir_path / "checkpoints", keep_checkpoints, async_checkpoints)
     shapes_now = checkpoints.param_shapes(fns.abstract_state.params)
     data_identity = {"mixture_or_task_name": mixture_or_task_name, "stages": pipeline.stage_table(mixture_or_task_name),

@@ -44,7 +44,6 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from xlt import benchmarks as benchmark_registry
@@ -56,6 +55,7 @@ from xlt.configs import EvalConfig
 from xlt.errors import ConfigError
 from xlt.evaluation import calibration, confusion, langid, metrics, report as report_lib
 from xlt.evaluation.scoring import score_options
+from xlt import paths
 from xlt.files import atomic_write_text
 from xlt.instruct import meta
 from xlt.models.api import model_api
@@ -286,7 +286,7 @@ def evaluate(config: EvalConfig, *, progress: Any = None) -> report_lib.Report:
     rep = report_lib.aggregate(records)
     markdown = rep.to_markdown() + "\n" + template_table(records)
     if config.output_dir:
-        out = Path(config.output_dir)
+        out = paths.path(config.output_dir)  # a local directory or a URL (xlt.paths)
         atomic_write_text(out / "records.json", json.dumps(records, indent=1, ensure_ascii=False))
         atomic_write_text(out / "predictions.jsonl", "\n".join(predictions_log) + "\n")
         rep.write_json(out / "report.json")

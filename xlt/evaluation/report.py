@@ -225,7 +225,8 @@ class Report:
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write `to_dict()` to `path` atomically (temporary file in the same directory, then rename)."""
-        target = Path(path)
+        from xlt import paths
+        target = paths.path(path)  # a local path or a URL
         if target.is_dir():
             raise ConfigError(f"report path {target} is a directory; give a file name such as {target / 'report.json'}")
         target.parent.mkdir(parents=True, exist_ok=True)

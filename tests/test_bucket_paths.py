@@ -1,0 +1,304 @@
+"""Bucket paths (``gs://``) end to end, offline, against a local GCS emulator.
+
+``gcp-storage-emulator`` (pure Python, in-memory) serves the GCS JSON API on loopback. Both storage clients
+xlt's files go through are pointed at it, so every read and write below really takes the ``gs://`` code
+paths: tensorstore (orbax's array data; ``TENSORSTORE_GCS_HTTP_URL``) and etils.epath with its fsspec backend
+(``gcsfs``, ``STORAGE_EMULATOR_HOST``; ``EPATH_USE_TF=false``) for orbax's metadata files and every file xlt
+writes itself. What is not exercised: TensorFlow's own GCS client (tf.io.gfile), which epath uses by default
+when TensorFlow is installed; its endpoint cannot be redirected (docs/SCALE.md "Bucket paths").
+
+The objects are inspected with a separate gcsfs client and the working directory is checked to stay empty,
+so a URL silently turned into a local path (``Path('gs://b')`` is ``gs:/b``) fails these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+
+from xlt import checkpoints, cli, files, paths, train
+from xlt.data import vocab as vocab_lib
+from xlt.errors import CheckpointError, ConfigError
+
+emulator_server = pytest.importorskip("gcp_storage_emulator.server", reason="test extra: gcp-storage-emulator")
+pytest.importorskip("gcsfs", reason="test extra: gcsfs (epath's fsspec backend for gs://)")
+
+BUCKET = "xlt-test"
+ENV = ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL", "GOOGLE_AUTH_TOKEN_FOR_TESTING", "EPATH_USE_TF")
+
+
+class Emulator:
+    """The emulator's GCS JSON API read with plain HTTP: an inspector independent of the clients under test."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def _call(self, method: str, path: str, data: bytes | None = None) -> bytes:
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.read()
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                raise FileNotFoundError(path) from e
+            raise
+
+    def find(self, prefix: str) -> list[str]:
+        out = json.loads(self._call("GET", f"/storage/v1/b/{BUCKET}/o?prefix={quote(prefix + '/', safe='')}"))
+        return sorted(o["name"].removeprefix(prefix + "/") for o in out.get("items", []))
+
+    def cat(self, name: str) -> bytes:
+        return self._call("GET", f"/download/storage/v1/b/{BUCKET}/o/{quote(name, safe='')}?alt=media")
+
+    def pipe(self, name: str, data: bytes) -> None:
+        self._call("POST", f"/upload/storage/v1/b/{BUCKET}/o?uploadType=media&name={quote(name, safe='')}", data)
+
+    def rm(self, prefix: str) -> None:
+        names = [prefix] if not self.find(prefix) else [f"{prefix}/{n}" for n in self.find(prefix)]
+        for name in names:
+            self._call("DELETE", f"/storage/v1/b/{BUCKET}/o/{quote(name, safe='')}")
+
+
+def _gcs_generations(server_module) -> dict:
+    """Give the emulator two behaviours of real GCS that tensorstore's gcs driver relies on (its OCDBT manifest
+    is read and written conditionally) and that gcp-storage-emulator 2026.7 lacks: the object generation in
+    the ``x-goog-generation`` header of a download, and the ``ifGenerationMatch``/``ifGenerationNotMatch``
+    preconditions (412 / 304). Returns the replaced handlers, for ``_restore``."""
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.handlers import objects as handlers
+
+    def generation(storage, bucket: str, name: str) -> str:
+        try:
+            return str(storage.get_file_obj(bucket, name)["generation"])
+        except NotFound:
+            return "0"
+
+    def download(request, response, storage, *args, **kwargs):
+        bucket, name = request.params["bucket_name"], request.params["object_id"]
+        now, query = generation(storage, bucket, name), request.query
+        if "ifGenerationMatch" in query and query["ifGenerationMatch"][0] != now:
+            response.status = 412
+            return
+        if "ifGenerationNotMatch" in query and query["ifGenerationNotMatch"][0] == now:
+            response.status = 304
+            return
+        handlers.download(request, response, storage, *args, **kwargs)
+        if now != "0":
+            response["x-goog-generation"] = now
+
+    def insert(request, response, storage, *args, **kwargs):
+        query = request.query
+        if "ifGenerationMatch" in query and "name" in query and query["ifGenerationMatch"][0] != generation(
+                storage, request.params["bucket_name"], query["name"][0]):
+            response.status = 412
+            return
+        handlers.insert(request, response, storage, *args, **kwargs)
+
+    replaced = {}
+    for _, table in server_module.HANDLERS:
+        for method, handler in list(table.items()):
+            new = {handlers.download: download, handlers.insert: insert}.get(handler)
+            if new is not None:
+                replaced[(id(table), method)] = (table, handler)
+                table[method] = new
+    return replaced
+
+
+def _restore(replaced: dict) -> None:
+    for (_, method), (table, handler) in replaced.items():
+        table[method] = handler
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    """The emulator on a free loopback port and the environment that sends gs:// to it; yields an
+    ``Emulator`` for inspecting objects."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    replaced = _gcs_generations(emulator_server)
+    server = emulator_server.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ENV}
+    os.environ.update({"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
+                       "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator", "EPATH_USE_TF": "false"})
+    try:
+        yield Emulator(url)
+    finally:
+        server.stop()
+        _restore(replaced)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    """An empty working directory that must stay empty (no 'gs:' directory from a collapsed URL)."""
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    assert list(tmp_path.iterdir()) == []
+
+
+def objects(gcs: Emulator, prefix: str) -> list[str]:
+    return gcs.find(prefix)
+
+
+def new_process() -> None:
+    """Forget the listing cache of epath's gcsfs client, as a restarted process would: objects changed behind
+    its back (by the Emulator client) are otherwise not seen in this process."""
+    from etils.epath import backend
+
+    backend.fsspec_backend.fs(f"gs://{BUCKET}").invalidate_cache()
+
+
+def test_paths_and_atomic_writes_on_a_bucket(gcs, cwd):
+    url = f"gs://{BUCKET}/files/a.json"
+    assert paths.is_url(url) and not paths.is_url("/tmp/x") and paths.scheme(url) == "gs"
+    assert str(paths.path(url)) == url and str(paths.path(url).parent / "b") == f"gs://{BUCKET}/files/b"
+    files.atomic_write_text(url, json.dumps({"v": 1}))
+    assert json.loads(gcs.cat("files/a.json")) == {"v": 1}
+    assert files.read_json_object(url, "test file") == {"v": 1}
+    # a failure inside the block leaves the previous object and no temporary object behind
+    with pytest.raises(RuntimeError):
+        with files.atomic_path(url) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("writer died")
+    assert json.loads(gcs.cat("files/a.json")) == {"v": 1}
+    assert objects(gcs, "files") == ["a.json"]
+    files.atomic_copy(Path(__file__), f"gs://{BUCKET}/files/copy.py")
+    assert gcs.cat("files/copy.py") == Path(__file__).read_bytes()
+    with pytest.raises(CheckpointError, match="not found"):
+        files.read_json_object(f"gs://{BUCKET}/files/missing.json", "test file")
+    with pytest.raises(ConfigError, match="unsupported URL scheme ftp://"):
+        paths.path("ftp://host/x")
+    with pytest.raises(ConfigError, match="cannot be appended"):
+        paths.open_file(url, "a")
+
+
+def _tokenizer_json(path: Path) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["in", "the", "beginning", "god", "created"]
+    tok = Tokenizer(models.WordLevel({"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}},
+                                     unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path))
+    return path
+
+
+def test_vocabulary_file_and_params_checkpoint_in_a_bucket(gcs, cwd, tmp_path_factory):
+    """The vocabulary file a run keeps in MODEL_DIR, and a params-only checkpoint (save_params, load_params,
+    read_meta, vocabulary_of), all at gs:// URLs; an incomplete one (no meta.json) is refused."""
+    src = _tokenizer_json(tmp_path_factory.mktemp("tok") / "tokenizer.json")
+    vocab = vocab_lib.TokenizersVocabulary(src, eos_id=1, unk_id=2)
+    record = vocab_lib.record_of(vocab)
+    run = f"gs://{BUCKET}/vocabrun"
+    checkpoints.keep_vocabulary_file(run, vocab, record)
+    assert gcs.cat(f"vocabrun/{record.file}") == src.read_bytes()
+    checkpoints.keep_vocabulary_file(run, vocab, record)  # same file already there: skipped, still intact
+    assert objects(gcs, "vocabrun") == [record.file]
+
+    from xlt.models import ModelConfig
+
+    cfg = ModelConfig(vocab_size=record.size, d_model=8, num_layers=1, num_heads=2, d_ff=16)
+    params = {"decoder": {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(4, np.float32)}}
+    meta = checkpoints.CheckpointMeta(kind="params", model=cfg, vocabulary=record)
+    where = f"gs://{BUCKET}/params"
+    out = checkpoints.save_params(where, params, meta, extra_files={record.file: src})
+    assert str(out) == where
+    assert {"meta.json", record.file} <= set(objects(gcs, "params"))
+    assert any(o.startswith("params/") for o in objects(gcs, "params"))
+    loaded, got = checkpoints.load_params(where)
+    np.testing.assert_array_equal(loaded["decoder"]["w"], params["decoder"]["w"])
+    assert got.vocabulary == record and got.model == cfg and str(got.root) == where
+    assert checkpoints.read_meta(where) == got
+    again = checkpoints.vocabulary_of(got)  # read through a local copy of the object, sha256 checked
+    assert again.vocab_size == vocab.vocab_size and again.encode("god created") == vocab.encode("god created")
+    with pytest.raises(CheckpointError, match="already exists"):
+        checkpoints.save_params(where, params, meta, extra_files={record.file: src})
+    # a tampered vocabulary object is refused by its digest
+    gcs.pipe(f"params/{record.file}", src.read_bytes().replace(b"god", b"dog"))
+    new_process()
+    with pytest.raises(CheckpointError, match="sha256"):
+        checkpoints.vocabulary_of(checkpoints.read_meta(where))
+    # without its commit marker (meta.json) the directory is incomplete
+    gcs.rm("params/meta.json")
+    new_process()
+    with pytest.raises(CheckpointError, match="incomplete"):
+        checkpoints.load_params(where)
+
+
+def losses(records) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+@pytest.mark.slow  # two short training runs and an evaluation: about 1.5 minutes on the loaded 2-core machine
+def test_train_resume_probe_and_eval_from_a_bucket(gcs, cwd):
+    """MODEL_DIR=gs://…: checkpoints, config.json/config.gin, metrics.jsonl and TensorBoard events land in the
+    bucket; a restart resumes from the bucket bitwise; probe and evaluation read the checkpoint from it and
+    evaluation writes its output_dir there."""
+    run = f"gs://{BUCKET}/run"
+    argv = ["--gin_file=models/gpt_tiny.gin", "--gin_file=runs/pretrain.gin", "--gin.BATCH_SIZE=8",
+            "--gin.SEQ_LEN=64", "--gin.learning_rate_schedule.warmup_steps=2", "--gin.TRAIN_STEPS=4",
+            "--gin.CHECKPOINT_EVERY=2", f"--gin.MODEL_DIR='{run}'", "--gin.MIXTURE_OR_TASK_NAME='bible_en_prefix'",
+            "--gin.train.log_every=1", "--gin.train.keep_checkpoints=5", "--gin.train.async_checkpoints=False",
+            "--gin.train.quiet=True"]
+    assert cli.main(train.main, argv) == 0
+    names = objects(gcs, "run")
+    assert {"config.json", "config.gin", "metrics.jsonl"} <= set(names)
+    assert any(n.startswith("tb/events.out.tfevents") for n in names), names
+    for step in (2, 4):
+        assert f"checkpoints/{step}/commit_success.txt" in names and \
+            any(n.startswith(f"checkpoints/{step}/state/") for n in names)
+    assert json.loads(gcs.cat("run/config.json"))["model_dir"] == run
+    first = losses(map(json.loads, gcs.cat("run/metrics.jsonl").decode().splitlines()))
+    assert sorted(first) == [1, 2, 3, 4]
+
+    gcs.rm("run/checkpoints/4")  # as if the job died after saving step 2
+    new_process()
+    assert cli.main(train.main, argv) == 0
+    resumed = losses(map(json.loads, gcs.cat("run/metrics.jsonl").decode().splitlines()))
+    assert resumed == first  # steps 3 and 4 recomputed from the bucket's step 2: the very same floats
+
+    from xlt import probe
+    from xlt.configs import EvalConfig
+    from xlt.data import tasks as data_tasks
+    from xlt.evaluation import evaluate as ev
+
+    p = probe.load(run)
+    assert p.meta.step == 4 and str(p.meta.root) == run
+    assert np.all(np.isfinite(p.score(["in the beginning"], [" God"])))
+    out = f"gs://{BUCKET}/eval"
+    ev.evaluate(EvalConfig(checkpoint=run, output_dir=out, quiet=True, vocabulary=data_tasks.vocabulary(kind="byte"),
+                           languages=("en",), tasks=("verse_ending_choice",), max_items_per_task=2,
+                           max_new_tokens=4, batch_size=4))
+    assert set(objects(gcs, "eval")) == {"records.json", "report.json", "report.md", "predictions.jsonl"}
+    assert json.loads(gcs.cat("eval/records.json"))
+
+
+def test_transfer_matrix_results_dir_stays_a_url():
+    """The matrix's folders derive from results_dir: a URL must stay one (not Path's collapsed 'gs:/…'). Only
+    the path properties are URL-aware; a whole matrix run against a bucket is not tested."""
+    from experiments import transfer_matrix as tm
+
+    files_, bindings, search, _ = cli.parse_gin_args(["--gin_file=experiments/transfer_tiny_test.gin",
+                                                      f"--gin.transfer_matrix.results_dir='gs://{BUCKET}/results'"])
+    cli.load_gin(files_, bindings, search)
+    cfg = tm.MatrixConfig.from_gin()
+    assert str(cfg.root) == f"gs://{BUCKET}/results/{cfg.name}"
+    assert str(cfg.base_path) == f"gs://{BUCKET}/results/{cfg.name}/base"
+    assert str(cfg.tuned_dir("en")) == f"gs://{BUCKET}/results/{cfg.name}/tuned/en"
+    assert str(cfg.tuned_dir("en").relative_to(cfg.root)) == "tuned/en"
