@@ -449,10 +449,13 @@ class EvalConfig(RunConfig):
                                      "here (None: print only)", macro="EVAL_DIR")
     languages: tuple[str, ...] = setting(("en",), help="content languages", macro="EVAL_LANGUAGES")
     benchmarks: tuple[str, ...] | None = setting(None, help="benchmarks of the registry (xlt.benchmarks: xnli, "
-                                                 "pawsx, kobest_copa, ...), each in every language (None: the "
-                                                 "built-in tasks of `clusters`)", macro="BENCHMARKS")
+                                                 "pawsx, kobest_copa, ...), each in every language, or "
+                                                 "lm-evaluation-harness tasks lm_eval:<task> (its prompt and "
+                                                 "metrics, in its own language) (None: the built-in tasks of "
+                                                 "`clusters`)", macro="BENCHMARKS")
     benchmark_sources: Mapping[str, str] | None = setting(None, help="{benchmark: hub name or local directory "
-                                                          "<config>/<split>.jsonl}; unnamed ones read their hub",
+                                                          "<config>/<split>.jsonl; lm_eval:<task>: a directory of "
+                                                          "task YAML files}; unnamed ones read their hub",
                                                           macro="BENCHMARK_SOURCES")
     clusters: tuple[str, ...] | None = setting(None, help="built-in task clusters (None: the held-out clusters)")
     tasks: tuple[str, ...] | None = setting(None, help="only these tasks of the clusters (None: all)")
@@ -515,8 +518,9 @@ class EvalConfig(RunConfig):
                 c.fail("benchmarks", "a non-empty list of benchmark names or None")
             if len(set(self.benchmarks)) != len(self.benchmarks):
                 c.fail("benchmarks", "a list without repeated names")
-            for name in self.benchmarks:
-                c.wrap("benchmarks", lambda name=name: benchmarks.get(name))
+            given = self.benchmark_sources if isinstance(self.benchmark_sources, Mapping) else {}
+            for name in self.benchmarks:  # a harness task of a local directory is found through its source
+                c.wrap("benchmarks", lambda name=name: benchmarks.get(name, source=given.get(name) or None))
             if self.clusters is not None or self.tasks is not None:
                 c.fail("benchmarks", "None when clusters or tasks are given (they select built-in tasks)")
         sources = self.benchmark_sources
