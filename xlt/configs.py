@@ -373,6 +373,19 @@ class TrainConfig(RunConfig):
                                           "MODEL_DIR or a params-only / imported one)", macro="INIT_CHECKPOINT")
     allow_data_change: bool = setting(False, help="resume although the mixture (name, weights, stages) differs from "
                                       "the checkpoint's: the stage in force restarts there, metrics.jsonl records it")
+    eval_every: int | None = setting(None, help="evaluate the live parameters every N steps on eval_benchmarks "
+                                     "(logged to metrics.jsonl and TensorBoard as eval/<benchmark>/<lang>/<metric>); "
+                                     "None or 0: never")
+    eval_benchmarks: tuple[str, ...] = setting((), help="benchmarks evaluated during training: registry names "
+                                               "(built-in tasks such as verse_ending_choice, xnli, ...) or "
+                                               "lm-evaluation-harness tasks lm_eval:<task>")
+    eval_languages: tuple[str, ...] = setting(("en",), help="content languages of eval_benchmarks (a harness "
+                                              "task: its own language)")
+    eval_benchmark_sources: Mapping[str, str] | None = setting(None, help="{benchmark: hub name, local directory, "
+                                                               "or (lm_eval:<task>) a directory of task YAML files}")
+    eval_max_items: int | None = setting(32, help="first N items per benchmark and language in each evaluation "
+                                         "(None: all)")
+    eval_batch_size: int = setting(16, help="prompts per scoring / generation batch during evaluation")
     gin_text: str = dataclasses.field(default="", compare=False, repr=False,
                                       metadata={"internal": True, "help": "the gin config it was read from"})
 
@@ -404,6 +417,33 @@ class TrainConfig(RunConfig):
         c.boolean("quiet")
         c.text("init_checkpoint", optional=True)
         c.boolean("allow_data_change")
+        self._check_eval(c)
+
+    def _check_eval(self, c: Check) -> None:
+        """Evaluation during training: every benchmark, source and language checked now (no data read), so a
+        bad one is a one-line error before any training."""
+        c.integer("eval_every", 0, optional=True)
+        if isinstance(self.eval_benchmarks, str) or not isinstance(self.eval_benchmarks, tuple):
+            c.fail("eval_benchmarks", "a list of benchmark names")
+        if len(set(self.eval_benchmarks)) != len(self.eval_benchmarks):
+            c.fail("eval_benchmarks", "a list without repeated names")
+        if self.eval_every and not self.eval_benchmarks:
+            c.fail("eval_benchmarks", "a non-empty list when eval_every is set")
+        _check_languages(c, "eval_languages")
+        sources = self.eval_benchmark_sources
+        if sources is not None:
+            if not isinstance(sources, Mapping) or any(not isinstance(v, str) or not v.strip()
+                                                       for v in sources.values()):
+                c.fail("eval_benchmark_sources", "a mapping {benchmark: hub name or directory} or None")
+            unused = sorted(set(sources) - set(self.eval_benchmarks))
+            if unused:
+                c.fail("eval_benchmark_sources", f"sources of benchmarks in `eval_benchmarks` only (not {unused})")
+            object.__setattr__(self, "eval_benchmark_sources", dict(sources))
+        c.integer("eval_max_items", 1, optional=True)
+        c.integer("eval_batch_size", 1)
+        if self.eval_benchmarks:
+            from xlt.evaluation.evaluate import plan  # heavy (jax): only when evaluation during training is asked
+            c.wrap("eval_benchmarks", lambda: plan(self.eval_benchmarks, self.eval_languages, sources=sources))
 
     @classmethod
     def from_gin(cls, **overrides: Any) -> TrainConfig:
