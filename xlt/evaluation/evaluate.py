@@ -5,7 +5,10 @@ What is evaluated: ``EvalConfig.benchmarks`` names benchmarks of the registry (`
 XCOPA, PAWS-X, XWinograd, XStoryCloze, Belebele, TyDiQA, MGSM, KoBEST, and the built-in Bible/CLDR tasks
 under their task names), each read from ``benchmark_sources[name]`` (a hub name or a local directory) or
 its hub; None (the default) is the built-in tasks of the held-out clusters (``clusters``, ``tasks``), as
-before the registry existed. Every (benchmark, language) is checked before the model is loaded.
+before the registry existed. ``lm_eval:<task>`` names an lm-evaluation-harness task, run by the harness
+itself on the loaded model with its own prompt and metrics (``xlt.benchmarks.harness_tasks``). Every
+(benchmark, language) is checked before the model is loaded. ``Evaluator.from_params`` evaluates parameters
+already in memory (evaluation during training: ``xlt.evaluation.live``).
 
 For every (content language, benchmark, template) it scores the split's examples and writes one record
 per metric (``xlt.evaluation.report`` aggregates them into mean ± std over templates):
