@@ -38,7 +38,7 @@ def test_eval_every_logs_live_values_equal_to_the_checkpoint(tmp_path):
     tasks = write_tasks(tmp_path / "tasks")
     harness_task = "lm_eval:toy_mc_de"
     run_dir = tmp_path / "run"
-    evals = [f"--gin.train.eval_every=2", f"--gin.train.eval_benchmarks=['{BUILTIN}', '{harness_task}']",
+    evals = ["--gin.train.eval_every=2", f"--gin.train.eval_benchmarks=['{BUILTIN}', '{harness_task}']",
              "--gin.train.eval_languages=['en']", "--gin.train.eval_max_items=3", "--gin.train.eval_batch_size=8",
              f"--gin.train.eval_benchmark_sources={{'{harness_task}': '{tasks}'}}"]
     assert cli.main(train.main, [*BASE, f"--gin.MODEL_DIR='{run_dir}'", *evals]) == 0
@@ -47,7 +47,8 @@ def test_eval_every_logs_live_values_equal_to_the_checkpoint(tmp_path):
     assert [r["step"] for r in eval_lines] == [2, 4]
     for r in eval_lines:
         keys = {k for k in r if k.startswith("eval/")}
-        assert {f"eval/{BUILTIN}/en/accuracy", f"eval/{harness_task}/de/acc", f"eval/{harness_task}/de/acc_norm"} <= keys
+        want = {f"eval/{BUILTIN}/en/accuracy", f"eval/{harness_task}/de/acc", f"eval/{harness_task}/de/acc_norm"}
+        assert want <= keys, keys
         assert all(0.0 <= r[k] <= 1.0 for k in keys) and r["eval_seconds"] > 0
     assert list((run_dir / "tb").iterdir())
 
@@ -78,7 +79,8 @@ def test_eval_every_logs_live_values_equal_to_the_checkpoint(tmp_path):
 ])
 def test_bad_eval_settings_are_one_line_errors(tmp_path, changes, message):
     if "eval_benchmark_sources" in changes:  # a local task directory (lm-eval's own index takes long to build)
-        changes["eval_benchmark_sources"] = {k: str(write_tasks(tmp_path / "tasks")) for k in changes["eval_benchmark_sources"]}
+        tasks = str(write_tasks(tmp_path / "tasks"))
+        changes["eval_benchmark_sources"] = {k: tasks for k in changes["eval_benchmark_sources"]}
     with pytest.raises(ConfigError) as err:
         TrainConfig(model_dir=str(tmp_path / "run"), train_steps=2, mixture_or_task_name="bible_en", **changes)
     assert message in str(err.value) and "\n" not in str(err.value), str(err.value)

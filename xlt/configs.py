@@ -442,8 +442,10 @@ class TrainConfig(RunConfig):
         c.integer("eval_max_items", 1, optional=True)
         c.integer("eval_batch_size", 1)
         if self.eval_benchmarks:
-            from xlt.evaluation.evaluate import plan  # heavy (jax): only when evaluation during training is asked
-            c.wrap("eval_benchmarks", lambda: plan(self.eval_benchmarks, self.eval_languages, sources=sources))
+            from xlt.evaluation.evaluate import benchmark_pairs  # heavy (jax): only when evaluation is asked
+
+            c.wrap("eval_benchmarks", lambda: benchmark_pairs(self.eval_benchmarks, self.eval_languages,
+                                                              sources=sources))
 
     @classmethod
     def from_gin(cls, **overrides: Any) -> TrainConfig:

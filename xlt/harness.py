@@ -588,8 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["MODEL_NAME", "SeqioTokenizer", "XltLM", "lm_from_evaluator", "main", "parse_mesh_shape", "register", "run_harness_tasks",
-           "strip_prefix"]
+__all__ = ["MODEL_NAME", "SeqioTokenizer", "XltLM", "lm_from_evaluator", "main", "parse_mesh_shape", "register",
+           "run_harness_tasks", "strip_prefix"]
 
 if __name__ == "__main__":
     from xlt import harness as _importable  # registers xlt.harness.XltLM, the class lm-eval will build

@@ -22,7 +22,7 @@ from xlt.errors import ConfigError  # noqa: E402
 from xlt.evaluation.evaluate import plan_benchmarks  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lm_eval_fixtures import GEN_ROWS, MC_ROWS, write_tasks  # noqa: E402,F401
+from lm_eval_fixtures import MC_ROWS, write_tasks  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

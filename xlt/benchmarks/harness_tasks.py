@@ -194,7 +194,8 @@ class HarnessBenchmark:
         raise ConfigError(f"{self.name} is run by lm-evaluation-harness; it has no xlt examples")
 
     # ----------------------------------------------------------------------------------------- running
-    def evaluate(self, evaluator: Any, lang: str, *, limit: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    def evaluate(self, evaluator: Any, lang: str, *,
+                 limit: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
         """Run the task on ``evaluator``'s model (``xlt.evaluation.evaluate.Evaluator``); returns (records,
         prediction lines). Python's, NumPy's and torch's global random states are restored afterwards
         (``simple_evaluate`` seeds them), so a training run's state is untouched."""

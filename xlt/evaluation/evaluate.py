@@ -241,16 +241,17 @@ def fallback_for(bench: Any, fallback_lang: str | None) -> str | None:
 
 
 def plan_benchmarks(config: EvalConfig) -> list[tuple[str, Any]]:
-    """(content language, bound benchmark) pairs the config asks for: ``plan`` with its settings."""
-    return plan(config.benchmarks, config.languages, sources=config.benchmark_sources, clusters=config.clusters,
-                tasks=config.tasks, split=config.split, template_mode=config.template_mode,
-                template_lang=config.template_lang, fallback_lang=config.fallback_lang)
+    """(content language, bound benchmark) pairs the config asks for: ``benchmark_pairs`` with its settings."""
+    return benchmark_pairs(config.benchmarks, config.languages, sources=config.benchmark_sources,
+                           clusters=config.clusters, tasks=config.tasks, split=config.split,
+                           template_mode=config.template_mode, template_lang=config.template_lang,
+                           fallback_lang=config.fallback_lang)
 
 
-def plan(benchmarks: Sequence[str] | None, languages: Sequence[str], *, sources: Mapping[str, str] | None = None,
-         clusters: Sequence[str] | None = None, tasks: Sequence[str] | None = None, split: str | None = None,
-         template_mode: str = "native", template_lang: str | None = None,
-         fallback_lang: str | None = None) -> list[tuple[str, Any]]:
+def benchmark_pairs(benchmarks: Sequence[str] | None, languages: Sequence[str], *,
+                    sources: Mapping[str, str] | None = None, clusters: Sequence[str] | None = None,
+                    tasks: Sequence[str] | None = None, split: str | None = None, template_mode: str = "native",
+                    template_lang: str | None = None, fallback_lang: str | None = None) -> list[tuple[str, Any]]:
     """(content language, bound benchmark) pairs, checked (name, source, language, split, template setting,
     metrics) without reading any data: the built-in held-out tasks when ``benchmarks`` is None, else every
     named benchmark in every language (one it lacks is a ConfigError). A harness task (``lm_eval:<task>``)

@@ -50,8 +50,8 @@ class TrainingEval:
         if jax.process_count() > 1:
             raise ConfigError("TrainConfig.eval_every: evaluation during training runs in one process; evaluate "
                               "the checkpoints of a multi-process run with python -m xlt.eval")
-        pairs = evaluate_lib.plan(config.eval_benchmarks, config.eval_languages,
-                                  sources=config.eval_benchmark_sources)
+        pairs = evaluate_lib.benchmark_pairs(config.eval_benchmarks, config.eval_languages,
+                                             sources=config.eval_benchmark_sources)
         for lang, bench in pairs:  # read every example source now, not at the first evaluation
             if harness_tasks.is_harness(bench):
                 continue
