@@ -100,6 +100,9 @@ def test_eval_records_equal_the_harness_and_feed_a_matrix_cell(tiny, tmp_path):
     assert [p["item"] for p in mc] == [f"lm_eval:toy_mc_de/de/test/{i}" for i in range(4)]
     assert all(p["metric"] == "acc" and p["value"] in (0.0, 1.0) and set(p["values"]) == {"acc", "acc_norm"}
                for p in mc)
+    assert [(p["task"], p["content_lang"], p["correct"], p["n_options"]) for p in mc] == [
+        ("lm_eval:toy_mc_de", "de", int(p["value"]), len(r["choices"])) for p, r in zip(mc, MC_ROWS)]
+    assert all(p["correct"] == int(p["prediction"] == p["gold"]) for p in mc)
     assert np.mean([p["value"] for p in mc]) == pytest.approx(got[("lm_eval:toy_mc_de", "acc")])
     assert [p["gold"] for p in mc] == [r["label"] for r in MC_ROWS]
     assert "lm_eval:toy_mc_de" in (out / "report.md").read_text()

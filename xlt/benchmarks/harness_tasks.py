@@ -19,8 +19,10 @@ checkpoint: the same tokenizer lookup, context length and request handling, henc
   than ``none``), value = the harness's aggregate, ``template_id`` ``lm_eval`` (the harness's one prompt),
   ``template_lang`` = ``content_lang``. The primary metric is the task's first metric (first filter).
 * Predictions: one line per document with ``id`` (``<name>/<lang>/<split>/<doc_id>/lm_eval``), ``item``
-  (the id without the template), ``metric`` / ``value`` (the document's value of the primary metric: 0/1 for
-  accuracies), ``values`` (every per-document metric), ``prediction`` and ``gold``.
+  (the id without the template), ``task``, ``content_lang``, ``template_id``, ``metric`` / ``value`` (the
+  document's value of the primary metric), ``values`` (every per-document metric), ``prediction``, ``gold``
+  and, for multiple-choice tasks whose primary metric is 0/1 (``acc``), ``n_options`` and ``correct``, as
+  xlt's own choice lines.
 * ``max_items_per_task`` is the harness's ``limit`` (its first N documents); template modes do not apply.
 """
 
@@ -235,11 +237,13 @@ class HarnessBenchmark:
         for doc_id in sorted(docs):
             s, values = docs[doc_id]["sample"], docs[doc_id]["values"]
             uid = f"{self.name}/{lang}/{self.split}/{doc_id}/{TEMPLATE_ID}"
-            lines.append(json.dumps({"id": uid, "item": uid.rsplit("/", 1)[0], "template_id": TEMPLATE_ID,
-                                     "prediction": _prediction(self.output_type, s.get("filtered_resps")),
-                                     "gold": s.get("target"), "metric": self.primary_metric,
-                                     "value": values.get(self.primary_metric), "values": values},
-                                    ensure_ascii=False, default=_plain))
+            value = values.get(self.primary_metric)
+            line = {"id": uid, "item": uid.rsplit("/", 1)[0], "task": self.name, "content_lang": lang,
+                    "template_id": TEMPLATE_ID, "prediction": _prediction(self.output_type, s.get("filtered_resps")),
+                    "gold": s.get("target"), "metric": self.primary_metric, "value": value, "values": values}
+            if self.kind == CHOICE and value in (0.0, 1.0):  # as xlt's choice lines: the paired bootstrap's input
+                line.update(n_options=len(s.get("arguments") or ()), correct=int(value))
+            lines.append(json.dumps(line, ensure_ascii=False, default=_plain))
         return lines
 
 
