@@ -271,7 +271,9 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
                           f"{cli.format_duration(eta) if eta == eta else '?'}", flush=True)
                 window_start, window_steps = time.perf_counter(), 0
             if live_eval.due(step):  # the live parameters, before the next step donates them
+                eval_started = time.perf_counter()
                 record = live_eval.run(step, state.params, meta(step), setup.mesh, model_dir_path)
+                window_start += time.perf_counter() - eval_started  # kept out of the training throughput
                 log.write(record)
                 records.append(record)
                 if not quiet and jax.process_index() == 0:
