@@ -89,7 +89,7 @@ def task_manager(include_path: str | None = None) -> Any:
         from lm_eval.tasks import TaskManager
     except ImportError as e:
         raise ConfigError("lm_eval: benchmarks need lm-evaluation-harness: pip install -e '.[harness]'") from e
-    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its per-task notes would repeat at every evaluation
     if include_path is None:
         return TaskManager()
     return TaskManager(include_path=[include_path], include_defaults=False)
