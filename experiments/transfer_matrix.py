@@ -71,6 +71,7 @@ BASE_ROW = "base"
 BASE_LABEL = "base (untuned)"
 PRIMARY_METRIC = "accuracy"
 CELL_FILE = "cell.json"
+HARNESS_PREFIX = "lm_eval:"  # an lm-evaluation-harness task column (xlt.benchmarks.harness_tasks)
 Hook = Callable[[str, str], None]
 
 
@@ -160,9 +161,12 @@ class MatrixConfig(configs.RunConfig):
     eval_tasks: tuple[str, ...] | None = setting(None, help="held-out choice tasks averaged in a cell (None: all "
                                                  "that every test language has); only without `benchmarks`")
     benchmarks: tuple[str, ...] | None = setting(None, help="columns (benchmark, language) from the benchmark "
-                                                 "registry, e.g. ['xnli', 'pawsx'] (None: one column per test "
-                                                 "language averaging the built-in eval_tasks)")
-    benchmark_sources: Mapping[str, str] | None = setting(None, help="{benchmark: hub name or local directory}; "
+                                                 "registry, e.g. ['xnli', 'pawsx'], or lm-evaluation-harness "
+                                                 "tasks 'lm_eval:<task>' (one column in the task's language, its "
+                                                 "prompt and first metric) (None: one column per test language "
+                                                 "averaging the built-in eval_tasks)")
+    benchmark_sources: Mapping[str, str] | None = setting(None, help="{benchmark: hub name or local directory; "
+                                                          "lm_eval:<task>: a directory of task YAML files}; "
                                                           "unnamed benchmarks read their hub")
     benchmark_languages: Mapping[str, tuple[str, ...]] | None = setting(
         None, help="{benchmark: its column languages}; unnamed benchmarks take test_languages")
@@ -275,8 +279,9 @@ class MatrixConfig(configs.RunConfig):
         from xlt.evaluation.evaluate import fallback_for
 
         names = _codes(c, "benchmarks")
-        for name in names:
-            c.wrap("benchmarks", lambda name=name: registry.get(name))
+        for name in names:  # harness tasks (lm_eval:<task>) are found through their source, below
+            if not name.startswith(HARNESS_PREFIX):
+                c.wrap("benchmarks", lambda name=name: registry.get(name))
         if self.eval_tasks is not None:
             c.fail("eval_tasks", "None with benchmarks (a benchmark column is its own task)")
         for field, kind in (("benchmark_sources", str), ("benchmark_languages", tuple)):
@@ -294,13 +299,19 @@ class MatrixConfig(configs.RunConfig):
             bench = c.wrap("benchmarks", lambda name=name: registry.get(name, source=self.source_of(name)))
             if bench.builtin and bench.kind != meta.CHOICE:
                 c.fail("benchmarks", f"held-out choice tasks or public benchmarks (not {name!r})")
+            if name.startswith(HARNESS_PREFIX):  # one column, in the task's language (its name or given)
+                given = (self.benchmark_languages or {}).get(name)
+                if given is not None and len(given) != 1:
+                    c.fail("benchmark_languages", f"one language for harness task {name!r}")
+                if given is None and bench.language is None:
+                    c.fail("benchmark_languages", f"the language of harness task {name!r} (its name names none)")
             for code in self.languages_of(name):
                 c.wrap("test_languages" if name not in (self.benchmark_languages or {}) else "benchmark_languages",
                        lambda code=code: language_table.validate(code))
                 mode, tlang = c.wrap("template_mode", lambda code=code: self.column_templates(name, code))
                 c.wrap("benchmarks", lambda code=code: bench.check(code, None, template_mode=mode, template_lang=tlang,
                                                                    fallback_lang=fallback_for(bench, None)))
-                if not bench.builtin and bench_sources.is_local(bench.source):
+                if not bench.builtin and not name.startswith(HARNESS_PREFIX) and bench_sources.is_local(bench.source):
                     c.wrap("benchmark_sources", lambda code=code: bench.records(code))
 
     def _check_instruction_data(self, c: configs.Check, content: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
@@ -350,12 +361,17 @@ class MatrixConfig(configs.RunConfig):
         return (self.benchmark_sources or {}).get(benchmark)
 
     def languages_of(self, benchmark: str) -> tuple[str, ...]:
+        if benchmark.startswith(HARNESS_PREFIX) and benchmark not in (self.benchmark_languages or {}):
+            from xlt import benchmarks as registry  # a harness task's column: the language its name ends in
+            return registry.get(benchmark, source=self.source_of(benchmark)).languages
         return tuple((self.benchmark_languages or {}).get(benchmark, self.test_languages))
 
     def column_templates(self, benchmark: str | None, lang: str) -> tuple[str, str | None]:
         """(template_mode, template_lang) of a column. For a benchmark column under ``cross``: the first of
         ``cross_template_langs`` that is not ``lang`` and has templates of the benchmark (English XNLI has no
         Korean templates: the next language is used); otherwise ``template_setting``."""
+        if benchmark is not None and benchmark.startswith(HARNESS_PREFIX):
+            return "native", None  # the harness's own prompt
         if benchmark is None or self.template_mode != "cross":
             return template_setting(self.template_mode, self.template_lang, self.cross_template_langs, (lang,))
         from xlt import benchmarks as registry
@@ -436,6 +452,8 @@ def primary_metric(cfg: MatrixConfig, benchmark: str | None) -> str:
         return PRIMARY_METRIC
     from xlt import benchmarks as registry
     bench = registry.get(benchmark, source=cfg.source_of(benchmark))
+    if benchmark.startswith(HARNESS_PREFIX):
+        return bench.primary_metric  # the harness task's first metric (acc for multiple choice)
     if bench.kind == meta.CHOICE:
         return PRIMARY_METRIC
     return "squad_f1" if "squad_f1" in bench.metrics else bench.metrics[0]

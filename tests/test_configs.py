@@ -64,6 +64,8 @@ BAD = {
                           row_instruction_data={"fr": {"name": "multialpaca"}}),
     ab.AblationConfig: dict(name="", experiment_gin=(), variants={"only": {}}, results_dir="", description=3),
 }
+BAD[TrainConfig].update(eval_every=-1, eval_benchmarks=("no_such_benchmark",), eval_languages=("xx",),  # eval_every
+                        eval_benchmark_sources={"xnli": ""}, eval_max_items=0, eval_batch_size=0)
 CLASSES = list(BAD)
 
 

@@ -378,6 +378,19 @@ class TrainConfig(RunConfig):
     nonfinite: str = setting("stop", help="a NaN or infinite loss or gradient: 'stop' (one-line error naming the "
                              "step; no checkpoint holds it) or 'skip' (that batch's update is dropped, the step "
                              "still counts; metrics.jsonl records a nonfinite_skipped event)")
+    eval_every: int | None = setting(None, help="evaluate the live parameters every N steps on eval_benchmarks "
+                                     "(logged to metrics.jsonl and TensorBoard as eval/<benchmark>/<lang>/<metric>); "
+                                     "None or 0: never")
+    eval_benchmarks: tuple[str, ...] = setting((), help="benchmarks evaluated during training: registry names "
+                                               "(built-in tasks such as verse_ending_choice, xnli, ...) or "
+                                               "lm-evaluation-harness tasks lm_eval:<task>")
+    eval_languages: tuple[str, ...] = setting(("en",), help="content languages of eval_benchmarks (a harness "
+                                              "task: its own language)")
+    eval_benchmark_sources: Mapping[str, str] | None = setting(None, help="{benchmark: hub name, local directory, "
+                                                               "or (lm_eval:<task>) a directory of task YAML files}")
+    eval_max_items: int | None = setting(32, help="first N items per benchmark and language in each evaluation "
+                                         "(None: all)")
+    eval_batch_size: int = setting(16, help="prompts per scoring / generation batch during evaluation")
     gin_text: str = dataclasses.field(default="", compare=False, repr=False,
                                       metadata={"internal": True, "help": "the gin config it was read from"})
 
@@ -410,6 +423,35 @@ class TrainConfig(RunConfig):
         c.text("init_checkpoint", optional=True)
         c.boolean("allow_data_change")
         c.text("nonfinite", choices=NONFINITE_MODES)
+        self._check_eval(c)
+
+    def _check_eval(self, c: Check) -> None:
+        """Evaluation during training: every benchmark, source and language checked now (no data read), so a
+        bad one is a one-line error before any training."""
+        c.integer("eval_every", 0, optional=True)
+        if isinstance(self.eval_benchmarks, str) or not isinstance(self.eval_benchmarks, tuple):
+            c.fail("eval_benchmarks", "a list of benchmark names")
+        if len(set(self.eval_benchmarks)) != len(self.eval_benchmarks):
+            c.fail("eval_benchmarks", "a list without repeated names")
+        if self.eval_every and not self.eval_benchmarks:
+            c.fail("eval_benchmarks", "a non-empty list when eval_every is set")
+        _check_languages(c, "eval_languages")
+        sources = self.eval_benchmark_sources
+        if sources is not None:
+            if not isinstance(sources, Mapping) or any(not isinstance(v, str) or not v.strip()
+                                                       for v in sources.values()):
+                c.fail("eval_benchmark_sources", "a mapping {benchmark: hub name or directory} or None")
+            unused = sorted(set(sources) - set(self.eval_benchmarks))
+            if unused:
+                c.fail("eval_benchmark_sources", f"sources of benchmarks in `eval_benchmarks` only (not {unused})")
+            object.__setattr__(self, "eval_benchmark_sources", dict(sources))
+        c.integer("eval_max_items", 1, optional=True)
+        c.integer("eval_batch_size", 1)
+        if self.eval_benchmarks:
+            from xlt.evaluation.evaluate import benchmark_pairs  # heavy (jax): only when evaluation is asked
+
+            c.wrap("eval_benchmarks", lambda: benchmark_pairs(self.eval_benchmarks, self.eval_languages,
+                                                              sources=sources))
 
     @classmethod
     def from_gin(cls, **overrides: Any) -> TrainConfig:
@@ -455,10 +497,13 @@ class EvalConfig(RunConfig):
                                      "here (None: print only)", macro="EVAL_DIR")
     languages: tuple[str, ...] = setting(("en",), help="content languages", macro="EVAL_LANGUAGES")
     benchmarks: tuple[str, ...] | None = setting(None, help="benchmarks of the registry (xlt.benchmarks: xnli, "
-                                                 "pawsx, kobest_copa, ...), each in every language (None: the "
-                                                 "built-in tasks of `clusters`)", macro="BENCHMARKS")
+                                                 "pawsx, kobest_copa, ...), each in every language, or "
+                                                 "lm-evaluation-harness tasks lm_eval:<task> (its prompt and "
+                                                 "metrics, in its own language) (None: the built-in tasks of "
+                                                 "`clusters`)", macro="BENCHMARKS")
     benchmark_sources: Mapping[str, str] | None = setting(None, help="{benchmark: hub name or local directory "
-                                                          "<config>/<split>.jsonl}; unnamed ones read their hub",
+                                                          "<config>/<split>.jsonl; lm_eval:<task>: a directory of "
+                                                          "task YAML files}; unnamed ones read their hub",
                                                           macro="BENCHMARK_SOURCES")
     clusters: tuple[str, ...] | None = setting(None, help="built-in task clusters (None: the held-out clusters)")
     tasks: tuple[str, ...] | None = setting(None, help="only these tasks of the clusters (None: all)")
@@ -522,8 +567,9 @@ class EvalConfig(RunConfig):
                 c.fail("benchmarks", "a non-empty list of benchmark names or None")
             if len(set(self.benchmarks)) != len(self.benchmarks):
                 c.fail("benchmarks", "a list without repeated names")
-            for name in self.benchmarks:
-                c.wrap("benchmarks", lambda name=name: benchmarks.get(name))
+            given = self.benchmark_sources if isinstance(self.benchmark_sources, Mapping) else {}
+            for name in self.benchmarks:  # a harness task of a local directory is found through its source
+                c.wrap("benchmarks", lambda name=name: benchmarks.get(name, source=given.get(name) or None))
             if self.clusters is not None or self.tasks is not None:
                 c.fail("benchmarks", "None when clusters or tasks are given (they select built-in tasks)")
         sources = self.benchmark_sources

@@ -229,7 +229,8 @@ class XltLM(TemplateLM):
             # Face tokenizer of an imported model (the same file), or with the recorded seqio vocabulary.
             loaded = xlt_probe.load(checkpoint, mesh_shape=parse_mesh_shape(mesh_shape),
                                     batch_size=self.batch_size_per_call)
-            model, params, mesh, meta = loaded.model, loaded.params, loaded.mesh, loaded.meta
+            # The interface carries the recorded token conventions (decoder start, EOS), as the evaluator's does.
+            model, params, mesh, meta = loaded.api, loaded.params, loaded.mesh, loaded.meta
             if tokenizer is None:
                 tokenizer = SeqioTokenizer(loaded.vocab, loaded.api)
             self.checkpoint = str(checkpoint)
@@ -503,7 +504,8 @@ def strip_prefix(name: str) -> str:
 def run_harness_tasks(checkpoint_or_model: str | Path | XltLM, task_names: Sequence[str], *,
                       num_fewshot: int | None = None, limit: int | float | None = None, batch_size: int = 8,
                       mesh_shape: Any = None, include_path: str | Path | Sequence[str | Path] | None = None,
-                      random_seed: int = 0, log_samples: bool = False, **model_args: Any) -> dict[str, Any]:
+                      random_seed: int = 0, log_samples: bool = False, task_manager: Any = None,
+                      **model_args: Any) -> dict[str, Any]:
     """Evaluate harness tasks on an xlt checkpoint (or an ``XltLM`` already built, e.g. on live
     parameters) through ``lm_eval.simple_evaluate``.
 
@@ -511,6 +513,9 @@ def run_harness_tasks(checkpoint_or_model: str | Path | XltLM, task_names: Seque
     adds task directories (local YAML tasks). Returns ``{"results": {task: {metric: value}}, "raw": ...}``
     where metric names are the harness's without the filter suffix when it is ``none`` (``acc``,
     ``acc_stderr``, ``exact_match,strip`` keeps its filter), and ``raw`` is simple_evaluate's full output.
+    ``task_manager``: an ``lm_eval.tasks.TaskManager`` already built (indexing lm-eval's own tasks takes
+    seconds; ``xlt.benchmarks.harness_tasks.task_manager`` keeps one per include path), instead of
+    ``include_path``.
     """
     import lm_eval
     from lm_eval.tasks import TaskManager
@@ -525,12 +530,14 @@ def run_harness_tasks(checkpoint_or_model: str | Path | XltLM, task_names: Seque
     else:
         lm = XltLM(checkpoint=str(checkpoint_or_model), mesh_shape=mesh_shape, batch_size=batch_size, **model_args)
     paths = None
+    if task_manager is not None and include_path is not None:
+        raise ConfigError("give include_path or task_manager, not both")
     if include_path is not None:
         paths = [str(p) for p in ([include_path] if isinstance(include_path, (str, Path)) else include_path)]
         for p in paths:
             if not Path(p).is_dir():
                 raise ConfigError(f"include_path {p} is not a directory")
-    manager = TaskManager(include_path=paths)
+    manager = task_manager if task_manager is not None else TaskManager(include_path=paths)
     unknown = [n for n in names if n not in manager.all_tasks]
     if unknown:
         raise ConfigError(f"unknown lm-eval task(s): {', '.join(unknown)}")
@@ -548,6 +555,19 @@ def run_harness_tasks(checkpoint_or_model: str | Path | XltLM, task_names: Seque
             clean[metric if filt in ("", "none") else key] = value
         results[task] = clean
     return {"results": results, "raw": raw}
+
+
+def lm_from_evaluator(evaluator: Any) -> XltLM:
+    """``XltLM`` on the model an ``xlt.evaluation.evaluate.Evaluator`` holds (loaded from a checkpoint or live
+    parameters): the tokenizer is found as ``XltLM(checkpoint=...)`` finds it (the Hugging Face tokenizer an
+    imported checkpoint carries, else the recorded vocabulary), so the numbers are those of ``lm_eval --model
+    xlt`` on the same checkpoint, without loading the parameters twice."""
+    where = getattr(evaluator, "checkpoint", None)
+    tokenizer = _load_tokenizer(where) if where else None
+    if tokenizer is None:
+        tokenizer = SeqioTokenizer(evaluator.vocab, evaluator.api)
+    return XltLM(model=evaluator.api, params=evaluator.params, tokenizer=tokenizer, mesh=evaluator.mesh,
+                 meta=evaluator.meta, batch_size=evaluator.batch_size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -568,8 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["MODEL_NAME", "SeqioTokenizer", "XltLM", "main", "parse_mesh_shape", "register", "run_harness_tasks",
-           "strip_prefix"]
+__all__ = ["MODEL_NAME", "SeqioTokenizer", "XltLM", "lm_from_evaluator", "main", "parse_mesh_shape", "register",
+           "run_harness_tasks", "strip_prefix"]
 
 if __name__ == "__main__":
     from xlt import harness as _importable  # registers xlt.harness.XltLM, the class lm-eval will build

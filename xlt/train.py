@@ -7,7 +7,8 @@ model and sharded step (divisibility checked) → read any checkpoint in MODEL_D
 another model or data stream → only then create MODEL_DIR and train.
 
 Artifacts: MODEL_DIR/config.json (the TrainConfig), config.gin (the gin config it was read from, if any),
-metrics.jsonl (one JSON object per logged step), TensorBoard events under MODEL_DIR/tb, and
+metrics.jsonl (one JSON object per logged step, and with ``eval_every`` one ``"event": "eval"`` line per evaluation
+of the live parameters: ``xlt.evaluation.live``), TensorBoard events under MODEL_DIR/tb, and
 MODEL_DIR/checkpoints/<step>.
 """
 
@@ -35,6 +36,7 @@ from xlt import checkpoints, cli, partitioning, paths, step as step_lib
 from xlt.configs import OptimizerConfig, TrainConfig
 from xlt.data import mixtures, pipeline, tasks
 from xlt.errors import ConfigError, NonFiniteLoss, OutputError
+from xlt.evaluation.live import TrainingEval
 from xlt.files import atomic_copy, atomic_write_text
 from xlt.instruct import tasks as instruct_tasks
 from xlt.models import ModelConfig
@@ -274,6 +276,7 @@ def train(config: TrainConfig, *, batch_hook: BatchHook | None = None) -> list[d
     data_identity = {"mixture_or_task_name": mixture_or_task_name, "stages": pipeline.stage_table(mixture_or_task_name),
                      "seed": seed, "batch_size": batch_size, "feature_lengths": lengths}
     vocab, vocab_record = checkpoints.run_vocabulary(mixture_or_task_name)
+    live_eval = TrainingEval(config, vocab)  # eval_every: checked (and its data read) before MODEL_DIR is written
     restart_step, data_change = None, {}
     where = f"{model_dir_path}/checkpoints"
     found = ckpt.restore_latest(fns.abstract_state, lambda saved_meta: (saved_meta, checkpoints.check_compatible(
@@ -372,6 +375,16 @@ def train(config: TrainConfig, *, batch_hook: BatchHook | None = None) -> list[d
                 window_start, window_steps = time.perf_counter(), 0
             elif len(watch.pending) >= watch.LIMIT:
                 settle()
+            if live_eval.due(step):  # the live parameters, before the next step donates them
+                settle()
+                eval_started = time.perf_counter()
+                record = live_eval.run(step, state.params, meta(step), setup.mesh, model_dir_path)
+                window_start += time.perf_counter() - eval_started  # kept out of the training throughput
+                log.write(record)
+                records.append(record)
+                if not quiet and jax.process_index() == 0:
+                    shown = ", ".join(f"{k[len('eval/'):]} {v:.3f}" for k, v in record.items() if k.startswith("eval/"))
+                    print(f"step {step}/{train_steps} | eval ({record['eval_seconds']:.0f}s): {shown}", flush=True)
             if step % checkpoint_every == 0 and step < train_steps:
                 settle()
                 ckpt.save(step, state, meta(step))

@@ -256,9 +256,16 @@ def names(include_builtin: bool = True) -> tuple[str, ...]:
 
 
 def get(name: str, source: str | None = None) -> Benchmark:
-    """The benchmark ``name`` reading from ``source`` (a hub name or local directory; its hub by default)."""
+    """The benchmark ``name`` reading from ``source`` (a hub name or local directory; its hub by default).
+    ``lm_eval:<task>`` is an lm-evaluation-harness task (``xlt.benchmarks.harness_tasks``; ``source``: a
+    directory of task YAML files)."""
+    if isinstance(name, str) and name.startswith("lm_eval:"):
+        from xlt.benchmarks import harness_tasks  # lm-eval only when a harness task is named
+
+        return harness_tasks.get(name, source)  # type: ignore[return-value]
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown benchmark {name!r}; registered: {', '.join(_REGISTRY)}")
+        raise ConfigError(f"unknown benchmark {name!r}; registered: {', '.join(_REGISTRY)} "
+                          "(or lm_eval:<harness task>)")
     return _REGISTRY[name](source)
 
 

@@ -5,7 +5,10 @@ What is evaluated: ``EvalConfig.benchmarks`` names benchmarks of the registry (`
 XCOPA, PAWS-X, XWinograd, XStoryCloze, Belebele, TyDiQA, MGSM, KoBEST, and the built-in Bible/CLDR tasks
 under their task names), each read from ``benchmark_sources[name]`` (a hub name or a local directory) or
 its hub; None (the default) is the built-in tasks of the held-out clusters (``clusters``, ``tasks``), as
-before the registry existed. Every (benchmark, language) is checked before the model is loaded.
+before the registry existed. ``lm_eval:<task>`` names an lm-evaluation-harness task, run by the harness
+itself on the loaded model with its own prompt and metrics (``xlt.benchmarks.harness_tasks``). Every
+(benchmark, language) is checked before the model is loaded. ``Evaluator.from_params`` evaluates parameters
+already in memory (evaluation during training: ``xlt.evaluation.live``).
 
 For every (content language, benchmark, template) it scores the split's examples and writes one record
 per metric (``xlt.evaluation.report`` aggregates them into mean ± std over templates):
@@ -43,11 +46,12 @@ import logging
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from xlt import benchmarks as benchmark_registry
 from xlt import checkpoints, cli, partitioning
+from xlt.benchmarks import harness_tasks
 from xlt.benchmarks import templates as btpl
 from xlt.data import vocab as vocab_lib
 from xlt.decoding import PAD_ID, generate
@@ -94,13 +98,31 @@ class Evaluator:
 
     def __init__(self, checkpoint: str, *, batch_size: int = 16, max_input_len: int = 1024,
                  mesh_shape: Sequence[int] | None = None, vocabulary: Any = None):
-        self.params, self.meta = checkpoints.load_params(checkpoint)
-        self.cfg = checkpoints.model_config_from_meta(self.meta)
+        params, meta = checkpoints.load_params(checkpoint)
         if vocabulary is None:
-            self.vocab = checkpoints.vocabulary_of(self.meta)
+            vocab = checkpoints.vocabulary_of(meta)
         else:  # a given vocabulary must be the recorded one (same kind, ids and file)
-            checkpoints.check_vocabulary(self.meta, vocab_lib.record_of(vocabulary), str(checkpoint))
-            self.vocab = vocabulary
+            checkpoints.check_vocabulary(meta, vocab_lib.record_of(vocabulary), str(checkpoint))
+            vocab = vocabulary
+        self._setup(params, meta, vocab, batch_size=batch_size, max_input_len=max_input_len,
+                    mesh=partitioning.make_mesh(mesh_shape) if mesh_shape else None, checkpoint=str(checkpoint))
+
+    @classmethod
+    def from_params(cls, params: Any, meta: checkpoints.CheckpointMeta, vocabulary: Any, *, batch_size: int = 16,
+                    max_input_len: int = 1024, mesh: Any = None, checkpoint: str | None = None) -> Evaluator:
+        """An evaluator on parameters already in memory (a training run's live parameters, possibly sharded
+        on its ``mesh``): ``meta`` is the record a checkpoint of them would carry (model config, vocabulary
+        conventions), so scoring equals that of the saved checkpoint, without the round trip. ``checkpoint``
+        (e.g. the run's MODEL_DIR) is only where a harness benchmark looks for a Hugging Face tokenizer."""
+        self = cls.__new__(cls)
+        self._setup(params, meta, vocabulary, batch_size=batch_size, max_input_len=max_input_len, mesh=mesh,
+                    checkpoint=checkpoint)
+        return self
+
+    def _setup(self, params: Any, meta: checkpoints.CheckpointMeta, vocab: Any, *, batch_size: int,
+               max_input_len: int, mesh: Any, checkpoint: str | None) -> None:
+        self.params, self.meta, self.vocab, self.checkpoint = params, meta, vocab, checkpoint
+        self.cfg = checkpoints.model_config_from_meta(self.meta)
         if self.vocab.vocab_size > self.cfg.vocab_size:
             raise ConfigError(f"the vocabulary has {self.vocab.vocab_size} ids but the model only "
                               f"{self.cfg.vocab_size}")
@@ -110,7 +132,7 @@ class Evaluator:
                              eos_id=conventions and conventions.eos_id)
         self.model = self.api.model
         self.batch_size = batch_size
-        self.mesh = partitioning.make_mesh(mesh_shape) if mesh_shape else None
+        self.mesh = mesh
         self.max_input_len = min(max_input_len, self.api.max_length or max_input_len)
         self.prefix_lm = self.api.supports_prefix_lm  # decoder-only: prompts attended as prefix-LM inputs
 
@@ -219,35 +241,50 @@ def fallback_for(bench: Any, fallback_lang: str | None) -> str | None:
 
 
 def plan_benchmarks(config: EvalConfig) -> list[tuple[str, Any]]:
-    """(content language, bound benchmark) pairs the config asks for, checked (name, source, language,
-    split, template setting, metrics) without reading any data: the built-in held-out tasks when
-    ``benchmarks`` is None, else every named benchmark in every language (one it lacks is a ConfigError)."""
-    sources = dict(config.benchmark_sources or {})
+    """(content language, bound benchmark) pairs the config asks for: ``benchmark_pairs`` with its settings."""
+    return benchmark_pairs(config.benchmarks, config.languages, sources=config.benchmark_sources,
+                           clusters=config.clusters, tasks=config.tasks, split=config.split,
+                           template_mode=config.template_mode, template_lang=config.template_lang,
+                           fallback_lang=config.fallback_lang)
+
+
+def benchmark_pairs(benchmarks: Sequence[str] | None, languages: Sequence[str], *,
+                    sources: Mapping[str, str] | None = None, clusters: Sequence[str] | None = None,
+                    tasks: Sequence[str] | None = None, split: str | None = None, template_mode: str = "native",
+                    template_lang: str | None = None, fallback_lang: str | None = None) -> list[tuple[str, Any]]:
+    """(content language, bound benchmark) pairs, checked (name, source, language, split, template setting,
+    metrics) without reading any data: the built-in held-out tasks when ``benchmarks`` is None, else every
+    named benchmark in every language (one it lacks is a ConfigError). A harness task (``lm_eval:<task>``)
+    is one pair, in its own language (``HarnessBenchmark.language_for``). ``TrainConfig`` checks its
+    ``eval_benchmarks`` with it too."""
+    sources = dict(sources or {})
     pairs: list[tuple[str, Any]] = []
-    if config.benchmarks is None:
-        chosen = config.clusters if config.clusters is not None else meta.DEFAULT_HELD_OUT
-        for lang in config.languages:
+    if benchmarks is None:
+        chosen = clusters if clusters is not None else meta.DEFAULT_HELD_OUT
+        for lang in languages:
             for task in meta.tasks_for(lang, chosen):
-                if config.tasks is None or task in config.tasks:
+                if tasks is None or task in tasks:
                     pairs.append((lang, benchmark_registry.get(task)))
         if not pairs:
-            raise ConfigError(f"no tasks of clusters {list(chosen)} for languages {list(config.languages)}")
+            raise ConfigError(f"no tasks of clusters {list(chosen)} for languages {list(languages)}")
     else:
-        bound = [benchmark_registry.get(name, source=sources.get(name)) for name in config.benchmarks]
-        for lang in config.languages:
-            pairs.extend((lang, b) for b in bound)
+        bound = [benchmark_registry.get(name, source=sources.get(name)) for name in benchmarks]
+        for lang in languages:
+            pairs.extend((lang, b) for b in bound if not harness_tasks.is_harness(b))
+        pairs.extend((b.language_for(languages), b) for b in bound if harness_tasks.is_harness(b))
     for lang, b in pairs:
-        b.check(lang, config.split, template_mode=config.template_mode, template_lang=config.template_lang,
-                fallback_lang=fallback_for(b, config.fallback_lang))
-        if b.kind == meta.GENERATION:
+        b.check(lang, split, template_mode=template_mode, template_lang=template_lang,
+                fallback_lang=fallback_for(b, fallback_lang))
+        if b.kind == meta.GENERATION and not harness_tasks.is_harness(b):
             _generation_metric_names(b)
     return pairs
 
 
-def evaluate(config: EvalConfig, *, progress: Any = None) -> report_lib.Report:
+def evaluate(config: EvalConfig, *, progress: Any = None, evaluator: Evaluator | None = None) -> report_lib.Report:
     """Evaluate ``config.checkpoint`` zero-shot; returns the aggregated report (and writes it to
     ``config.output_dir``). ``progress(i, n, what)``, if given, is called after each (benchmark, language)
-    instead of the progress line.
+    instead of the progress line. ``evaluator``: the model to evaluate when it is already in memory
+    (``Evaluator.from_params``: evaluation during training); by default the checkpoint is loaded.
 
     ``benchmarks`` None: ``clusters`` defaults to the held-out clusters (``xlt.instruct.meta.DEFAULT_HELD_OUT``);
     ``tasks`` narrows further. ``languages`` are content languages."""
@@ -256,6 +293,9 @@ def evaluate(config: EvalConfig, *, progress: Any = None) -> report_lib.Report:
     # Check every benchmark and read every example source before the (slow) model work starts.
     plan: list[tuple[str, Any, list[dict[str, Any]]]] = []
     for lang, bench in plan_benchmarks(config):
+        if harness_tasks.is_harness(bench):  # run by lm-evaluation-harness itself (below): no xlt examples
+            plan.append((lang, bench, []))
+            continue
         examples = bench.examples(lang, config.split, template_mode=config.template_mode,
                                   template_lang=config.template_lang,
                                   fallback_lang=fallback_for(bench, config.fallback_lang),
@@ -263,13 +303,19 @@ def evaluate(config: EvalConfig, *, progress: Any = None) -> report_lib.Report:
         if not examples:
             raise ConfigError(f"benchmark {bench.name!r} has no examples in {lang!r} (split {config.split!r})")
         plan.append((lang, bench, examples))
-    evaluator = Evaluator(config.checkpoint, batch_size=config.batch_size, max_input_len=config.max_input_len,
-                          mesh_shape=config.mesh_shape, vocabulary=config.vocabulary)
+    if evaluator is None:
+        evaluator = Evaluator(config.checkpoint, batch_size=config.batch_size, max_input_len=config.max_input_len,
+                              mesh_shape=config.mesh_shape, vocabulary=config.vocabulary)
     records: list[dict[str, Any]] = []
     predictions_log: list[str] = []
     started = time.perf_counter()
     for i, (lang, bench, examples) in enumerate(plan):
-        if bench.kind == meta.CHOICE:
+        if harness_tasks.is_harness(bench):  # the harness's prompt, metrics and per-document results
+            harness_records, harness_lines = bench.evaluate(evaluator, lang, limit=config.max_items_per_task)
+            records.extend(harness_records)
+            predictions_log.extend(harness_lines)
+            preds, shown = [], []  # examples is empty: nothing more to add below
+        elif bench.kind == meta.CHOICE:
             preds: Any = evaluator.rank(examples)
             shown = [p["sum"] for p in preds]
         else:
