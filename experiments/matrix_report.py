@@ -194,10 +194,10 @@ def build_matrix(cfg: MatrixConfig, part: str = "held_out", *, correction: str =
                 test = sig.paired_test(paired, n_resamples=n_resamples, n_permutations=n_permutations, seed=seed,
                                        key=f"{part}/{ts}/{col}")
                 if abs(test.gain - gain) > 1e-9:
+                    where = cfg.eval_dir(tm.BASE_ROW, col, part=part).parent.parent
                     raise DataError(f"cell {ts} -> {col} ({part}): predictions.jsonl gives a gain of {test.gain:.6f}, "
                                     f"records.json {gain:.6f}; the files are out of step: delete the row's and the "
-                                    f"base's cell folders under {cfg.eval_dir(tm.BASE_ROW, col, part=part).parent.parent} "
-                                    "and re-run")
+                                    f"base's {col} folders under {where} and re-run")
             tests[(ts, col)] = test
             cells[col] = {**stat, "gain": gain, "n_items": test.n_items if test else None,
                           "ci": list(test.ci) if test else None, "p": test.p if test else None}
@@ -217,7 +217,7 @@ def build_matrix(cfg: MatrixConfig, part: str = "held_out", *, correction: str =
         "interval": f"{sig.DEFAULT_CONFIDENCE:.0%} percentile interval of a paired bootstrap over items, stratified "
                     "by task (each task keeps its items' count and weight), seeds and templates resampled inside "
                     "each item (two levels)",
-        "test": "two-sided paired sign-flip permutation test of the gain (per-item differences, tuned minus base)",
+        "test": "two-sided paired sign-flip permutation test of the gain on the per-item differences, tuned minus base",
         "correction": correction, "alpha": alpha, "family": f"the {n_tests} tuned cells of this part with per-item "
         "data", "n_tests": n_tests, "n_resamples": n_resamples, "n_permutations": n_permutations, "seed": seed,
         "confidence": sig.DEFAULT_CONFIDENCE, "module": "xlt.evaluation.significance"}
@@ -321,7 +321,7 @@ def _heatmap(matrix: dict[str, Any], key: str, path: Path) -> None:
     langs = matrix.get("columns", matrix["test_languages"])
     rows = [r for r in matrix["rows"] if key == "mean" or "gain" in next(iter(r["cells"].values()))]
     data = np.array([[r["cells"][lang][key] for lang in langs] for r in rows], dtype=float)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 0.9 * len(langs)), 1.4 + 0.5 * len(rows)))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.5 + 0.9 * len(langs)), 1.6 + 0.5 * len(rows)))
     if key == "gain":
         bound = max(float(np.abs(data).max()), 0.01)
         im = ax.imshow(data, cmap="RdBu", vmin=-bound, vmax=bound)
@@ -350,10 +350,10 @@ def _heatmap(matrix: dict[str, Any], key: str, path: Path) -> None:
         stats = matrix.get("statistics") or {}
         title = f"{matrix['name']}, {part}: gain over base"
         if stats:
-            title += f"\n{MARK} significant ({stats['correction']}, α={stats['alpha']}); hatched: not significant"
+            title += f"\n{MARK} significant ({stats['correction']}, α={stats['alpha']}); hatched: not"
     else:
         title = f"{matrix['name']}, {part}: {matrix['primary_metric']}"
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     save_figure(fig, path)

@@ -56,6 +56,10 @@ def test_matrix_runs_end_to_end(finished):
             if r["row"] != tm.BASE_LABEL:
                 base = saved["rows"][0]["cells"][lang]["mean"]
                 assert cell["gain"] == pytest.approx(cell["mean"] - base)
+                # statistics from the real predictions.jsonl: 2 tasks x 2 items, paired with the base's
+                assert cell["n_items"] == 4 and cell["ci"][0] <= cell["gain"] <= cell["ci"][1]
+                assert 0.0 < cell["p"] <= cell["p_adjusted"] <= 1.0 and isinstance(cell["significant"], bool)
+    assert saved["statistics"]["n_tests"] == 4 and 0.25 <= saved["chance"]["ko"] <= 0.5
     # The cell is recomputable from the raw per-template records.
     records = json.loads((root / "eval" / "en_s0" / "ko" / "records.json").read_text())
     per_task = {}
