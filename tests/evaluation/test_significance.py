@@ -89,6 +89,15 @@ def test_monte_carlo_p_matches_enumeration():
     assert used == 20000 and approx == pytest.approx(exact, abs=0.01)
 
 
+def test_kept_counts_are_binomial_half():
+    counts = np.array([1, 7, 63, 64, 65, 130])  # within one 64-bit word, exactly one, across words
+    kept = sig._kept_counts(counts, 100_000, np.random.default_rng(0))
+    assert kept.shape == (100_000, 6) and (kept >= 0).all() and (kept <= counts).all()
+    assert kept[:, 5].max() > 64 and kept[:, 0].max() == 1  # bits counted across words; a 1-item group
+    np.testing.assert_allclose(kept.mean(axis=0), counts / 2, rtol=0.02, atol=0.01)
+    np.testing.assert_allclose(kept.var(axis=0), counts / 4, rtol=0.05, atol=0.01)
+
+
 def test_no_difference_is_not_significant_and_its_interval_covers_zero():
     tests = run_simulations(0.0, 120)
     rejected = np.mean([t.p <= 0.05 for t in tests])
