@@ -18,10 +18,14 @@ and the item's difference is recomputed from those: the tuned mean over the draw
 minus the base mean over the same drawn templates (the base keeps its pairing with the tuned row by
 template: the same prompt). The 95% interval is the percentile interval of the ``n_resamples`` resampled
 gains. Resampling inside items is what the issue asks for (seed and prompt variation belong to the
-uncertainty of a claim about the model); it makes the interval somewhat conservative: the item level
-already carries the within-item spread, the inner level adds it once more (by a factor ``1 + 1/(S*T)``
-of the within-item variance at most). A seed effect shared by every item (one seed simply better) is not
-an item-level quantity and is not captured: report ``seed_std`` beside it, and run more seeds.
+uncertainty of a claim about the model). It makes the interval conservative: the item level already
+carries each item's seed and template noise, and the inner level adds about as much again (drawing seeds
+and templates crosswise adds a little more: their row and column spread). With 0/1 values and paired
+items that noise dominates the variance of the gain: on the synthetic cells of
+tests/evaluation/test_significance.py the interval is 1.41x the items-only one and covers the true gain
+in 98% of simulations (items-only: 93%). ``resample_within=False`` gives the items-only interval. The
+p-value below does not depend on this choice. A seed effect shared by every item (one seed simply better)
+is not an item-level quantity and is not captured: report ``seed_std`` beside it, and run more seeds.
 
 To make this cheap, the inner level is drawn once per item as ``inner`` replicates (64) of its resampled
 difference; the outer level then draws (item, replicate) pairs, one random integer per drawn item. With
