@@ -38,6 +38,9 @@ mean is the mean over tasks of their (seed x template) means, its ``std`` the ro
 the population std over (seed x template) -- the convention of ``xlt.evaluation.report``, which keeps
 differences in task difficulty out of the spread. ``seed_std`` (population std over seeds of the per-seed
 primary score) is stored too. ``gain`` is the cell mean minus the base row's mean in the same test language.
+Per tuned cell, ``n_items``, ``ci`` (95% paired bootstrap interval of the gain), ``p`` (sign-flip test),
+``p_adjusted`` and ``significant`` (Holm over the matrix's tuned cells), and per column its ``chance`` level:
+``experiments.matrix_report``, which builds the matrix and writes its files.
 
 Template strategy (``template_mode``): ``native`` (templates in the content language, training and test),
 ``fixed`` (``template_lang`` everywhere, e.g. English templates) or ``cross`` (templates never in the content
@@ -49,7 +52,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -58,12 +60,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
+from experiments.matrix_report import (  # noqa: F401 - the aggregation lives there; re-exported for callers
+    _heatmap, _mean, _task_values, build_matrix, cell_stat, matrix_markdown, save_figure, write_outputs)
 from xlt import cli, configs
 from xlt.configs import setting
 from xlt.data import languages as language_table
 from xlt.errors import ConfigError
-from xlt.evaluation import report
-from xlt.files import atomic_path, atomic_write_text
+from xlt.files import atomic_write_text
 from xlt.instruct import meta
 from xlt.instruct import templates as tpl
 
@@ -159,6 +162,9 @@ class MatrixConfig(configs.RunConfig):
                                                     "that is not a content language")
     eval_tasks: tuple[str, ...] | None = setting(None, help="held-out choice tasks averaged in a cell (None: all "
                                                  "that every test language has); only without `benchmarks`")
+    seen_tasks: tuple[str, ...] | None = setting(None, help="training-cluster choice tasks of the seen-cluster "
+                                                 "matrix (their test items, cells in eval_seen/<row>/<lang>); None: "
+                                                 "no seen-cluster matrix")
     benchmarks: tuple[str, ...] | None = setting(None, help="columns (benchmark, language) from the benchmark "
                                                  "registry, e.g. ['xnli', 'pawsx'] (None: one column per test "
                                                  "language averaging the built-in eval_tasks)")
@@ -229,6 +235,7 @@ class MatrixConfig(configs.RunConfig):
             self._check_eval_tasks(c, langs)
         else:
             self._check_benchmarks(c, langs)
+        self._check_seen_tasks(c, langs)
         # Every template the run will need, now rather than after an hour of training (rows tuned on rendered
         # instruction data use the data's own prompts: see instruction_spec).
         train_tasks = meta.training_tasks(meta.DEFAULT_HELD_OUT)
@@ -266,6 +273,19 @@ class MatrixConfig(configs.RunConfig):
         if self.benchmark_sources is not None or self.benchmark_languages is not None:
             c.fail("benchmark_sources" if self.benchmark_sources is not None else "benchmark_languages",
                    "None without benchmarks")
+
+    def _check_seen_tasks(self, c: configs.Check, langs: Sequence[str]) -> None:
+        """seen_tasks: choice tasks of the training clusters with data in every test language."""
+        if self.seen_tasks is None:
+            return
+        train_tasks = meta.training_tasks(meta.DEFAULT_HELD_OUT)
+        for task in _codes(c, "seen_tasks"):
+            spec = c.wrap("seen_tasks", lambda task=task: meta.task_spec(task))
+            if task not in train_tasks or spec.kind != meta.CHOICE:
+                c.fail("seen_tasks", f"choice tasks of the training clusters (not {task!r})")
+            missing = [code for code in langs if task not in meta.tasks_for(code)]
+            if missing:
+                c.fail("seen_tasks", f"tasks with data in every test language ({task!r} has none in {missing})")
 
     def _check_benchmarks(self, c: configs.Check, langs: Sequence[str]) -> None:
         """Names, sources, languages, splits, templates and (for local copies) every file's schema of every
@@ -387,9 +407,22 @@ class MatrixConfig(configs.RunConfig):
     def tuned_dir(self, row: str) -> Path:
         return self.root / "tuned" / row
 
-    def eval_dir(self, row: str, column: str) -> Path:
-        """A cell's folder: eval/<row>/<lang> (built-in columns) or eval/<row>/<benchmark>/<lang>."""
-        return self.root / "eval" / row / column
+    def eval_dir(self, row: str, column: str, part: str = "held_out") -> Path:
+        """A cell's folder: eval/<row>/<lang> (built-in columns) or eval/<row>/<benchmark>/<lang>; the seen-cluster
+        matrix's (``part='seen'``): eval_seen/<row>/<lang>."""
+        folders = {"held_out": "eval", "seen": "eval_seen"}
+        if part not in folders:
+            raise ConfigError(f"matrix part {part!r}; choose one of {', '.join(folders)}")
+        return self.root / folders[part] / row / column
+
+    def tasks_of(self, part: str = "held_out") -> tuple[str, ...]:
+        """The tasks a part's cells average: eval_tasks (held-out; empty with benchmark columns, each its own
+        task) or seen_tasks (empty without a seen-cluster matrix)."""
+        if part == "held_out":
+            return tuple(self.eval_tasks or ())
+        if part == "seen":
+            return tuple(self.seen_tasks or ())
+        raise ConfigError(f"matrix part {part!r}; choose one of held_out, seen")
 
     def rows(self) -> list[tuple[str, str, int]]:
         """(row directory name, train set, seed) of every tuned model."""
@@ -577,142 +610,6 @@ def run(cfg: MatrixConfig, *, hook: Hook | None = None, out: TextIO = sys.stdout
     progress.say(f"wrote {cfg.root / 'matrix.json'}, matrix.md, matrix_score.png, matrix_gain.png")
     print(matrix_markdown(matrix), file=out, flush=True)
     return matrix
-
-
-# --------------------------------------------------------------------------------------------- aggregation
-def _task_values(cfg: MatrixConfig, row: str, column: str) -> dict[str, list[float]]:
-    """{task: its per-template values of the column's primary metric} of one cell."""
-    bench, lang = _column(cfg, column)
-    metric = primary_metric(cfg, bench)
-    path = cfg.eval_dir(row, column) / "records.json"
-    values: dict[str, list[float]] = {t: [] for t in (cfg.eval_tasks or (bench,))}
-    for r in json.loads(path.read_text()):
-        if r["metric"] == metric and r["task"] in values and r["content_lang"] == lang:
-            values[r["task"]].append(float(r["value"]))
-    empty = [t for t, v in values.items() if not v]
-    if empty:
-        raise ConfigError(f"{path} has no {metric} for task(s) {empty}; delete {path.parent} and re-run")
-    return values
-
-
-def _mean(xs: Sequence[float]) -> float:
-    return math.fsum(xs) / len(xs)
-
-
-def cell_stat(per_seed: Sequence[dict[str, list[float]]]) -> dict[str, Any]:
-    """Cell statistics from one {task: per-template accuracies} dict per seed (see the module docstring): the
-    report's macro average over tasks (``xlt.evaluation.report.pool``), each task's values pooled over seeds."""
-    tasks = list(per_seed[0])
-    pooled = {t: [v for seed in per_seed for v in seed[t]] for t in tasks}
-    cell = report.pool([report.template_stat(pooled[t]) for t in tasks])
-    seed_scores = [report.pool([report.template_stat(seed[t]) for t in tasks]).mean for seed in per_seed]
-    return {"mean": cell.mean, "std": cell.std, "seed_std": report.template_stat(seed_scores).std,
-            "seed_scores": seed_scores, "n_seeds": len(per_seed), "n_tasks": len(tasks),
-            "n_values": sum(len(v) for v in pooled.values())}
-
-
-def build_matrix(cfg: MatrixConfig) -> dict[str, Any]:
-    """The matrix from the cells' records.json files (every cell must be done)."""
-    rows = []
-    columns = [key for key, _, _ in cfg.columns()]
-    base = {lang: cell_stat([_task_values(cfg, BASE_ROW, lang)]) for lang in columns}
-    rows.append({"row": BASE_LABEL, "train_languages": [], "seeds": [], "cells": base})
-    for ts in cfg.train_sets:
-        cells = {}
-        for lang in columns:
-            stat = cell_stat([_task_values(cfg, f"{ts}_s{seed}", lang) for seed in cfg.seeds])
-            cells[lang] = {**stat, "gain": stat["mean"] - base[lang]["mean"]}
-        spec = cfg.instruction_spec(ts)
-        rows.append({"row": ts, "train_languages": list(split_train_set(ts)), "seeds": list(cfg.seeds),
-                     "instruction_data": spec["name"] if spec else "builtin", "cells": cells})
-    for r in rows:
-        r["average"] = _mean([c["mean"] for c in r["cells"].values()])
-    if cfg.benchmarks is None:
-        cell = ("mean over eval_tasks of accuracy (rank classification, summed log-likelihood); each task's "
-                "value is its mean over seeds x templates. std: root mean square over tasks of the population "
-                "std over seeds x templates; seed_std: population std over seeds of the per-seed score; "
-                "gain: mean minus the base (untuned) row in the same test language")
-    else:
-        cell = ("the benchmark's primary metric (choice: accuracy by summed log-likelihood; generation: F1 or its "
-                "first metric) in the column's language, mean over seeds x templates; std: population std over "
-                "seeds x templates; seed_std: population std over seeds; gain: mean minus the base (untuned) row "
-                "in the same column")
-    return {"name": cfg.name, "primary_metric": PRIMARY_METRIC,
-            "primary_metrics": {key: primary_metric(cfg, bench) for key, bench, _ in cfg.columns()},
-            "cell": cell, "columns": columns, "benchmarks": list(cfg.benchmarks or ()),
-            "eval_tasks": list(cfg.eval_tasks or ()), "test_languages": list(cfg.test_languages),
-            "template_mode": cfg.template_mode, "template_lang": cfg.template_lang,
-            "max_items_per_task": cfg.max_items_per_task, "train_steps": cfg.train_steps,
-            "config": cfg.to_dict(), "rows": rows}
-
-
-def matrix_markdown(matrix: dict[str, Any], digits: int = 3) -> str:
-    langs = matrix.get("columns", matrix["test_languages"])
-    lines = [f"## Transfer matrix `{matrix['name']}` (templates: {matrix['template_mode']})", "",
-             f"Cell: {matrix['cell']}. Shown: mean ± std (gain over base). Tasks: "
-             f"{', '.join(matrix['eval_tasks'] or matrix.get('benchmarks', []))}; "
-             f"at most {matrix['max_items_per_task']} items per task.", "",
-             "| train \\ test | " + " | ".join(langs) + " | avg |",
-             "| --- | " + " | ".join("---:" for _ in langs) + " | ---: |"]
-    for r in matrix["rows"]:
-        cells = []
-        for lang in langs:
-            c = r["cells"][lang]
-            text = f"{c['mean']:.{digits}f} ± {c['std']:.{digits}f}"
-            if "gain" in c:
-                text += f" ({c['gain']:+.{digits}f})"
-            cells.append(text)
-        lines.append(f"| {r['row']} | " + " | ".join(cells) + f" | {r['average']:.{digits}f} |")
-    return "\n".join(lines) + "\n"
-
-
-def _heatmap(matrix: dict[str, Any], key: str, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    langs = matrix.get("columns", matrix["test_languages"])
-    rows = [r for r in matrix["rows"] if key == "mean" or r["row"] != BASE_LABEL]
-    data = np.array([[r["cells"][lang][key] for lang in langs] for r in rows], dtype=float)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 0.9 * len(langs)), 1.4 + 0.5 * len(rows)))
-    if key == "gain":
-        bound = max(float(np.abs(data).max()), 0.01)
-        im = ax.imshow(data, cmap="RdBu", vmin=-bound, vmax=bound)
-    else:
-        bound = 0.0
-        im = ax.imshow(data, cmap="viridis")
-    ax.set_xticks(range(len(langs)), langs, rotation=45 if matrix.get("benchmarks") else 0, ha="right"
-                  if matrix.get("benchmarks") else "center")
-    ax.set_yticks(range(len(rows)), [r["row"] for r in rows])
-    ax.set_xlabel("test language" if not matrix.get("benchmarks") else "benchmark / language")
-    ax.set_ylabel("train set")
-    for i in range(len(rows)):
-        for j in range(len(langs)):
-            text = f"{data[i, j]:+.2f}" if key == "gain" else f"{data[i, j]:.2f}"
-            dark = abs(data[i, j]) > 0.6 * bound if key == "gain" else True
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    ax.set_title(f"{matrix['name']}: {'gain over base' if key == 'gain' else matrix['primary_metric']}")
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def save_figure(fig: Any, path: Path) -> None:
-    """Save a matplotlib figure to ``path`` atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-
-
-def write_outputs(cfg: MatrixConfig, matrix: dict[str, Any]) -> None:
-    cfg.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg.root / "matrix.json", json.dumps(matrix, indent=1, ensure_ascii=False) + "\n")
-    atomic_write_text(cfg.root / "matrix.md", matrix_markdown(matrix))
-    _heatmap(matrix, "mean", cfg.root / "matrix_score.png")
-    _heatmap(matrix, "gain", cfg.root / "matrix_gain.png")
 
 
 USAGE = "python -m experiments.transfer_matrix --gin_file=experiments/transfer_demo.gin [--gin.NAME=VALUE ...]"

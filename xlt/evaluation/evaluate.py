@@ -33,7 +33,8 @@ The model config and the vocabulary come from the checkpoint's record (``xlt.che
 the file inside the checkpoint, its sha256 checked; a checkpoint without a vocabulary is refused);
 ``EvalConfig.vocabulary``, when given, must have the recorded ids. Outputs in OUTPUT_DIR: ``records.json`` (the raw per-template
 records), ``report.json`` and ``report.md`` (aggregated, followed by a per-benchmark, per-template table:
-``template_table``), ``predictions.jsonl`` (every example's prediction). Every file is written atomically.
+``template_table``), ``predictions.jsonl`` (every example's prediction, item and, for choice tasks,
+whether it is correct: ``prediction_line``). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -276,8 +277,8 @@ def evaluate(config: EvalConfig, *, progress: Any = None) -> report_lib.Report:
             preds = evaluator.answer(examples, config.max_new_tokens)
             shown = preds
         records.extend(_records_for(examples, preds, bench.kind, bench, lang, config.korean_rouge))
-        predictions_log.extend(json.dumps({"id": ex["id"], "prediction": p, "gold": ex["targets"]},
-                                          ensure_ascii=False) for ex, p in zip(examples, shown))
+        predictions_log.extend(json.dumps(prediction_line(ex, p, bench.kind), ensure_ascii=False)
+                               for ex, p in zip(examples, shown))
         if progress is not None:
             progress(i + 1, len(plan), f"{bench.name}/{lang}")
         elif not config.quiet:
@@ -294,6 +295,28 @@ def evaluate(config: EvalConfig, *, progress: Any = None) -> report_lib.Report:
     if not config.quiet:
         print(markdown)
     return rep
+
+
+def item_of(example: dict[str, Any]) -> str:
+    """The item an example renders: its id without the template (``<task>/<lang>/<split>/<item uid>``), the
+    same for every template of the item, so a tuned row and the base pair on it."""
+    suffix = f"/{example['template_id']}"
+    if not example["id"].endswith(suffix):
+        raise ConfigError(f"example id {example['id']!r} does not end with its template id {example['template_id']!r}")
+    return example["id"][:-len(suffix)]
+
+
+def prediction_line(example: dict[str, Any], prediction: Any, kind: str) -> dict[str, Any]:
+    """One line of ``predictions.jsonl``: the example's id, item (``item_of``), task, content language,
+    template, the prediction and gold; for choice tasks also ``n_options`` and ``correct`` (1 when the
+    summed log-likelihood ranks the gold option first: the ``accuracy`` metric), the per-item values the
+    transfer matrix's paired bootstrap needs (``xlt.evaluation.significance``)."""
+    line = {"id": example["id"], "item": item_of(example), "task": example["task"],
+            "content_lang": example["content_lang"], "template_id": example["template_id"],
+            "prediction": prediction, "gold": example["targets"]}
+    if kind == meta.CHOICE:
+        line.update(n_options=len(example["options"]), correct=int(prediction == example["answer"]))
+    return line
 
 
 def template_table(records: Sequence[dict[str, Any]], digits: int = 3) -> str:
