@@ -77,9 +77,9 @@ def test_matrix_runs_end_to_end(finished):
 def test_rerun_skips_finished_cells(finished):
     results, matrix, _ = finished
     stamps = {p: p.stat().st_mtime_ns for p in (results / "tiny" / "eval").rglob(tm.CELL_FILE)}
-    assert len(stamps) == 6
+    assert len(stamps) == 6 and len(list((results / "tiny" / "eval_seen").rglob(tm.CELL_FILE))) == 6
     again, log = run_matrix(config_argv(results), hook=lambda row, lang: pytest.fail(f"re-ran {row}/{lang}"))
-    assert log.count("skip ") == 6 and "evaluating" not in log and "tuning" not in log
+    assert log.count("skip ") == 12 and "evaluating" not in log and "tuning" not in log
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert again["rows"] == matrix["rows"]
 
@@ -103,7 +103,7 @@ def test_interrupted_run_resumes(finished, tmp_path):
     ran = []
     resumed, log = run_matrix(config_argv(tmp_path), hook=lambda row, lang: ran.append((row, lang)))
     assert ran == [("ko_s0", "en"), ("ko_s0", "ko")]
-    assert log.count("skip ") == 4
+    assert log.count("skip ") == 10  # 3 rows x 2 languages x 2 matrices, less the 2 cells that ran
     assert (tmp_path / "tiny" / "matrix.json").is_file()
     # Same checkpoints, same items: the resumed cells reproduce the first run's.
     assert resumed["rows"] == matrix["rows"]

@@ -147,10 +147,10 @@ class Evaluator:
                                batch_size=self.batch_size, mesh=self.mesh)
         return [(s.loglik, s.num_tokens) for s in scores]
 
-    def rank(self, examples: Sequence[dict[str, Any]]) -> list[dict[str, int]]:
+    def rank(self, examples: Sequence[dict[str, Any]], calibrate: bool = True) -> list[dict[str, int]]:
         """Chosen option per example under every ranking of ``calibration.RANKINGS`` (sum, per token, per
-        character, PMI against the examples' content-free ``null_inputs``)."""
-        return calibration.choose(examples, self.score, calibrate=True)
+        character and, with ``calibrate``, PMI against the examples' content-free ``null_inputs``)."""
+        return calibration.choose(examples, self.score, calibrate=calibrate)
 
     def answer(self, examples: Sequence[dict[str, Any]], max_new_tokens: int) -> list[str]:
         prompts = [self.prompt_ids(ex["inputs"], reserve=max_new_tokens)
@@ -191,7 +191,7 @@ def _records_for(examples: list[dict[str, Any]], predictions: list[Any], kind: s
         if kind == meta.CHOICE:
             gold = [examples[i]["answer"] for i in idx]
             values = {calibration.METRIC_OF_RANKING[r]: metrics.accuracy([predictions[i][r] for i in idx], gold)
-                      for r in calibration.RANKINGS}
+                      for r in calibration.RANKINGS if r in predictions[idx[0]]}
         else:
             preds = [predictions[i] for i in idx]
             refs = [examples[i]["references"] for i in idx]
@@ -245,6 +245,61 @@ def plan_benchmarks(config: EvalConfig) -> list[tuple[str, Any]]:
     return pairs
 
 
+def plan_examples(config: EvalConfig) -> list[tuple[str, Any, list[dict[str, Any]]]]:
+    """(content language, benchmark, its rendered examples) of everything ``config`` asks for, every source
+    read and checked before any model work."""
+    plan: list[tuple[str, Any, list[dict[str, Any]]]] = []
+    for lang, bench in plan_benchmarks(config):
+        examples = bench.examples(lang, config.split, template_mode=config.template_mode,
+                                  template_lang=config.template_lang,
+                                  fallback_lang=fallback_for(bench, config.fallback_lang),
+                                  max_items=config.max_items_per_task, all_templates=config.all_templates)
+        if not examples:
+            raise ConfigError(f"benchmark {bench.name!r} has no examples in {lang!r} (split {config.split!r})")
+        plan.append((lang, bench, examples))
+    return plan
+
+
+def run_plan(config: EvalConfig, evaluator: Evaluator, plan: Sequence[tuple[str, Any, list[dict[str, Any]]]], *,
+             progress: Any = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records, prediction lines) of a plan. The choice examples of every (benchmark, language) are ranked in
+    one batched pass (prompts sorted by length across tasks, so batches are full and pad little); generation
+    benchmarks are answered one after the other."""
+    choice = [ex for _, bench, examples in plan if bench.kind == meta.CHOICE for ex in examples]
+    ranked = iter(evaluator.rank(choice, calibrate=config.calibrate) if choice else [])
+    records: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for i, (lang, bench, examples) in enumerate(plan):
+        if bench.kind == meta.CHOICE:
+            preds: Any = [next(ranked) for _ in examples]
+            shown = [p["sum"] for p in preds]
+        else:
+            preds = evaluator.answer(examples, config.max_new_tokens)
+            shown = preds
+        records.extend(_records_for(examples, preds, bench.kind, bench, lang, config.korean_rouge))
+        lines.extend(prediction_line(ex, p, bench.kind) for ex, p in zip(examples, shown))
+        if progress is not None:
+            progress(i + 1, len(plan), f"{bench.name}/{lang}")
+        elif not config.quiet:
+            print(f"[{i + 1}/{len(plan)}] {bench.name} {lang}: {len(examples)} examples "
+                  f"({time.perf_counter() - started:.0f}s)", flush=True)
+    return records, lines
+
+
+def write_results(out: str | Path, records: Sequence[dict[str, Any]], lines: Sequence[dict[str, Any]]
+                  ) -> report_lib.Report:
+    """records.json, predictions.jsonl, report.json and report.md of an evaluation in ``out``; its report."""
+    out = Path(out)
+    rep = report_lib.aggregate(records)
+    atomic_write_text(out / "records.json", json.dumps(list(records), indent=1, ensure_ascii=False))
+    atomic_write_text(out / "predictions.jsonl",
+                      "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    rep.write_json(out / "report.json")
+    atomic_write_text(out / "report.md", rep.to_markdown() + "\n" + template_table(records))
+    return rep
+
+
 def evaluate(config: EvalConfig, *, progress: Any = None) -> report_lib.Report:
     """Evaluate ``config.checkpoint`` zero-shot; returns the aggregated report (and writes it to
     ``config.output_dir``). ``progress(i, n, what)``, if given, is called after each (benchmark, language)
@@ -254,46 +309,16 @@ def evaluate(config: EvalConfig, *, progress: Any = None) -> report_lib.Report:
     ``tasks`` narrows further. ``languages`` are content languages."""
     if not isinstance(config, EvalConfig):
         raise ConfigError(f"evaluate() takes an EvalConfig, got {type(config).__name__}")
-    # Check every benchmark and read every example source before the (slow) model work starts.
-    plan: list[tuple[str, Any, list[dict[str, Any]]]] = []
-    for lang, bench in plan_benchmarks(config):
-        examples = bench.examples(lang, config.split, template_mode=config.template_mode,
-                                  template_lang=config.template_lang,
-                                  fallback_lang=fallback_for(bench, config.fallback_lang),
-                                  max_items=config.max_items_per_task)
-        if not examples:
-            raise ConfigError(f"benchmark {bench.name!r} has no examples in {lang!r} (split {config.split!r})")
-        plan.append((lang, bench, examples))
+    plan = plan_examples(config)  # every benchmark checked and every source read before the (slow) model work
     evaluator = Evaluator(config.checkpoint, batch_size=config.batch_size, max_input_len=config.max_input_len,
                           mesh_shape=config.mesh_shape, vocabulary=config.vocabulary)
-    records: list[dict[str, Any]] = []
-    predictions_log: list[str] = []
-    started = time.perf_counter()
-    for i, (lang, bench, examples) in enumerate(plan):
-        if bench.kind == meta.CHOICE:
-            preds: Any = evaluator.rank(examples)
-            shown = [p["sum"] for p in preds]
-        else:
-            preds = evaluator.answer(examples, config.max_new_tokens)
-            shown = preds
-        records.extend(_records_for(examples, preds, bench.kind, bench, lang, config.korean_rouge))
-        predictions_log.extend(json.dumps(prediction_line(ex, p, bench.kind), ensure_ascii=False)
-                               for ex, p in zip(examples, shown))
-        if progress is not None:
-            progress(i + 1, len(plan), f"{bench.name}/{lang}")
-        elif not config.quiet:
-            print(f"[{i + 1}/{len(plan)}] {bench.name} {lang}: {len(examples)} examples "
-                  f"({time.perf_counter() - started:.0f}s)", flush=True)
-    rep = report_lib.aggregate(records)
-    markdown = rep.to_markdown() + "\n" + template_table(records)
+    records, lines = run_plan(config, evaluator, plan, progress=progress)
     if config.output_dir:
-        out = Path(config.output_dir)
-        atomic_write_text(out / "records.json", json.dumps(records, indent=1, ensure_ascii=False))
-        atomic_write_text(out / "predictions.jsonl", "\n".join(predictions_log) + "\n")
-        rep.write_json(out / "report.json")
-        atomic_write_text(out / "report.md", markdown)
+        rep = write_results(config.output_dir, records, lines)
+    else:
+        rep = report_lib.aggregate(records)
     if not config.quiet:
-        print(markdown)
+        print(rep.to_markdown() + "\n" + template_table(records))
     return rep
 
 
