@@ -38,6 +38,9 @@ mean is the mean over tasks of their (seed x template) means, its ``std`` the ro
 the population std over (seed x template) -- the convention of ``xlt.evaluation.report``, which keeps
 differences in task difficulty out of the spread. ``seed_std`` (population std over seeds of the per-seed
 primary score) is stored too. ``gain`` is the cell mean minus the base row's mean in the same test language.
+Per tuned cell, ``n_items``, ``ci`` (95% paired bootstrap interval of the gain), ``p`` (sign-flip test),
+``p_adjusted`` and ``significant`` (Holm over the matrix's tuned cells), and per column its ``chance`` level:
+``experiments.matrix_report``, which builds the matrix and writes its files.
 
 Template strategy (``template_mode``): ``native`` (templates in the content language, training and test),
 ``fixed`` (``template_lang`` everywhere, e.g. English templates) or ``cross`` (templates never in the content
@@ -49,7 +52,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -58,12 +60,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
+from experiments.matrix_report import (  # noqa: F401 - the aggregation lives there; re-exported for callers
+    _heatmap, _mean, _task_values, build_matrix, cell_stat, matrix_markdown, save_figure, write_outputs)
 from xlt import cli, configs
 from xlt.configs import setting
 from xlt.data import languages as language_table
 from xlt.errors import ConfigError
-from xlt.evaluation import report
-from xlt.files import atomic_path, atomic_write_text
+from xlt.files import atomic_write_text
 from xlt.instruct import meta
 from xlt.instruct import templates as tpl
 
@@ -72,6 +75,8 @@ BASE_LABEL = "base (untuned)"
 PRIMARY_METRIC = "accuracy"
 CELL_FILE = "cell.json"
 HARNESS_PREFIX = "lm_eval:"  # an lm-evaluation-harness task column (xlt.benchmarks.harness_tasks)
+PREDICTIONS_FORMAT = 2  # predictions.jsonl with per-item fields (item, correct): older cells are evaluated again
+VOCAB_OPTIONS = ("vocab_size", "languages", "sample_chars", "character_coverage", "model_type", "seed", "alpha")
 Hook = Callable[[str, str], None]
 
 
@@ -160,6 +165,19 @@ class MatrixConfig(configs.RunConfig):
                                                     "that is not a content language")
     eval_tasks: tuple[str, ...] | None = setting(None, help="held-out choice tasks averaged in a cell (None: all "
                                                  "that every test language has); only without `benchmarks`")
+    seen_tasks: tuple[str, ...] | None = setting(None, help="training-cluster choice tasks of the seen-cluster "
+                                                 "matrix (their test items, cells in eval_seen/<row>/<lang>); None: "
+                                                 "no seen-cluster matrix")
+    all_templates: bool = setting(True, help="every template of every test item (False: one template per item, "
+                                  "rotating: every template used, each item scored once)")
+    calibrate: bool = setting(True, help="also score content-free prompts for the PMI ranking (the matrix reports "
+                              "summed log-likelihood; False halves the scoring work)")
+    train_vocabulary: Mapping[str, Any] | None = setting(
+        None, help="train a sentencepiece vocabulary for the whole experiment into results_dir/name/vocab (kept "
+        "and reused): {'vocab_size': N, 'languages': [...], 'sample_chars': N, 'character_coverage': x, "
+        "'model_type': 'unigram'|'bpe'} (options of tools/train_tokenizer.py); None: `vocabulary`")
+    compilation_cache: bool = setting(True, help="keep compiled programs in results_dir/name/.jax_cache, so the "
+                                      "tuning runs and evaluations of a run (and of a re-run) compile each shape once")
     benchmarks: tuple[str, ...] | None = setting(None, help="columns (benchmark, language) from the benchmark "
                                                  "registry, e.g. ['xnli', 'pawsx'], or lm-evaluation-harness "
                                                  "tasks 'lm_eval:<task>' (one column in the task's language, its "
@@ -182,6 +200,12 @@ class MatrixConfig(configs.RunConfig):
     quiet_children: bool = setting(True, help="no progress lines from the training runs")
 
     def normalize(self) -> None:
+        if self.train_vocabulary is not None:
+            object.__setattr__(self, "train_vocabulary", dict(self.train_vocabulary)) if isinstance(
+                self.train_vocabulary, Mapping) else None
+            if self.vocabulary is None and (self.vocab_dir / "spm.model").is_file():
+                object.__setattr__(self, "vocabulary", self.trained_vocabulary())
+            return  # the vocabulary is trained by run() before any model work
         if self.vocabulary is None:
             from xlt.data import tasks as data_tasks  # heavy (seqio): only once a matrix is configured
             object.__setattr__(self, "vocabulary", data_tasks.vocabulary(kind="byte", path=None, extra_ids=0))
@@ -226,13 +250,18 @@ class MatrixConfig(configs.RunConfig):
         if self.template_lang is not None:
             c.wrap("template_lang", lambda: language_table.validate(self.template_lang))
         c.boolean("quiet_children")
-        if not (hasattr(self.vocabulary, "encode") and hasattr(self.vocabulary, "vocab_size")):
-            c.fail("vocabulary", "a seqio.Vocabulary or None")
+        for name in ("all_templates", "calibrate", "compilation_cache"):
+            c.boolean(name)
+        self._check_train_vocabulary(c, langs)
+        if self.vocabulary is not None or self.train_vocabulary is None:
+            if not (hasattr(self.vocabulary, "encode") and hasattr(self.vocabulary, "vocab_size")):
+                c.fail("vocabulary", "a seqio.Vocabulary or None")
         data = self._check_instruction_data(c, content)
         if self.benchmarks is None:
             self._check_eval_tasks(c, langs)
         else:
             self._check_benchmarks(c, langs)
+        self._check_seen_tasks(c, langs)
         # Every template the run will need, now rather than after an hour of training (rows tuned on rendered
         # instruction data use the data's own prompts: see instruction_spec).
         train_tasks = meta.training_tasks(meta.DEFAULT_HELD_OUT)
@@ -270,6 +299,19 @@ class MatrixConfig(configs.RunConfig):
         if self.benchmark_sources is not None or self.benchmark_languages is not None:
             c.fail("benchmark_sources" if self.benchmark_sources is not None else "benchmark_languages",
                    "None without benchmarks")
+
+    def _check_seen_tasks(self, c: configs.Check, langs: Sequence[str]) -> None:
+        """seen_tasks: choice tasks of the training clusters with data in every test language."""
+        if self.seen_tasks is None:
+            return
+        train_tasks = meta.training_tasks(meta.DEFAULT_HELD_OUT)
+        for task in _codes(c, "seen_tasks"):
+            spec = c.wrap("seen_tasks", lambda task=task: meta.task_spec(task))
+            if task not in train_tasks or spec.kind != meta.CHOICE:
+                c.fail("seen_tasks", f"choice tasks of the training clusters (not {task!r})")
+            missing = [code for code in langs if task not in meta.tasks_for(code)]
+            if missing:
+                c.fail("seen_tasks", f"tasks with data in every test language ({task!r} has none in {missing})")
 
     def _check_benchmarks(self, c: configs.Check, langs: Sequence[str]) -> None:
         """Names, sources, languages, splits, templates and (for local copies) every file's schema of every
@@ -406,9 +448,51 @@ class MatrixConfig(configs.RunConfig):
     def tuned_dir(self, row: str) -> Path:
         return self.root / "tuned" / row
 
-    def eval_dir(self, row: str, column: str) -> Path:
-        """A cell's folder: eval/<row>/<lang> (built-in columns) or eval/<row>/<benchmark>/<lang>."""
-        return self.root / "eval" / row / column
+    def eval_dir(self, row: str, column: str, part: str = "held_out") -> Path:
+        """A cell's folder: eval/<row>/<lang> (built-in columns) or eval/<row>/<benchmark>/<lang>; the seen-cluster
+        matrix's (``part='seen'``): eval_seen/<row>/<lang>."""
+        folders = {"held_out": "eval", "seen": "eval_seen"}
+        if part not in folders:
+            raise ConfigError(f"matrix part {part!r}; choose one of {', '.join(folders)}")
+        return self.root / folders[part] / row / column
+
+    def _check_train_vocabulary(self, c: configs.Check, langs: Sequence[str]) -> None:
+        spec = self.train_vocabulary
+        if spec is None:
+            return
+        if not isinstance(spec, Mapping) or set(spec) - set(VOCAB_OPTIONS) or "vocab_size" not in spec:
+            c.fail("train_vocabulary", f"a mapping with vocab_size and any of {', '.join(VOCAB_OPTIONS)}")
+        if isinstance(spec["vocab_size"], bool) or not isinstance(spec["vocab_size"], int) or spec["vocab_size"] < 300:
+            c.fail("train_vocabulary", "a vocab_size >= 300 (256 byte pieces and specials come first)")
+        for code in configs.as_tuple(spec.get("languages", langs)):
+            c.wrap("train_vocabulary", lambda code=code: language_table.validate(code))
+
+    def vocabulary_args(self) -> list[str]:
+        """tools/train_tokenizer.py options of ``train_vocabulary`` (languages default to the test languages)."""
+        spec = dict(self.train_vocabulary or {})
+        spec["languages"] = ",".join(configs.as_tuple(spec.get("languages", self.test_languages)))
+        return [f"--{k}={v}" for k, v in sorted(spec.items())]
+
+    @property
+    def vocab_dir(self) -> Path:
+        return self.root / "vocab"
+
+    def trained_vocabulary(self) -> Any:
+        from xlt.data import tasks as data_tasks
+        return data_tasks.vocabulary(kind="sentencepiece", path=str(self.vocab_dir / "spm.model"), extra_ids=0)
+
+    def parts(self) -> tuple[str, ...]:
+        """The matrices of the experiment: held_out, and seen with ``seen_tasks``."""
+        return ("held_out", "seen") if self.seen_tasks else ("held_out",)
+
+    def tasks_of(self, part: str = "held_out") -> tuple[str, ...]:
+        """The tasks a part's cells average: eval_tasks (held-out; empty with benchmark columns, each its own
+        task) or seen_tasks (empty without a seen-cluster matrix)."""
+        if part == "held_out":
+            return tuple(self.eval_tasks or ())
+        if part == "seen":
+            return tuple(self.seen_tasks or ())
+        raise ConfigError(f"matrix part {part!r}; choose one of held_out, seen")
 
     def rows(self) -> list[tuple[str, str, int]]:
         """(row directory name, train set, seed) of every tuned model."""
@@ -466,7 +550,7 @@ def _column(cfg: MatrixConfig, column: str) -> tuple[str | None, str]:
     raise ConfigError(f"no column {column!r} in {[k for k, _, _ in cfg.columns()]}")
 
 
-def _cell_settings(cfg: MatrixConfig, row: str, column: str) -> dict[str, Any]:
+def _cell_settings(cfg: MatrixConfig, row: str, column: str, part: str = "held_out") -> dict[str, Any]:
     """What a cell's result depends on besides the checkpoint's contents; a stored cell with other settings
     (e.g. after changing max_items_per_task) is evaluated again."""
     bench, lang = _column(cfg, column)
@@ -476,22 +560,29 @@ def _cell_settings(cfg: MatrixConfig, row: str, column: str) -> dict[str, Any]:
                       else str(cfg.base_path))
     else:
         checkpoint = str(cfg.tuned_dir(row).relative_to(cfg.root))
-    settings = {"checkpoint": checkpoint, "tasks": list(cfg.eval_tasks or (bench,)), "template_mode": mode,
-                "template_lang": tlang, "max_items_per_task": cfg.max_items_per_task, "split": "test"}
+    settings = {"checkpoint": checkpoint, "tasks": list(cfg.tasks_of(part) or (bench,)), "template_mode": mode,
+                "template_lang": tlang, "max_items_per_task": cfg.max_items_per_task, "split": "test",
+                "all_templates": cfg.all_templates, "calibrate": cfg.calibrate, "predictions": PREDICTIONS_FORMAT}
     if bench is not None:
         settings.update(split=None, source=cfg.source_of(bench))
     return settings
 
 
-def _cell_done(cfg: MatrixConfig, row: str, lang: str) -> bool:
-    """Whether the cell of ``row`` and column ``lang`` (a column key) has a result with today's settings."""
-    path = cfg.eval_dir(row, lang) / CELL_FILE
+def _cell_done(cfg: MatrixConfig, row: str, column: str, part: str = "held_out") -> bool:
+    """Whether the cell of ``row``, column ``column`` (a column key) and ``part`` has a result with today's
+    settings."""
+    path = cfg.eval_dir(row, column, part=part) / CELL_FILE
     if not path.is_file():
         return False
     try:
-        return json.loads(path.read_text()).get("settings") == _cell_settings(cfg, row, lang)
+        return json.loads(path.read_text()).get("settings") == _cell_settings(cfg, row, column, part)
     except (json.JSONDecodeError, AttributeError):
         return False
+
+
+def _cells(cfg: MatrixConfig) -> list[tuple[str, str]]:
+    """(column key, part) of every cell of a row: the held-out matrix's, then the seen-cluster matrix's."""
+    return [(key, part) for part in cfg.parts() for key, _, _ in cfg.columns()]
 
 
 def _run_config(cfg: MatrixConfig, files: Sequence[str], bindings: Sequence[str], **overrides: Any) -> Any:
@@ -506,6 +597,39 @@ def _run_config(cfg: MatrixConfig, files: Sequence[str], bindings: Sequence[str]
 def _train(run_config: Any) -> None:
     from xlt import train as train_lib
     train_lib.train(run_config)
+
+
+def compilation_cache(cfg: MatrixConfig) -> None:
+    """Compiled programs go to results_dir/name/.jax_cache: every tuning run after the first, every evaluation
+    after the first of its shapes, and a re-run of the experiment load them instead of compiling."""
+    if not cfg.compilation_cache:
+        return
+    import jax
+    jax.config.update("jax_compilation_cache_dir", str((cfg.root / ".jax_cache").absolute()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _ensure_vocabulary(cfg: MatrixConfig, progress: Progress) -> None:
+    """Train ``train_vocabulary`` into results_dir/name/vocab unless a vocabulary of the same options is there
+    (tools/train_tokenizer.py writes a temporary folder and renames it, so a killed run leaves none)."""
+    if cfg.train_vocabulary is None:
+        return
+    import subprocess
+    args = cfg.vocabulary_args()
+    stamp = cfg.vocab_dir / "options.json"
+    if (cfg.vocab_dir / "spm.model").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == args:
+        progress.say(f"vocabulary: {cfg.vocab_dir / 'spm.model'} (kept from an earlier run)")
+    else:
+        progress.say(f"training the vocabulary into {cfg.vocab_dir} ({' '.join(args)})")
+        tool = Path(__file__).resolve().parent.parent / "tools" / "train_tokenizer.py"
+        done = subprocess.run([sys.executable, str(tool), f"--out={cfg.vocab_dir}", "--overwrite", *args],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            raise ConfigError(f"training the vocabulary failed: {lines[-1] if lines else done.returncode}")
+        atomic_write_text(stamp, json.dumps(args) + "\n")
+    object.__setattr__(cfg, "vocabulary", cfg.trained_vocabulary())
 
 
 def _ensure_base(cfg: MatrixConfig, progress: Progress) -> None:
@@ -536,51 +660,91 @@ def _tune(cfg: MatrixConfig, row: str, train_set: str, seed: int, progress: Prog
                        train_steps=cfg.train_steps, batch_size=cfg.batch_size))
 
 
-def _evaluate(cfg: MatrixConfig, row: str, checkpoint: Path, column: str, progress: Progress) -> None:
-    from xlt.configs import EvalConfig
-    from xlt.evaluation.evaluate import evaluate  # heavy: only when there is work
+def _write_cell(cfg: MatrixConfig, row: str, column: str, part: str, records: Sequence[dict[str, Any]],
+                lines: Sequence[dict[str, Any]], seconds: float) -> None:
+    from xlt.evaluation.evaluate import write_results
 
-    bench, lang = _column(cfg, column)
-    mode, tlang = cfg.column_templates(bench, lang)
-    what = f"{len(cfg.eval_tasks)} tasks" if bench is None else f"benchmark {bench}"
-    progress.say(f"evaluating {row} -> {column} ({what}, templates {mode}{'/' + tlang if tlang else ''})")
-    out = cfg.eval_dir(row, column)
-    if bench is None:
-        selection: dict[str, Any] = {"tasks": cfg.eval_tasks, "split": "test"}
-    else:
-        source = cfg.source_of(bench)
-        selection = {"benchmarks": (bench,), "benchmark_sources": {bench: source} if source else None}
-    started = time.perf_counter()
-    evaluate(EvalConfig(checkpoint=str(checkpoint), output_dir=str(out), languages=(lang,), **selection,
-                        template_mode=mode, template_lang=tlang, max_items_per_task=cfg.max_items_per_task,
-                        batch_size=cfg.eval_batch_size, quiet=True, vocabulary=cfg.vocabulary),
-             progress=lambda i, n, what: None)
-    seconds = time.perf_counter() - started
-    atomic_write_text(out / CELL_FILE, json.dumps({"row": row, "lang": column,
-                                                   "settings": _cell_settings(cfg, row, column),
+    out = cfg.eval_dir(row, column, part=part)
+    write_results(out, records, lines)
+    atomic_write_text(out / CELL_FILE, json.dumps({"row": row, "lang": column, "part": part,
+                                                   "settings": _cell_settings(cfg, row, column, part),
                                                    "seconds": seconds}, indent=1) + "\n")
-    progress.finished(seconds)
+
+
+def _evaluate_row(cfg: MatrixConfig, row: str, checkpoint: Path, pending: Sequence[tuple[str, str]],
+                  progress: Progress, hook: Hook | None) -> None:
+    """Evaluate the pending cells of one row. Built-in columns: one evaluator and one batched pass per template
+    setting (all of them under native or fixed templates): every task of both matrices in every pending
+    language, ranked together, then split into the cells' folders. Benchmark columns: one pass per cell."""
+    from xlt.configs import EvalConfig
+    from xlt.evaluation import evaluate as ev  # heavy: only when there is work
+
+    for column, part in pending:
+        if hook is not None:
+            hook(row, column)
+    groups: dict[tuple[Any, ...], list[tuple[str, str]]] = {}
+    for column, part in pending:
+        bench, lang = _column(cfg, column)
+        mode, tlang = cfg.column_templates(bench, lang)
+        groups.setdefault((bench, mode, tlang) if bench is None else (column, part), []).append((column, part))
+    evaluator = None
+    for key, cells in groups.items():
+        started = time.perf_counter()
+        bench, lang = _column(cfg, cells[0][0])
+        mode, tlang = cfg.column_templates(bench, lang)
+        langs = tuple(dict.fromkeys(_column(cfg, c)[1] for c, _ in cells))
+        if bench is None:
+            tasks = tuple(dict.fromkeys(t for _, part in cells for t in cfg.tasks_of(part)))
+            selection: dict[str, Any] = {"tasks": tasks, "split": "test",
+                                         "clusters": tuple(dict.fromkeys(meta.task_spec(t).cluster for t in tasks))}
+            what = f"{len(tasks)} tasks x {len(langs)} languages"
+        else:
+            source = cfg.source_of(bench)
+            selection = {"benchmarks": (bench,), "benchmark_sources": {bench: source} if source else None}
+            what = f"benchmark {bench}"
+        progress.say(f"evaluating {row} -> {', '.join(c if p == 'held_out' else f'{c} (seen)' for c, p in cells)} "
+                     f"({what}, templates {mode}{'/' + tlang if tlang else ''})")
+        config = EvalConfig(checkpoint=str(checkpoint), languages=langs, **selection, template_mode=mode,
+                            template_lang=tlang, max_items_per_task=cfg.max_items_per_task,
+                            all_templates=cfg.all_templates, calibrate=cfg.calibrate,
+                            batch_size=cfg.eval_batch_size, quiet=True, vocabulary=cfg.vocabulary)
+        plan = ev.plan_examples(config)
+        if evaluator is None:
+            evaluator = ev.Evaluator(str(checkpoint), batch_size=config.batch_size, max_input_len=config.max_input_len,
+                                     vocabulary=config.vocabulary)
+        records, lines = ev.run_plan(config, evaluator, plan, progress=lambda i, n, what: None)
+        seconds = (time.perf_counter() - started) / len(cells)
+        for column, part in cells:
+            lang = _column(cfg, column)[1]
+            tasks = set(cfg.tasks_of(part) or (bench,))
+            _write_cell(cfg, row, column, part, [r for r in records if r["content_lang"] == lang and r["task"] in tasks],
+                        [x for x in lines if x["content_lang"] == lang and x["task"] in tasks], seconds)
+            progress.finished(seconds)
 
 
 def run(cfg: MatrixConfig, *, hook: Hook | None = None, out: TextIO = sys.stdout) -> dict[str, Any]:
     """Run (or resume) every missing cell, then write the matrix files; returns the matrix as a dict.
 
     ``hook(row, lang)`` is called before each cell that runs (tests interrupt a run through it)."""
-    langs = [key for key, _, _ in cfg.columns()]
+    cells = _cells(cfg)
     plan: list[tuple[str, str | None, int | None]] = [(BASE_ROW, None, None)] + [(r, ts, s) for r, ts, s in cfg.rows()]
-    total = len(plan) * len(langs)
-    done = sum(_cell_done(cfg, row, lang) for row, _, _ in plan for lang in langs)
-    tunes = sum(any(not _cell_done(cfg, row, lang) for lang in langs) for row, ts, _ in plan if ts is not None)
+    total = len(plan) * len(cells)
+    done = sum(_cell_done(cfg, row, col, part) for row, _, _ in plan for col, part in cells)
+    tunes = sum(any(not _cell_done(cfg, row, col, part) for col, part in cells)
+                for row, ts, _ in plan if ts is not None)
     progress = Progress(total, done, tunes, out)
-    progress.say(f"transfer matrix {cfg.name!r}: {len(plan)} rows x {len(langs)} "
-                 f"{'test languages' if cfg.benchmarks is None else 'benchmark columns'} -> {cfg.root}")
+    progress.say(f"transfer matrix {cfg.name!r}: {len(plan)} rows x {len(cfg.columns())} "
+                 f"{'test languages' if cfg.benchmarks is None else 'benchmark columns'}"
+                 f"{' (held-out and seen clusters)' if 'seen' in cfg.parts() else ''} -> {cfg.root}")
     if done < total:
+        compilation_cache(cfg)
+        _ensure_vocabulary(cfg, progress)
         _ensure_base(cfg, progress)
     for row, train_set, seed in plan:
-        pending = [lang for lang in langs if not _cell_done(cfg, row, lang)]
-        for lang in langs:
-            if lang not in pending:
-                progress.say(f"skip {row} -> {lang} (done: {cfg.eval_dir(row, lang) / CELL_FILE})")
+        pending = [(col, part) for col, part in cells if not _cell_done(cfg, row, col, part)]
+        for col, part in cells:
+            if (col, part) not in pending:
+                progress.say(f"skip {row} -> {col} (done: {cfg.eval_dir(row, col, part=part) / CELL_FILE})")
         if not pending:
             continue
         if train_set is not None:
@@ -588,152 +752,12 @@ def run(cfg: MatrixConfig, *, hook: Hook | None = None, out: TextIO = sys.stdout
             _tune(cfg, row, train_set, seed, progress)
             progress.tuned(time.perf_counter() - started)
         checkpoint = cfg.base_path if train_set is None else cfg.tuned_dir(row)
-        for lang in langs:
-            if lang in pending:
-                if hook is not None:
-                    hook(row, lang)
-                _evaluate(cfg, row, checkpoint, lang, progress)
+        _evaluate_row(cfg, row, checkpoint, pending, progress, hook)
     matrix = build_matrix(cfg)
     write_outputs(cfg, matrix)
     progress.say(f"wrote {cfg.root / 'matrix.json'}, matrix.md, matrix_score.png, matrix_gain.png")
     print(matrix_markdown(matrix), file=out, flush=True)
     return matrix
-
-
-# --------------------------------------------------------------------------------------------- aggregation
-def _task_values(cfg: MatrixConfig, row: str, column: str) -> dict[str, list[float]]:
-    """{task: its per-template values of the column's primary metric} of one cell."""
-    bench, lang = _column(cfg, column)
-    metric = primary_metric(cfg, bench)
-    path = cfg.eval_dir(row, column) / "records.json"
-    values: dict[str, list[float]] = {t: [] for t in (cfg.eval_tasks or (bench,))}
-    for r in json.loads(path.read_text()):
-        if r["metric"] == metric and r["task"] in values and r["content_lang"] == lang:
-            values[r["task"]].append(float(r["value"]))
-    empty = [t for t, v in values.items() if not v]
-    if empty:
-        raise ConfigError(f"{path} has no {metric} for task(s) {empty}; delete {path.parent} and re-run")
-    return values
-
-
-def _mean(xs: Sequence[float]) -> float:
-    return math.fsum(xs) / len(xs)
-
-
-def cell_stat(per_seed: Sequence[dict[str, list[float]]]) -> dict[str, Any]:
-    """Cell statistics from one {task: per-template accuracies} dict per seed (see the module docstring): the
-    report's macro average over tasks (``xlt.evaluation.report.pool``), each task's values pooled over seeds."""
-    tasks = list(per_seed[0])
-    pooled = {t: [v for seed in per_seed for v in seed[t]] for t in tasks}
-    cell = report.pool([report.template_stat(pooled[t]) for t in tasks])
-    seed_scores = [report.pool([report.template_stat(seed[t]) for t in tasks]).mean for seed in per_seed]
-    return {"mean": cell.mean, "std": cell.std, "seed_std": report.template_stat(seed_scores).std,
-            "seed_scores": seed_scores, "n_seeds": len(per_seed), "n_tasks": len(tasks),
-            "n_values": sum(len(v) for v in pooled.values())}
-
-
-def build_matrix(cfg: MatrixConfig) -> dict[str, Any]:
-    """The matrix from the cells' records.json files (every cell must be done)."""
-    rows = []
-    columns = [key for key, _, _ in cfg.columns()]
-    base = {lang: cell_stat([_task_values(cfg, BASE_ROW, lang)]) for lang in columns}
-    rows.append({"row": BASE_LABEL, "train_languages": [], "seeds": [], "cells": base})
-    for ts in cfg.train_sets:
-        cells = {}
-        for lang in columns:
-            stat = cell_stat([_task_values(cfg, f"{ts}_s{seed}", lang) for seed in cfg.seeds])
-            cells[lang] = {**stat, "gain": stat["mean"] - base[lang]["mean"]}
-        spec = cfg.instruction_spec(ts)
-        rows.append({"row": ts, "train_languages": list(split_train_set(ts)), "seeds": list(cfg.seeds),
-                     "instruction_data": spec["name"] if spec else "builtin", "cells": cells})
-    for r in rows:
-        r["average"] = _mean([c["mean"] for c in r["cells"].values()])
-    if cfg.benchmarks is None:
-        cell = ("mean over eval_tasks of accuracy (rank classification, summed log-likelihood); each task's "
-                "value is its mean over seeds x templates. std: root mean square over tasks of the population "
-                "std over seeds x templates; seed_std: population std over seeds of the per-seed score; "
-                "gain: mean minus the base (untuned) row in the same test language")
-    else:
-        cell = ("the benchmark's primary metric (choice: accuracy by summed log-likelihood; generation: F1 or its "
-                "first metric) in the column's language, mean over seeds x templates; std: population std over "
-                "seeds x templates; seed_std: population std over seeds; gain: mean minus the base (untuned) row "
-                "in the same column")
-    return {"name": cfg.name, "primary_metric": PRIMARY_METRIC,
-            "primary_metrics": {key: primary_metric(cfg, bench) for key, bench, _ in cfg.columns()},
-            "cell": cell, "columns": columns, "benchmarks": list(cfg.benchmarks or ()),
-            "eval_tasks": list(cfg.eval_tasks or ()), "test_languages": list(cfg.test_languages),
-            "template_mode": cfg.template_mode, "template_lang": cfg.template_lang,
-            "max_items_per_task": cfg.max_items_per_task, "train_steps": cfg.train_steps,
-            "config": cfg.to_dict(), "rows": rows}
-
-
-def matrix_markdown(matrix: dict[str, Any], digits: int = 3) -> str:
-    langs = matrix.get("columns", matrix["test_languages"])
-    lines = [f"## Transfer matrix `{matrix['name']}` (templates: {matrix['template_mode']})", "",
-             f"Cell: {matrix['cell']}. Shown: mean ± std (gain over base). Tasks: "
-             f"{', '.join(matrix['eval_tasks'] or matrix.get('benchmarks', []))}; "
-             f"at most {matrix['max_items_per_task']} items per task.", "",
-             "| train \\ test | " + " | ".join(langs) + " | avg |",
-             "| --- | " + " | ".join("---:" for _ in langs) + " | ---: |"]
-    for r in matrix["rows"]:
-        cells = []
-        for lang in langs:
-            c = r["cells"][lang]
-            text = f"{c['mean']:.{digits}f} ± {c['std']:.{digits}f}"
-            if "gain" in c:
-                text += f" ({c['gain']:+.{digits}f})"
-            cells.append(text)
-        lines.append(f"| {r['row']} | " + " | ".join(cells) + f" | {r['average']:.{digits}f} |")
-    return "\n".join(lines) + "\n"
-
-
-def _heatmap(matrix: dict[str, Any], key: str, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    langs = matrix.get("columns", matrix["test_languages"])
-    rows = [r for r in matrix["rows"] if key == "mean" or r["row"] != BASE_LABEL]
-    data = np.array([[r["cells"][lang][key] for lang in langs] for r in rows], dtype=float)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 0.9 * len(langs)), 1.4 + 0.5 * len(rows)))
-    if key == "gain":
-        bound = max(float(np.abs(data).max()), 0.01)
-        im = ax.imshow(data, cmap="RdBu", vmin=-bound, vmax=bound)
-    else:
-        bound = 0.0
-        im = ax.imshow(data, cmap="viridis")
-    ax.set_xticks(range(len(langs)), langs, rotation=45 if matrix.get("benchmarks") else 0, ha="right"
-                  if matrix.get("benchmarks") else "center")
-    ax.set_yticks(range(len(rows)), [r["row"] for r in rows])
-    ax.set_xlabel("test language" if not matrix.get("benchmarks") else "benchmark / language")
-    ax.set_ylabel("train set")
-    for i in range(len(rows)):
-        for j in range(len(langs)):
-            text = f"{data[i, j]:+.2f}" if key == "gain" else f"{data[i, j]:.2f}"
-            dark = abs(data[i, j]) > 0.6 * bound if key == "gain" else True
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    ax.set_title(f"{matrix['name']}: {'gain over base' if key == 'gain' else matrix['primary_metric']}")
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def save_figure(fig: Any, path: Path) -> None:
-    """Save a matplotlib figure to ``path`` atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-
-
-def write_outputs(cfg: MatrixConfig, matrix: dict[str, Any]) -> None:
-    cfg.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg.root / "matrix.json", json.dumps(matrix, indent=1, ensure_ascii=False) + "\n")
-    atomic_write_text(cfg.root / "matrix.md", matrix_markdown(matrix))
-    _heatmap(matrix, "mean", cfg.root / "matrix_score.png")
-    _heatmap(matrix, "gain", cfg.root / "matrix_gain.png")
 
 
 USAGE = "python -m experiments.transfer_matrix --gin_file=experiments/transfer_demo.gin [--gin.NAME=VALUE ...]"

@@ -7,10 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from experiments import matrix_report as mr
 from experiments import transfer_matrix as tm
 from xlt import cli
+from xlt.errors import ConfigError, DataError
 
 CONFIG = "experiments/transfer_tiny_test.gin"
 
@@ -53,6 +56,10 @@ def test_matrix_runs_end_to_end(finished):
             if r["row"] != tm.BASE_LABEL:
                 base = saved["rows"][0]["cells"][lang]["mean"]
                 assert cell["gain"] == pytest.approx(cell["mean"] - base)
+                # statistics from the real predictions.jsonl: 2 tasks x 2 items, paired with the base's
+                assert cell["n_items"] == 4 and cell["ci"][0] <= cell["gain"] <= cell["ci"][1]
+                assert 0.0 < cell["p"] <= cell["p_adjusted"] <= 1.0 and isinstance(cell["significant"], bool)
+    assert saved["statistics"]["n_tests"] == 4 and 0.25 <= saved["chance"]["ko"] <= 0.5
     # The cell is recomputable from the raw per-template records.
     records = json.loads((root / "eval" / "en_s0" / "ko" / "records.json").read_text())
     per_task = {}
@@ -70,9 +77,9 @@ def test_matrix_runs_end_to_end(finished):
 def test_rerun_skips_finished_cells(finished):
     results, matrix, _ = finished
     stamps = {p: p.stat().st_mtime_ns for p in (results / "tiny" / "eval").rglob(tm.CELL_FILE)}
-    assert len(stamps) == 6
+    assert len(stamps) == 6 and len(list((results / "tiny" / "eval_seen").rglob(tm.CELL_FILE))) == 6
     again, log = run_matrix(config_argv(results), hook=lambda row, lang: pytest.fail(f"re-ran {row}/{lang}"))
-    assert log.count("skip ") == 6 and "evaluating" not in log and "tuning" not in log
+    assert log.count("skip ") == 12 and "evaluating" not in log and "tuning" not in log
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert again["rows"] == matrix["rows"]
 
@@ -96,7 +103,7 @@ def test_interrupted_run_resumes(finished, tmp_path):
     ran = []
     resumed, log = run_matrix(config_argv(tmp_path), hook=lambda row, lang: ran.append((row, lang)))
     assert ran == [("ko_s0", "en"), ("ko_s0", "ko")]
-    assert log.count("skip ") == 4
+    assert log.count("skip ") == 10  # 3 rows x 2 languages x 2 matrices, less the 2 cells that ran
     assert (tmp_path / "tiny" / "matrix.json").is_file()
     # Same checkpoints, same items: the resumed cells reproduce the first run's.
     assert resumed["rows"] == matrix["rows"]
@@ -135,3 +142,138 @@ def test_cells_with_other_eval_settings_are_not_reused(finished):
         cfg = tm.MatrixConfig.from_gin()
         assert all(tm._cell_done(cfg, row, lang) is expected
                    for row in (tm.BASE_ROW, "en_s0", "ko_s0") for lang in ("en", "ko"))
+
+
+# ------------------------------------------------------------------------------------ aggregation and statistics
+# Fast: cells written by the test (records.json and predictions.jsonl as xlt.evaluation.evaluate writes them),
+# then the matrix built from them (experiments.matrix_report).
+SYN_TASKS = {"held_out": ("country_name_pair", "verse_ending_choice"), "seen": ("country_continent",)}
+SYN_OPTIONS = {"country_name_pair": 2, "verse_ending_choice": 4, "country_continent": 4}
+SYN_TEMPLATES, SYN_ITEMS = 3, 80
+
+
+def write_cell(cfg, row: str, lang: str, part: str, correct: np.ndarray, task: str | None = None) -> None:
+    """One cell's files from 0/1 values ``correct[task_index, item, template]``."""
+    out = cfg.eval_dir(row, lang, part=part)
+    out.mkdir(parents=True, exist_ok=True)
+    records, lines = [], []
+    for k, name in enumerate(SYN_TASKS[part]):
+        for j in range(SYN_TEMPLATES):
+            tid = f"{name}.{lang}.{j}"
+            values = correct[k, :, j]
+            records.append({"task": name, "cluster": "c", "kind": "choice", "content_lang": lang,
+                            "template_lang": lang, "template_id": tid, "n": len(values), "metric": "accuracy",
+                            "value": float(values.mean())})
+            for i, v in enumerate(values):
+                item = f"{name}/{lang}/test/u{i}"
+                lines.append(json.dumps({"id": f"{item}/{tid}", "item": item, "task": name, "content_lang": lang,
+                                         "template_id": tid, "prediction": 0, "gold": "x",
+                                         "n_options": SYN_OPTIONS[name], "correct": int(v)}))
+    (out / "records.json").write_text(json.dumps(records))
+    (out / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+    """A 2x2 matrix (rows en, ko; 2 seeds) with a seen part: row en gains +0.45 in its own language (in both
+    parts); every other tuned cell is drawn like the base (no effect)."""
+    (tmp_path / "base").mkdir()
+    cfg = tm.MatrixConfig(name="syn", results_dir=str(tmp_path), base_checkpoint=str(tmp_path / "base"),
+                          train_sets=("en", "ko"), test_languages=("en", "ko"), seeds=(0, 1),
+                          eval_tasks=SYN_TASKS["held_out"], seen_tasks=SYN_TASKS["seen"])
+    rng = np.random.default_rng(2026)
+    for part, tasks in SYN_TASKS.items():
+        for lang in cfg.test_languages:
+            p = rng.uniform(0.2, 0.5, (len(tasks), SYN_ITEMS, 1))  # item difficulty, shared by every row
+
+            def draw(shift=0.0):
+                return (rng.random((len(tasks), SYN_ITEMS, SYN_TEMPLATES)) < p + shift).astype(int)
+
+            write_cell(cfg, tm.BASE_ROW, lang, part, draw())
+            for ts in cfg.train_sets:
+                for seed in cfg.seeds:
+                    write_cell(cfg, f"{ts}_s{seed}", lang, part, draw(0.45 if ts == lang == "en" else 0.0))
+    return cfg
+
+
+def test_matrix_statistics_from_cell_folders(synthetic):
+    cfg = synthetic
+    matrix = tm.build_matrix(cfg)
+    assert matrix["part"] == "held_out" and matrix["eval_tasks"] == list(SYN_TASKS["held_out"])
+    stats = matrix["statistics"]
+    assert stats["correction"] == "holm" and stats["alpha"] == 0.05 and stats["n_tests"] == 4
+    assert stats["n_resamples"] == 2000 and stats["seed"] == 0
+    assert matrix["chance"] == {"en": pytest.approx(0.375), "ko": pytest.approx(0.375)}  # mean of 1/2 and 1/4
+    base, en, ko = matrix["rows"]
+    assert base["cells"]["en"]["n_items"] == 2 * SYN_ITEMS and "p" not in base["cells"]["en"]
+    for row in (en, ko):
+        for lang, c in row["cells"].items():
+            assert c["n_items"] == 2 * SYN_ITEMS
+            assert c["ci"][0] <= c["gain"] <= c["ci"][1]
+            assert 0.0 < c["p"] <= c["p_adjusted"] <= 1.0
+            # the clearly positive cell is significant, the cells without an effect are not
+            assert c["significant"] is (row["row"] == lang == "en"), (row["row"], lang, c)
+    assert en["cells"]["en"]["gain"] > 0.3 and en["cells"]["en"]["ci"][0] > 0.2
+    # The seen part: its own tasks and folder, its own family.
+    seen = matrix["seen"]
+    assert seen["part"] == "seen" and seen["eval_tasks"] == ["country_continent"]
+    assert seen["statistics"]["n_tests"] == 4 and seen["chance"]["ko"] == pytest.approx(0.25)
+    assert [(r, c) for r, c, _ in mr.significant_cells(seen)] == [("en", "en")]
+    # Deterministic: the same files give the same numbers.
+    assert tm.build_matrix(cfg) == matrix
+    bh = tm.build_matrix(cfg, correction="bh", include_seen=False)
+    assert bh["statistics"]["correction"] == "bh" and "seen" not in bh
+    assert bh["rows"][1]["cells"]["en"]["p"] == matrix["rows"][1]["cells"]["en"]["p"]
+
+
+def test_matrix_outputs_mark_significant_cells(synthetic):
+    cfg = synthetic
+    matrix = tm.build_matrix(cfg)
+    tm.write_outputs(cfg, matrix)
+    for name in ("matrix.json", "matrix.md", "matrix_score.png", "matrix_gain.png", "matrix_seen_score.png",
+                 "matrix_seen_gain.png"):
+        assert (cfg.root / name).stat().st_size > 0, name
+    saved = json.loads((cfg.root / "matrix.json").read_text())
+    assert saved["rows"][1]["cells"]["en"]["significant"] is True and "seen" in saved
+    md = (cfg.root / "matrix.md").read_text()
+    assert md.count("### ") == 2 and "Seen clusters" in md and "Held-out clusters" in md
+    assert md.count("| *chance* | 0.375 | 0.375 |") == 1 and "| *chance* | 0.250 | 0.250 |" in md
+    assert md.count(mr.MARK) == 2 + 2 * 1  # one marked cell per table, plus the legend line of each table
+    assert "Holm correction over the 4 tuned cells" in md
+    assert md.count("Significant cells: en → en (+") == 2
+    en_line = next(line for line in md.splitlines() if line.startswith("| en |"))
+    assert f"** {mr.MARK}) [" in en_line.split("|")[2] and mr.MARK not in en_line.split("|")[3]
+
+
+def test_matrix_statistics_need_matching_per_item_data(synthetic):
+    cfg = synthetic
+    # A cell whose predictions.jsonl predates the per-item fields: no statistics there, the others still tested.
+    path = cfg.eval_dir("ko_s1", "ko") / "predictions.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    path.write_text("\n".join(json.dumps({k: x[k] for k in ("id", "prediction", "gold")}) for x in lines) + "\n")
+    matrix = tm.build_matrix(cfg, include_seen=False)
+    cell = matrix["rows"][2]["cells"]["ko"]
+    assert cell["p"] is None and cell["ci"] is None and cell["significant"] is None and cell["gain"] is not None
+    assert matrix["statistics"]["n_tests"] == 3
+    assert "(+" in tm.matrix_markdown(matrix)
+    # predictions.jsonl out of step with records.json: refused, not silently tested.
+    path = cfg.eval_dir("en_s0", "en") / "predictions.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    lines[0]["correct"] = 1 - lines[0]["correct"]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    with pytest.raises(DataError, match="out of step"):
+        tm.build_matrix(cfg, include_seen=False)
+
+
+def test_matrix_parts_and_folders(tmp_path):
+    (tmp_path / "base").mkdir()
+    cfg = tm.MatrixConfig(name="m", results_dir=str(tmp_path), base_checkpoint=str(tmp_path / "base"),
+                          train_sets=("en",), test_languages=("en",), eval_tasks=("country_name_pair",))
+    assert cfg.eval_dir("en_s0", "en") == tmp_path / "m" / "eval" / "en_s0" / "en"
+    assert cfg.eval_dir("en_s0", "en", part="seen") == tmp_path / "m" / "eval_seen" / "en_s0" / "en"
+    assert cfg.tasks_of("held_out") == ("country_name_pair",) and cfg.tasks_of("seen") == ()
+    with pytest.raises(ConfigError, match="part"):
+        cfg.eval_dir("en_s0", "en", part="other")
+    with pytest.raises(ConfigError, match="seen_tasks"):
+        tm.MatrixConfig(name="m", results_dir=str(tmp_path), base_checkpoint=str(tmp_path / "base"),
+                        train_sets=("en",), test_languages=("en",), seen_tasks=("country_name_pair",))

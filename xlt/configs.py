@@ -516,6 +516,10 @@ class EvalConfig(RunConfig):
     template_lang: str | None = setting(None, help="template language for fixed / cross", macro="TEMPLATE_LANG")
     fallback_lang: str | None = setting(None, help="template language where a task has no native template")
     max_items_per_task: int | None = setting(None, help="first N items per task, all their templates (None: all)")
+    all_templates: bool = setting(True, help="every template of every item (per-template results, as T0 reports); "
+                                  "False: one template per item, rotating (every template used, each item once)")
+    calibrate: bool = setting(True, help="also rank choices by PMI against content-free prompts (scores each "
+                              "distinct option set a second time); False: sum, per-token and per-character only")
     batch_size: int = setting(16, help="prompts per scoring / generation batch")
     max_new_tokens: int = setting(32, help="generation length for generation tasks")
     max_input_len: int = setting(1024, help="prompts keep their last N tokens (capped by a learned position table)")
@@ -551,6 +555,8 @@ class EvalConfig(RunConfig):
         _check_language(c, "template_lang")
         _check_language(c, "fallback_lang")
         c.integer("max_items_per_task", 1, optional=True)
+        c.boolean("all_templates")
+        c.boolean("calibrate")
         c.integer("batch_size", 1)
         c.integer("max_new_tokens", 1)
         c.integer("max_input_len", 2)

@@ -114,7 +114,8 @@ def test_eval_records_equal_the_harness_and_feed_a_matrix_cell(tiny, tmp_path):
     assert [key for key, _, _ in cfg.columns()] == ["lm_eval:toy_mc_de/de"]
     assert tm.primary_metric(cfg, "lm_eval:toy_mc_de") == "acc"
     import io
-    tm._evaluate(cfg, tm.BASE_ROW, ckpt, "lm_eval:toy_mc_de/de", tm.Progress(1, 0, 0, io.StringIO()))
+    tm._evaluate_row(cfg, tm.BASE_ROW, ckpt, [("lm_eval:toy_mc_de/de", "held_out")], tm.Progress(1, 0, 0, io.StringIO()),
+                     hook=None)
     (values,) = tm._task_values(cfg, tm.BASE_ROW, "lm_eval:toy_mc_de/de").values()
     cell = json.loads((cfg.eval_dir(tm.BASE_ROW, "lm_eval:toy_mc_de/de") / "records.json").read_text())
     assert {r["n"] for r in cell} == {3}  # max_items_per_task is the harness's limit

@@ -71,6 +71,15 @@ def test_evaluate_writes_report_and_matches_naive_scoring(trained, tmp_path, lay
     predictions = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     ko_endings = [p for p in predictions if p["id"].startswith("verse_ending_choice/ko/")]
     assert [p["prediction"] for p in ko_endings] == summed
+    # Per item: the paired bootstrap's inputs (xlt.evaluation.significance); `correct` averages to accuracy.
+    assert [p["item"] for p in ko_endings] == [ex["id"].rsplit("/", 1)[0] for ex in examples]
+    assert all(p["n_options"] == len(ex["options"]) for p, ex in zip(ko_endings, examples))
+    for r in records:
+        if r["metric"] == "accuracy":
+            mine = [p["correct"] for p in predictions if p["task"] == r["task"] and p["template_id"] == r["template_id"]
+                    and p["content_lang"] == r["content_lang"]]
+            assert len(mine) == r["n"] and sum(mine) / len(mine) == pytest.approx(r["value"])
+    assert all("correct" not in p for p in predictions if p["task"] == "verse_language_name")
 
 
 def test_bad_input(trained, tmp_path):

@@ -36,7 +36,8 @@ The model config and the vocabulary come from the checkpoint's record (``xlt.che
 the file inside the checkpoint, its sha256 checked; a checkpoint without a vocabulary is refused);
 ``EvalConfig.vocabulary``, when given, must have the recorded ids. Outputs in OUTPUT_DIR: ``records.json`` (the raw per-template
 records), ``report.json`` and ``report.md`` (aggregated, followed by a per-benchmark, per-template table:
-``template_table``), ``predictions.jsonl`` (every example's prediction). Every file is written atomically.
+``template_table``), ``predictions.jsonl`` (every example's prediction, item and, for choice tasks,
+whether it is correct: ``prediction_line``). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -168,10 +169,10 @@ class Evaluator:
                                batch_size=self.batch_size, mesh=self.mesh)
         return [(s.loglik, s.num_tokens) for s in scores]
 
-    def rank(self, examples: Sequence[dict[str, Any]]) -> list[dict[str, int]]:
+    def rank(self, examples: Sequence[dict[str, Any]], calibrate: bool = True) -> list[dict[str, int]]:
         """Chosen option per example under every ranking of ``calibration.RANKINGS`` (sum, per token, per
-        character, PMI against the examples' content-free ``null_inputs``)."""
-        return calibration.choose(examples, self.score, calibrate=True)
+        character and, with ``calibrate``, PMI against the examples' content-free ``null_inputs``)."""
+        return calibration.choose(examples, self.score, calibrate=calibrate)
 
     def answer(self, examples: Sequence[dict[str, Any]], max_new_tokens: int) -> list[str]:
         prompts = [self.prompt_ids(ex["inputs"], reserve=max_new_tokens)
@@ -212,7 +213,7 @@ def _records_for(examples: list[dict[str, Any]], predictions: list[Any], kind: s
         if kind == meta.CHOICE:
             gold = [examples[i]["answer"] for i in idx]
             values = {calibration.METRIC_OF_RANKING[r]: metrics.accuracy([predictions[i][r] for i in idx], gold)
-                      for r in calibration.RANKINGS}
+                      for r in calibration.RANKINGS if r in predictions[idx[0]]}
         else:
             preds = [predictions[i] for i in idx]
             refs = [examples[i]["references"] for i in idx]
@@ -280,6 +281,68 @@ def benchmark_pairs(benchmarks: Sequence[str] | None, languages: Sequence[str], 
     return pairs
 
 
+def plan_examples(config: EvalConfig) -> list[tuple[str, Any, list[dict[str, Any]]]]:
+    """(content language, benchmark, its rendered examples) of everything ``config`` asks for, every source
+    read and checked before any model work (a harness task has none: lm-evaluation-harness renders its own)."""
+    plan: list[tuple[str, Any, list[dict[str, Any]]]] = []
+    for lang, bench in plan_benchmarks(config):
+        if harness_tasks.is_harness(bench):  # run by lm-evaluation-harness itself (run_plan): no xlt examples
+            plan.append((lang, bench, []))
+            continue
+        examples = bench.examples(lang, config.split, template_mode=config.template_mode,
+                                  template_lang=config.template_lang,
+                                  fallback_lang=fallback_for(bench, config.fallback_lang),
+                                  max_items=config.max_items_per_task, all_templates=config.all_templates)
+        if not examples:
+            raise ConfigError(f"benchmark {bench.name!r} has no examples in {lang!r} (split {config.split!r})")
+        plan.append((lang, bench, examples))
+    return plan
+
+
+def run_plan(config: EvalConfig, evaluator: Evaluator, plan: Sequence[tuple[str, Any, list[dict[str, Any]]]], *,
+             progress: Any = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records, prediction lines) of a plan. The choice examples of every (benchmark, language) are ranked in
+    one batched pass (prompts sorted by length across tasks, so batches are full and pad little); generation
+    benchmarks are answered one after the other; harness tasks are run by lm-evaluation-harness."""
+    choice = [ex for _, bench, examples in plan if bench.kind == meta.CHOICE for ex in examples]
+    ranked = iter(evaluator.rank(choice, calibrate=config.calibrate) if choice else [])
+    records: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for i, (lang, bench, examples) in enumerate(plan):
+        if harness_tasks.is_harness(bench):  # the harness's prompt, metrics and per-document results
+            harness_records, harness_lines = bench.evaluate(evaluator, lang, limit=config.max_items_per_task)
+            records.extend(harness_records)
+            lines.extend(json.loads(line) for line in harness_lines)
+        elif bench.kind == meta.CHOICE:
+            preds: Any = [next(ranked) for _ in examples]
+            records.extend(_records_for(examples, preds, bench.kind, bench, lang, config.korean_rouge))
+            lines.extend(prediction_line(ex, p["sum"], bench.kind) for ex, p in zip(examples, preds))
+        else:
+            preds = evaluator.answer(examples, config.max_new_tokens)
+            records.extend(_records_for(examples, preds, bench.kind, bench, lang, config.korean_rouge))
+            lines.extend(prediction_line(ex, p, bench.kind) for ex, p in zip(examples, preds))
+        if progress is not None:
+            progress(i + 1, len(plan), f"{bench.name}/{lang}")
+        elif not config.quiet:
+            print(f"[{i + 1}/{len(plan)}] {bench.name} {lang}: {len(examples)} examples "
+                  f"({time.perf_counter() - started:.0f}s)", flush=True)
+    return records, lines
+
+
+def write_results(out: Any, records: Sequence[dict[str, Any]], lines: Sequence[dict[str, Any]]) -> report_lib.Report:
+    """records.json, predictions.jsonl, report.json and report.md of an evaluation in ``out`` (a local directory
+    or a URL: ``xlt.paths``); its report."""
+    out = paths.path(out)
+    rep = report_lib.aggregate(records)
+    atomic_write_text(out / "records.json", json.dumps(list(records), indent=1, ensure_ascii=False))
+    atomic_write_text(out / "predictions.jsonl",
+                      "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    rep.write_json(out / "report.json")
+    atomic_write_text(out / "report.md", rep.to_markdown() + "\n" + template_table(records))
+    return rep
+
+
 def evaluate(config: EvalConfig, *, progress: Any = None, evaluator: Evaluator | None = None) -> report_lib.Report:
     """Evaluate ``config.checkpoint`` zero-shot; returns the aggregated report (and writes it to
     ``config.output_dir``). ``progress(i, n, what)``, if given, is called after each (benchmark, language)
@@ -290,56 +353,40 @@ def evaluate(config: EvalConfig, *, progress: Any = None, evaluator: Evaluator |
     ``tasks`` narrows further. ``languages`` are content languages."""
     if not isinstance(config, EvalConfig):
         raise ConfigError(f"evaluate() takes an EvalConfig, got {type(config).__name__}")
-    # Check every benchmark and read every example source before the (slow) model work starts.
-    plan: list[tuple[str, Any, list[dict[str, Any]]]] = []
-    for lang, bench in plan_benchmarks(config):
-        if harness_tasks.is_harness(bench):  # run by lm-evaluation-harness itself (below): no xlt examples
-            plan.append((lang, bench, []))
-            continue
-        examples = bench.examples(lang, config.split, template_mode=config.template_mode,
-                                  template_lang=config.template_lang,
-                                  fallback_lang=fallback_for(bench, config.fallback_lang),
-                                  max_items=config.max_items_per_task)
-        if not examples:
-            raise ConfigError(f"benchmark {bench.name!r} has no examples in {lang!r} (split {config.split!r})")
-        plan.append((lang, bench, examples))
+    plan = plan_examples(config)  # every benchmark checked and every source read before the (slow) model work
     if evaluator is None:
         evaluator = Evaluator(config.checkpoint, batch_size=config.batch_size, max_input_len=config.max_input_len,
                               mesh_shape=config.mesh_shape, vocabulary=config.vocabulary)
-    records: list[dict[str, Any]] = []
-    predictions_log: list[str] = []
-    started = time.perf_counter()
-    for i, (lang, bench, examples) in enumerate(plan):
-        if harness_tasks.is_harness(bench):  # the harness's prompt, metrics and per-document results
-            harness_records, harness_lines = bench.evaluate(evaluator, lang, limit=config.max_items_per_task)
-            records.extend(harness_records)
-            predictions_log.extend(harness_lines)
-            preds, shown = [], []  # examples is empty: nothing more to add below
-        elif bench.kind == meta.CHOICE:
-            preds: Any = evaluator.rank(examples)
-            shown = [p["sum"] for p in preds]
-        else:
-            preds = evaluator.answer(examples, config.max_new_tokens)
-            shown = preds
-        records.extend(_records_for(examples, preds, bench.kind, bench, lang, config.korean_rouge))
-        predictions_log.extend(json.dumps({"id": ex["id"], "prediction": p, "gold": ex["targets"]},
-                                          ensure_ascii=False) for ex, p in zip(examples, shown))
-        if progress is not None:
-            progress(i + 1, len(plan), f"{bench.name}/{lang}")
-        elif not config.quiet:
-            print(f"[{i + 1}/{len(plan)}] {bench.name} {lang}: {len(examples)} examples "
-                  f"({time.perf_counter() - started:.0f}s)", flush=True)
-    rep = report_lib.aggregate(records)
-    markdown = rep.to_markdown() + "\n" + template_table(records)
+    records, lines = run_plan(config, evaluator, plan, progress=progress)
     if config.output_dir:
-        out = paths.path(config.output_dir)  # a local directory or a URL (xlt.paths)
-        atomic_write_text(out / "records.json", json.dumps(records, indent=1, ensure_ascii=False))
-        atomic_write_text(out / "predictions.jsonl", "\n".join(predictions_log) + "\n")
-        rep.write_json(out / "report.json")
-        atomic_write_text(out / "report.md", markdown)
+        rep = write_results(config.output_dir, records, lines)
+    else:
+        rep = report_lib.aggregate(records)
     if not config.quiet:
-        print(markdown)
+        print(rep.to_markdown() + "\n" + template_table(records))
     return rep
+
+
+def item_of(example: dict[str, Any]) -> str:
+    """The item an example renders: its id without the template (``<task>/<lang>/<split>/<item uid>``), the
+    same for every template of the item, so a tuned row and the base pair on it."""
+    suffix = f"/{example['template_id']}"
+    if not example["id"].endswith(suffix):
+        raise ConfigError(f"example id {example['id']!r} does not end with its template id {example['template_id']!r}")
+    return example["id"][:-len(suffix)]
+
+
+def prediction_line(example: dict[str, Any], prediction: Any, kind: str) -> dict[str, Any]:
+    """One line of ``predictions.jsonl``: the example's id, item (``item_of``), task, content language,
+    template, the prediction and gold; for choice tasks also ``n_options`` and ``correct`` (1 when the
+    summed log-likelihood ranks the gold option first: the ``accuracy`` metric), the per-item values the
+    transfer matrix's paired bootstrap needs (``xlt.evaluation.significance``)."""
+    line = {"id": example["id"], "item": item_of(example), "task": example["task"],
+            "content_lang": example["content_lang"], "template_id": example["template_id"],
+            "prediction": prediction, "gold": example["targets"]}
+    if kind == meta.CHOICE:
+        line.update(n_options=len(example["options"]), correct=int(prediction == example["answer"]))
+    return line
 
 
 def template_table(records: Sequence[dict[str, Any]], digits: int = 3) -> str:

@@ -17,7 +17,9 @@ The per-family computation is the model interface's (``xlt.models.api``: ``score
 every option): the reference in tests and the baseline for benchmarks.
 
 Shapes are bucketed (prompts per batch fixed to ``batch_size``; lengths and option counts rounded up to
-powers of two), so an evaluation compiles a few programs, not one per example. Padding is masked:
+powers of two), so an evaluation compiles a few programs, not one per example. Prompts are batched in order
+of length (prompt, then longest option), so a batch pads to its own longest rather than to the longest of a
+random draw; results come back in the caller's order. Padding is masked:
 padded prompt tokens are never written to the cache, padded options and option tokens carry no weight.
 
 The result per prompt is an ``OptionScores``: summed log-likelihood and token count per option, so
@@ -102,10 +104,13 @@ def score_options(model: nn.Module | ModelAPI, params: Any, prompts: Sequence[Se
     api = model_api(model)
     prompt_rows, option_rows = _validate(api, prompts, options, prefix_lm, batch_size)
     rows_per_batch = -(-batch_size // batch_shards(mesh)) * batch_shards(mesh)
-    results: list[OptionScores] = []
+    results: list[OptionScores | None] = [None] * len(prompt_rows)
+    order = sorted(range(len(prompt_rows)), key=lambda i: (len(prompt_rows[i]), len(option_rows[i]),
+                                                          max(len(o) for o in option_rows[i])))
     params = place_params(api, params, mesh)
     with mesh_context(mesh):
-        for idx in _batches(len(prompt_rows), rows_per_batch):
+        for span in _batches(len(order), rows_per_batch):
+            idx = [order[j] for j in span]
             width = bucket(max(len(prompt_rows[i]) for i in idx))
             n_opts = bucket(max(len(option_rows[i]) for i in idx), minimum=1)
             opt_width = bucket(max(len(o) for i in idx for o in option_rows[i]), minimum=8)
@@ -127,8 +132,8 @@ def score_options(model: nn.Module | ModelAPI, params: Any, prompts: Sequence[Se
             scores = np.asarray(jax.device_get(scores))
             for r, i in enumerate(idx):
                 k = len(option_rows[i])
-                results.append(OptionScores(scores[r, :k].astype(np.float32), o_len[r, :k].copy()))
-    return results
+                results[i] = OptionScores(scores[r, :k].astype(np.float32), o_len[r, :k].copy())
+    return results  # type: ignore[return-value]  # every index was filled
 
 
 # --- The reference: one forward per prompt+option -----------------------------------------------------------
