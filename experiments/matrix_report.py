@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,10 +54,11 @@ MARK = "★"
 PART_TITLES = {"held_out": "held-out clusters (zero-shot)", "seen": "seen clusters (the tuning tasks' test items)"}
 
 
-def _tm() -> Any:
-    # transfer_matrix imports this module at its top; importing it back lazily keeps either import order working.
-    from experiments import transfer_matrix
-    return transfer_matrix
+def _tm(cfg: MatrixConfig) -> Any:
+    """The module that defined ``cfg``'s class: experiments.transfer_matrix, or ``__main__`` when it runs as
+    ``python -m experiments.transfer_matrix`` (importing it again by name would execute it a second time and
+    register its gin configurables twice). transfer_matrix imports this module at its top, so no import here."""
+    return sys.modules[type(cfg).__module__]
 
 
 def part_columns(cfg: MatrixConfig, part: str) -> list[tuple[str, str | None, str]]:
@@ -81,20 +83,25 @@ def _tasks(cfg: MatrixConfig, bench: str | None, part: str) -> tuple[str, ...]:
 
 
 def _task_values(cfg: MatrixConfig, row: str, column: str, part: str = "held_out") -> dict[str, list[float]]:
-    """{task: its per-template values of the column's primary metric} of one cell."""
+    """{task: its per-template values of the column's primary metric} of one cell. With one rotating template
+    per item (``all_templates=False``) the templates hold different items in unequal numbers, so a task has one
+    value, its item mean (the templates' values weighted by their item counts), and the cell's std is then the
+    spread over seeds only."""
     bench, lang = _column_of(cfg, column, part)
-    metric = _tm().primary_metric(cfg, bench)
+    metric = _tm(cfg).primary_metric(cfg, bench)
     path = cfg.eval_dir(row, column, part=part) / "records.json"
     if not path.is_file():
         raise ConfigError(f"cell {row} -> {column} ({part}) has no {path}; run the experiment to finish it")
-    values: dict[str, list[float]] = {t: [] for t in _tasks(cfg, bench, part)}
+    found: dict[str, list[tuple[float, int]]] = {t: [] for t in _tasks(cfg, bench, part)}
     for r in json.loads(path.read_text()):
-        if r["metric"] == metric and r["task"] in values and r["content_lang"] == lang:
-            values[r["task"]].append(float(r["value"]))
-    empty = [t for t, v in values.items() if not v]
+        if r["metric"] == metric and r["task"] in found and r["content_lang"] == lang:
+            found[r["task"]].append((float(r["value"]), int(r.get("n", 1))))
+    empty = [t for t, v in found.items() if not v]
     if empty:
         raise ConfigError(f"{path} has no {metric} for task(s) {empty}; delete {path.parent} and re-run")
-    return values
+    if getattr(cfg, "all_templates", True):
+        return {t: [v for v, _ in vs] for t, vs in found.items()}
+    return {t: [math.fsum(v * n for v, n in vs) / sum(n for _, n in vs)] for t, vs in found.items()}
 
 
 def _item_values(cfg: MatrixConfig, row: str, column: str, part: str
@@ -168,7 +175,7 @@ def build_matrix(cfg: MatrixConfig, part: str = "held_out", *, correction: str =
     """The matrix of one part from its cells' records.json and predictions.jsonl files (every cell must be
     done). The held-out part also carries the seen part under ``"seen"`` when the config has seen tasks
     (``include_seen``)."""
-    tm = _tm()
+    tm = _tm(cfg)
     if correction not in sig.CORRECTIONS:
         raise ConfigError(f"correction {correction!r}; choose one of {', '.join(sig.CORRECTIONS)}")
     columns = [key for key, _, _ in part_columns(cfg, part)]

@@ -55,13 +55,24 @@ def test_items_must_pair_and_fill_the_grid():
     base = {("a", "1"): {"x": 1}}
     with pytest.raises(DataError, match="different items"):
         sig.PairedCell.from_items({("a", "2"): {(0, "x"): 1}}, base)
-    with pytest.raises(DataError, match="full grid"):
+    with pytest.raises(DataError, match="grid"):
         sig.PairedCell.from_items({("a", "1"): {(0, "x"): 1, (0, "y"): 0}}, base)
-    with pytest.raises(DataError, match="full grid"):  # a seed missing on one item
+    with pytest.raises(DataError, match="grid"):  # a seed missing on one item
         sig.PairedCell.from_items({("a", "1"): {(0, "x"): 1, (1, "x"): 1}, ("a", "2"): {(0, "x"): 1}},
                                   {("a", "1"): {"x": 1}, ("a", "2"): {"x": 0}})
     with pytest.raises(DataError, match="no items"):
         sig.PairedCell.from_items({}, {})
+    with pytest.raises(DataError, match="grid"):  # one item with two templates, the other with one
+        sig.PairedCell.from_items({("a", "1"): {(0, "x"): 1, (0, "y"): 1}, ("a", "2"): {(0, "x"): 1}},
+                                  {("a", "1"): {"x": 1, "y": 0}, ("a", "2"): {"x": 0}})
+
+
+def test_one_rotating_template_per_item_pairs_each_item_with_its_own_template():
+    # all_templates=False: every item is scored under one template, not the same one for every item.
+    tuned = {("a", "1"): {(0, "x"): 1, (1, "x"): 1}, ("a", "2"): {(0, "y"): 0, (1, "y"): 1}}
+    base = {("a", "1"): {"x": 0}, ("a", "2"): {"y": 0}}
+    cell = sig.PairedCell.from_items(tuned, base)
+    assert cell.n_items == 2 and sig.paired_test(cell).gain == pytest.approx(((1 - 0) + (0.5 - 0)) / 2)
 
 
 # ------------------------------------------------------------------------------------------------ p-values

@@ -92,9 +92,10 @@ class PairedCell:
     def from_items(cls, tuned: Mapping[tuple[str, str], Mapping[tuple[Any, str], float]],
                    base: Mapping[tuple[str, str], Mapping[str, float]]) -> PairedCell:
         """From ``tuned[(task, item)][(seed, template)]`` and ``base[(task, item)][template]`` (e.g. 0/1
-        correctness). Both must have the same items; every item of a task the same templates in both and
-        every seed on every template (the evaluator scores every item under every template): DataError
-        otherwise, naming the first item that breaks it."""
+        correctness). Both must have the same items; every item the same templates in both, as many as the
+        task's other items (every template of every item, or one rotating template per item), and every seed
+        on each of them: DataError otherwise, naming the first item that breaks it. The template axis is the
+        item's k-th template (sorted by id)."""
         if set(tuned) != set(base):
             only_t, only_b = sorted(set(tuned) - set(base)), sorted(set(base) - set(tuned))
             raise DataError(f"the tuned row and the base have different items (only tuned: {only_t[:3]}, "
@@ -109,16 +110,17 @@ class PairedCell:
             first = (task, names[0])
             temps = tuple(sorted(base[first]))
             seeds = tuple(sorted({s for s, _ in tuned[first]}, key=str))
-            grid = {(s, t) for s in seeds for t in temps}
             t_rows, b_rows = [], []
             for name in names:
                 key = (task, name)
-                if tuple(sorted(base[key])) != temps or set(tuned[key]) != grid or len(tuned[key]) != len(grid):
+                mine = tuple(sorted(base[key]))
+                grid = {(s, t) for s in seeds for t in mine}
+                if len(mine) != len(temps) or set(tuned[key]) != grid or len(tuned[key]) != len(grid):
                     raise DataError(f"item {task}/{name}: tuned (seed, template) values {sorted(tuned[key], key=str)} "
-                                    f"and base templates {sorted(base[key])} are not the task's full grid of "
-                                    f"seeds {list(seeds)} x templates {list(temps)}")
-                t_rows.append([[float(tuned[key][(s, t)]) for t in temps] for s in seeds])
-                b_rows.append([float(base[key][t]) for t in temps])
+                                    f"and base templates {list(mine)} are not the grid of seeds {list(seeds)} x "
+                                    f"the item's {len(temps)} template(s)")
+                t_rows.append([[float(tuned[key][(s, t)]) for t in mine] for s in seeds])
+                b_rows.append([float(base[key][t]) for t in mine])
             tasks.append(task)
             items.append(tuple(names))
             templates.append(temps)
