@@ -119,15 +119,19 @@ def local_copy(p: PathLike, directory: PathLike | None = None) -> Path:
 
 def files_under(p: PathLike) -> list[tuple[str, Any]]:
     """Every file under the directory ``p``, recursively, as sorted ``(relative posix path, path)`` pairs (one
-    pair ``(name, p)`` when ``p`` is a file). On an object store a "directory" is a name prefix, listed by
-    ``rglob`` through epath, so the same walk serves local copies and buckets."""
+    pair ``(name, p)`` when ``p`` is a file). On an object store a "directory" is a name prefix: it is listed
+    level by level with ``iterdir`` (epath refuses a recursive ``**`` glob on a bucket), so the same walk
+    serves local copies and buckets."""
     q = path(p)
     if q.is_file():
         return [(q.name, q)]
-    out = []
-    for f in q.rglob("*"):
-        if f.is_file():
-            out.append((f.relative_to(q).as_posix(), f))
+    out, todo = [], [q]
+    while todo:
+        for f in todo.pop().iterdir():
+            if f.is_dir():
+                todo.append(f)
+            elif f.is_file():
+                out.append((f.relative_to(q).as_posix(), f))
     return sorted(out, key=lambda x: x[0])
 
 
