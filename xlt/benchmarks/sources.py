@@ -20,9 +20,10 @@ A *source* is either
 
 A string that names an existing directory, or that looks like a path (starts with ``/``, ``.`` or ``~``),
 is a local source; a URL (``gs://bucket/xnli``, any scheme ``xlt.paths`` reads) is a copy in a bucket with
-the same layout, listed and read through ``xlt.paths`` (parquet objects are read whole into memory); anything else is a hub name. Records are returned as plain dicts; the benchmark checks
-their schema (``check_fields``), so a file in the wrong schema fails with one line naming the file, the
-record and the missing field.
+the same layout, listed and read through ``xlt.paths`` (parquet objects are read whole into memory);
+anything else is a hub name. Records are returned as plain dicts; the benchmark checks their schema
+(``check_fields``), so a file in the wrong schema fails with one line naming the file, the record and the
+missing field.
 """
 
 from __future__ import annotations

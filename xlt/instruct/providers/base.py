@@ -26,9 +26,9 @@ and cached; examples are streamed again from the shards when a seqio Task asks f
 
 Sources: ``resolve_source`` takes a local file or directory (the set's published layout and field
 names), a bucket URL holding the same layout (``gs://…``: copied once per process into a temporary local
-directory, then read like a local copy) or a hub name (``owner/name``); ``hub_snapshot`` fetches the matching files of a hub dataset
-with ``huggingface_hub.snapshot_download`` into the local cache, so a hub source is then read exactly
-like a local copy of the same layout (nothing can be downloaded on this machine: tests use local files).
+directory, then read like a local copy) or a hub name (``owner/name``); ``hub_snapshot`` fetches the
+matching files of a hub dataset with ``huggingface_hub.snapshot_download`` into the local cache, so a hub
+source is then read exactly like a local copy of the same layout (nothing can be downloaded on this machine: tests use local files).
 """
 
 from __future__ import annotations

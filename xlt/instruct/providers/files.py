@@ -1,7 +1,8 @@
 """Generic instruction files: JSON lines, a JSON array or Parquet, with a field mapping.
 
 ``FilesProvider(source, inputs_field='inputs', targets_field='targets', lang_field=None, lang=None)``
-reads one file or every data file under a directory (local, or a ``gs://…`` URL read through a local copy) (``xlt.data.sources.formats.read_instruction_file``).
+reads one file or every data file under a directory (``xlt.data.sources.formats.read_instruction_file``;
+a ``gs://…`` source is read through a local copy).
 The language is a fixed ``lang`` or each record's ``lang_field`` (ISO 639-1, or ISO 639-3 with
 ``lang_codes='iso639_3'``). Each file is a task named by its stem (or all files one task, ``task=``), in
 the cluster ``cluster`` (default ``instructions``); the split comes from the file name (``train.jsonl``,
