@@ -62,7 +62,7 @@ from typing import Any, ClassVar, TextIO
 
 from experiments.matrix_report import (  # noqa: F401 - the aggregation lives there; re-exported for callers
     _heatmap, _mean, _task_values, build_matrix, cell_stat, matrix_markdown, save_figure, write_outputs)
-from xlt import cli, configs
+from xlt import cli, configs, paths
 from xlt.configs import setting
 from xlt.data import languages as language_table
 from xlt.errors import ConfigError
@@ -227,7 +227,7 @@ class MatrixConfig(configs.RunConfig):
             raise ConfigError("give exactly one of MatrixConfig.base_checkpoint and MatrixConfig.base_gin_files "
                               "(transfer_matrix.base_checkpoint / .base_gin_files)")
         c.text("base_checkpoint", optional=True)
-        if self.base_checkpoint and not Path(self.base_checkpoint).exists():
+        if self.base_checkpoint and not paths.exists(self.base_checkpoint):  # a local path or a URL
             c.fail("base_checkpoint", "an existing checkpoint")
         c.text("base_dir", optional=True)
         if self.base_checkpoint and self.base_dir:

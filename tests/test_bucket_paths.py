@@ -302,3 +302,83 @@ def test_transfer_matrix_results_dir_stays_a_url():
     assert str(cfg.base_path) == f"gs://{BUCKET}/results/{cfg.name}/base"
     assert str(cfg.tuned_dir("en")) == f"gs://{BUCKET}/results/{cfg.name}/tuned/en"
     assert str(cfg.tuned_dir("en").relative_to(cfg.root)) == "tuned/en"
+
+
+def test_benchmark_source_and_instruction_data_in_a_bucket(gcs, cwd):
+    """Data paths: a benchmark source (jsonl and parquet shards in the hub layout) and instruction-data sources
+    (the files provider, and a published layout read through local_root) at gs:// URLs; a missing URL is a
+    one-line DataError."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xlt import benchmarks
+    from xlt.benchmarks import sources
+    from xlt.errors import DataError
+    from xlt.instruct.providers.files import FilesProvider
+    from xlt.instruct.providers.multialpaca import MultiAlpacaProvider
+
+    nli = [{"premise": f"The cat sat {i}.", "hypothesis": "A cat sat.", "label": i % 3} for i in range(4)]
+    gcs.pipe("xnli/en/test.jsonl", "\n".join(json.dumps(r) for r in nli[:2]).encode())
+    shard = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(nli[2:]), shard)
+    gcs.pipe("xnli/en/test-00000-of-00001.parquet", shard.getvalue())
+    new_process()
+    sources.clear_cache()
+    assert benchmarks.get("xnli", source=f"gs://{BUCKET}/xnli").records("en", "test") == nli
+    with pytest.raises(DataError, match="no fr/test.jsonl"):
+        benchmarks.get("xnli", source=f"gs://{BUCKET}/xnli").records("fr", "test")
+    with pytest.raises(DataError, match="does not exist"):
+        benchmarks.get("xnli", source=f"gs://{BUCKET}/nope").records("en", "test")
+
+    rows = [{"inputs": f"q{i}", "targets": f"a{i}"} for i in range(3)]
+    gcs.pipe("instr/qa/train.jsonl", "\n".join(json.dumps(r) for r in rows).encode())
+    gcs.pipe("instr/qa/test.jsonl", json.dumps(rows[0]).encode())
+    gcs.pipe("alpaca/ko.jsonl", json.dumps({"instruction": "i", "input": "", "output": "o"}).encode())
+    new_process()
+    files_ = FilesProvider(source=f"gs://{BUCKET}/instr", lang="ko")
+    assert files_.languages() == ("ko",) and files_.splits("ko") == ("train", "test")
+    assert [t.name for t in files_.tasks("ko")] == ["qa"]
+    assert [e["inputs"] for e in files_.examples("qa", "ko", "train")] == ["q0", "q1", "q2"]
+    alpaca = MultiAlpacaProvider(source=f"gs://{BUCKET}/alpaca")
+    assert alpaca.languages() == ("ko",) and alpaca.size("multialpaca", "ko") == 1
+    with pytest.raises(DataError, match="does not exist"):
+        FilesProvider(source=f"gs://{BUCKET}/no-such", lang="ko").languages()
+
+
+def test_moving_a_tree_hf_tokenizer_and_matrix_base_in_a_bucket(gcs, cwd, tmp_path_factory):
+    """Checkpointer._set_aside of an unreadable step on a bucket (paths.move_tree: copy each object, delete), the
+    harness's hf/ tokenizer lookup for a URL checkpoint, and a URL base_checkpoint passing the matrix's
+    validation (a missing one refused)."""
+    for name in ("a/x", "a/sub/y", "commit_success.txt"):  # a finished step, as orbax marks one on GCS
+        gcs.pipe(f"mv/checkpoints/6/{name}", name.encode())
+    new_process()
+    ck = checkpoints.Checkpointer(f"gs://{BUCKET}/mv/checkpoints", async_save=False)
+    assert ck.latest_step() == 6
+    ck._set_aside(6)  # what restore_latest does with an unreadable step
+    new_process()
+    assert objects(gcs, "mv") == ["checkpoints.unreadable/6/a/sub/y", "checkpoints.unreadable/6/a/x",
+                                  "checkpoints.unreadable/6/commit_success.txt"]
+    assert gcs.cat("mv/checkpoints.unreadable/6/a/sub/y") == b"a/sub/y" and ck.latest_step() is None
+    ck.close()
+
+    from xlt import harness
+
+    local = tmp_path_factory.mktemp("hf")
+    src = _tokenizer_json(local / "tokenizer.json")
+    (local / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                             "eos_token": "</s>", "pad_token": "<pad>"}))
+    paths.copy_tree(local, f"gs://{BUCKET}/imported/hf")  # an import, with a fine-tuned checkpoint below it
+    gcs.pipe("imported/tuned/meta.json", b"{}")
+    new_process()
+    tok = harness._load_tokenizer(f"gs://{BUCKET}/imported/tuned")
+    assert tok is not None and tok("god created")["input_ids"] == [6, 7], src
+    assert harness._load_tokenizer(f"gs://{BUCKET}/mv") is None
+
+    from experiments import transfer_matrix as tm
+
+    kwargs = dict(name="m", train_sets=("en",), test_languages=("en", "ko"), eval_tasks=("country_name_pair",))
+    tm.MatrixConfig(base_checkpoint=f"gs://{BUCKET}/imported", **kwargs).validate()
+    with pytest.raises(ConfigError, match="base_checkpoint"):
+        tm.MatrixConfig(base_checkpoint=f"gs://{BUCKET}/absent", **kwargs).validate()

@@ -380,9 +380,8 @@ class Checkpointer:
         aside = self.directory.parent / f"{self.directory.name}.unreadable" / str(step)
         if _is_primary():
             aside.parent.mkdir(parents=True, exist_ok=True)
-            if aside.exists():
-                shutil.rmtree(aside)
-            (self.directory / str(step)).rename(aside)
+            paths.rmtree(aside)
+            paths.move_tree(self.directory / str(step), aside)  # on a bucket: copy each object, then delete
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices(f"xlt_set_aside_{step}")

@@ -86,14 +86,19 @@ def _load_tokenizer(checkpoint_dir: str | Path):
     fine-tuned models keep the import as an ancestor directory, so the parent and grandparent are looked at
     too (as ``xlt.probe`` looks for the sentencepiece model). The one place that knows where the tokenizer
     lives: switch it to the checkpoint record once that carries the vocabulary."""
-    where = Path(checkpoint_dir)
+    from xlt import paths
+
+    where = paths.path(checkpoint_dir)
     for root in (where, where.parent, where.parent.parent):
+        if paths.is_url(root) and str(root).rstrip("/").count("/") < 2:  # above gs://bucket: no such folder
+            continue
         hf_dir = root / "hf"
         if hf_dir.is_dir() and any((hf_dir / f).is_file() for f in TOKENIZER_FILES):
             import transformers
 
             try:
-                return transformers.AutoTokenizer.from_pretrained(str(hf_dir))
+                # transformers reads local files: a bucket's hf/ is read through a local copy (as the vocabulary is)
+                return transformers.AutoTokenizer.from_pretrained(str(paths.local_tree(hf_dir)))
             except (OSError, ValueError, KeyError) as e:
                 raise CheckpointError(f"cannot load the Hugging Face tokenizer in {hf_dir}: "
                                       f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e

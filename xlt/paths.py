@@ -115,3 +115,59 @@ def local_copy(p: PathLike, directory: PathLike | None = None) -> Path:
     local = where / q.name
     copy_file(q, local)
     return local
+
+
+def files_under(p: PathLike) -> list[tuple[str, Any]]:
+    """Every file under the directory ``p``, recursively, as sorted ``(relative posix path, path)`` pairs (one
+    pair ``(name, p)`` when ``p`` is a file). On an object store a "directory" is a name prefix: it is listed
+    level by level with ``iterdir`` (epath refuses a recursive ``**`` glob on a bucket), so the same walk
+    serves local copies and buckets."""
+    q = path(p)
+    if q.is_file():
+        return [(q.name, q)]
+    out, todo = [], [q]
+    while todo:
+        for f in todo.pop().iterdir():
+            if f.is_dir():
+                todo.append(f)
+            elif f.is_file():
+                out.append((f.relative_to(q).as_posix(), f))
+    return sorted(out, key=lambda x: x[0])
+
+
+def copy_tree(source: PathLike, target: PathLike) -> None:
+    """Copy every file under ``source`` to the same relative place under ``target`` (any mix of local paths and
+    URLs; ``target`` is created)."""
+    dst = path(target)
+    for rel, f in files_under(source):
+        out = dst / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        copy_file(f, out)
+
+
+def move_tree(source: PathLike, target: PathLike) -> None:
+    """Move the directory ``source`` to ``target`` (which must not exist): a rename locally; on an object store,
+    where a directory rename is one copy per object anyway, every object is copied and then the source deleted
+    (not atomic: an interruption leaves both, never neither)."""
+    src, dst = path(source), path(target)
+    if isinstance(src, Path) and isinstance(dst, Path):
+        src.rename(dst)
+        return
+    copy_tree(src, dst)
+    rmtree(src)
+
+
+def local_tree(p: PathLike, directory: PathLike | None = None) -> Path:
+    """A local directory (or file) with the content of ``p``: ``p`` itself when local, else a copy of every file
+    under the URL in ``directory`` (a new temporary directory by default), keeping the relative layout. For
+    readers that walk a local copy (instruction-data providers): a bucket copy is downloaded once and read as
+    a local one."""
+    q = path(p)
+    if isinstance(q, Path):
+        return q
+    where = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="xlt-url-"))
+    if q.is_file():
+        return local_copy(q, where)
+    local = where / q.name
+    copy_tree(q, local)
+    return local

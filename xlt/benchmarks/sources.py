@@ -19,9 +19,11 @@ A *source* is either
   rest of the pipeline is the same.
 
 A string that names an existing directory, or that looks like a path (starts with ``/``, ``.`` or ``~``),
-is a local source; anything else is a hub name. Records are returned as plain dicts; the benchmark checks
-their schema (``check_fields``), so a file in the wrong schema fails with one line naming the file, the
-record and the missing field.
+is a local source; a URL (``gs://bucket/xnli``, any scheme ``xlt.paths`` reads) is a copy in a bucket with
+the same layout, listed and read through ``xlt.paths`` (parquet objects are read whole into memory);
+anything else is a hub name. Records are returned as plain dicts; the benchmark checks their schema
+(``check_fields``), so a file in the wrong schema fails with one line naming the file, the record and the
+missing field.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from xlt import paths
 from xlt.errors import DataError
 
 LOCAL_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".parquet")
@@ -50,9 +53,15 @@ def is_local(source: str) -> bool:
     return Path(source).expanduser().is_dir() or source.startswith(("/", ".", "~"))
 
 
-def local_files(root: str | Path, config: str, split: str) -> list[Path]:
-    """The files of one (config, split) in a local copy, in name order (shards concatenate)."""
-    folder = Path(root).expanduser() / config
+def _root(root: str | Path) -> Any:
+    """A source directory as a path: ``pathlib.Path`` (``~`` expanded) or, for a URL, ``epath.Path``."""
+    return paths.path(root) if paths.is_url(root) else Path(root).expanduser()
+
+
+def local_files(root: str | Path, config: str, split: str) -> list[Any]:
+    """The files of one (config, split) in a local copy or a bucket copy (``gs://…``: the same layout, listed
+    through ``xlt.paths``), in name order (shards concatenate)."""
+    folder = _root(root) / config
     found: list[Path] = []
     for suffix in LOCAL_SUFFIXES:
         exact = folder / f"{split}{suffix}"
@@ -65,7 +74,7 @@ def local_files(root: str | Path, config: str, split: str) -> list[Path]:
 
 def _read_json_lines(path: Path) -> list[dict[str, Any]]:
     out = []
-    with path.open(encoding="utf-8") as f:
+    with paths.open_file(path, "r") as f:
         text = f.read()
     stripped = text.lstrip()
     if stripped.startswith("["):  # a JSON array of records
@@ -94,6 +103,10 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     try:
+        if paths.is_url(path):  # parquet needs random access: read the object whole, then parse in memory
+            import pyarrow as pa
+
+            return pq.read_table(pa.BufferReader(path.read_bytes())).to_pylist()
         return pq.read_table(path).to_pylist()
     except Exception as e:  # pyarrow raises several types for a corrupt file
         raise DataError(f"{path}: cannot read parquet ({type(e).__name__}: {e})") from None
@@ -101,7 +114,7 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
 
 def read_local(root: str | Path, config: str, split: str, benchmark: str) -> list[dict[str, Any]]:
     """Every record of ``<root>/<config>/<split>.*``; DataError naming what is there when nothing matches."""
-    base = Path(root).expanduser()
+    base = _root(root)
     if not base.is_dir():
         raise DataError(f"{benchmark}: source directory {str(root)!r} does not exist")
     files = local_files(base, config, split)
@@ -177,7 +190,7 @@ def read_tfds(source: str, name: str, split: str, benchmark: str) -> list[dict[s
 def _cached(source: str, config: str, split: str, benchmark: str) -> tuple[dict[str, Any], ...]:
     if is_tfds(source):
         return tuple(read_tfds(source, config, split, benchmark))
-    if is_local(source):
+    if paths.is_url(source) or is_local(source):
         return tuple(read_local(source, config, split, benchmark))
     return tuple(read_hub(source, config, split, benchmark))
 

@@ -25,9 +25,10 @@ example and character counts per (task, language, split) is built by streaming e
 and cached; examples are streamed again from the shards when a seqio Task asks for them.
 
 Sources: ``resolve_source`` takes a local file or directory (the set's published layout and field
-names) or a hub name (``owner/name``); ``hub_snapshot`` fetches the matching files of a hub dataset
-with ``huggingface_hub.snapshot_download`` into the local cache, so a hub source is then read exactly
-like a local copy of the same layout (nothing can be downloaded on this machine: tests use local files).
+names), a bucket URL holding the same layout (``gs://…``: copied once per process into a temporary local
+directory, then read like a local copy) or a hub name (``owner/name``); ``hub_snapshot`` fetches the
+matching files of a hub dataset with ``huggingface_hub.snapshot_download`` into the local cache, so a hub
+source is then read exactly like a local copy of the same layout (nothing can be downloaded on this machine: tests use local files).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xlt import paths
 from xlt.data import languages as language_table
 from xlt.errors import ConfigError, DataError
 
@@ -144,12 +146,20 @@ def _measure(example: dict[str, Any], unit: str, vocab: Any) -> int:
 class Source:
     """Where a provider's data lives: a local path or a Hugging Face hub name."""
 
-    kind: str  # "local" or "hub"
+    kind: str  # "local", "url" or "hub"
     location: str
 
     @property
     def path(self) -> Path:
-        return Path(self.location)
+        """The local file or directory to read: the source itself, or for a URL a local copy of it."""
+        return _downloaded(self.location) if self.kind == "url" else Path(self.location)
+
+
+@functools.lru_cache(maxsize=None)
+def _downloaded(url: str) -> Path:
+    """A bucket source (``gs://…``) copied once per process into a temporary directory, keeping its layout, so
+    every provider reads it with the code that reads a local copy (as a hub source is read from its snapshot)."""
+    return paths.local_tree(url)
 
 
 def resolve_source(source: str | Path | None, default_hub: str, what: str) -> Source:
@@ -158,6 +168,10 @@ def resolve_source(source: str | Path | None, default_hub: str, what: str) -> So
     if source is None:
         return Source("hub", default_hub)
     text = str(source)
+    if paths.is_url(text):
+        if not paths.exists(text):
+            raise DataError(f"{what}: source {text!r} does not exist")
+        return Source("url", text)
     if Path(text).exists():
         return Source("local", text)
     parts = text.split("/")
@@ -336,7 +350,7 @@ class FileProvider(Provider):
 def local_root(provider: FileProvider, default_hub: str, patterns: Sequence[str]) -> Path:
     """The directory (or file) a file provider reads: its local source, or a hub snapshot of ``patterns``."""
     source = resolve_source(provider.source, default_hub, provider.name)
-    if source.kind == "local":
+    if source.kind in ("local", "url"):
         return source.path
     try:
         return hub_snapshot(source.location, patterns)

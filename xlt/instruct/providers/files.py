@@ -1,7 +1,8 @@
 """Generic instruction files: JSON lines, a JSON array or Parquet, with a field mapping.
 
 ``FilesProvider(source, inputs_field='inputs', targets_field='targets', lang_field=None, lang=None)``
-reads one file or every data file under a directory (``xlt.data.sources.formats.read_instruction_file``).
+reads one file or every data file under a directory (``xlt.data.sources.formats.read_instruction_file``;
+a ``gs://…`` source is read through a local copy).
 The language is a fixed ``lang`` or each record's ``lang_field`` (ISO 639-1, or ISO 639-3 with
 ``lang_codes='iso639_3'``). Each file is a task named by its stem (or all files one task, ``task=``), in
 the cluster ``cluster`` (default ``instructions``); the split comes from the file name (``train.jsonl``,
@@ -38,13 +39,15 @@ class FilesProvider(FileProvider):
 
     def shards(self) -> list[Shard]:
         src = resolve_source(self.source, "", self.name)
-        if src.kind != "local":
-            raise DataError(f"instruction data {self.name!r}: {self.source!r} is not a local file or directory")
+        if src.kind == "hub":
+            raise DataError(f"instruction data {self.name!r}: {self.source!r} is not a local file or directory "
+                            "(or a bucket URL)")
+        root = src.path  # a bucket URL: its local copy
         out = []
-        for path in data_files(src.path):
+        for path in data_files(root):
             stem = formats.file_stem(path)
             if stem.split("-")[0] in SPLITS:  # train.jsonl, test-00000-of-00001.parquet: a split, not a task
-                stem = path.parent.name if path.parent != src.path else self.name
+                stem = path.parent.name if path.parent != root else self.name
             task = self.task or re.sub(r"[^A-Za-z0-9_]", "_", stem).lower()
             out.append(Shard(str(path), split_of_file(path, "train") or "train",
                              lambda p=path: formats.read_instruction_file(p, **self.fields), task=task,
