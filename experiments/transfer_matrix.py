@@ -201,8 +201,8 @@ class MatrixConfig(configs.RunConfig):
 
     def normalize(self) -> None:
         if self.train_vocabulary is not None:
-            object.__setattr__(self, "train_vocabulary", dict(self.train_vocabulary)) if isinstance(
-                self.train_vocabulary, Mapping) else None
+            if isinstance(self.train_vocabulary, Mapping):
+                object.__setattr__(self, "train_vocabulary", dict(self.train_vocabulary))
             if self.vocabulary is None and (self.vocab_dir / "spm.model").is_file():
                 object.__setattr__(self, "vocabulary", self.trained_vocabulary())
             return  # the vocabulary is trained by run() before any model work

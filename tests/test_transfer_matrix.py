@@ -277,3 +277,27 @@ def test_matrix_parts_and_folders(tmp_path):
     with pytest.raises(ConfigError, match="seen_tasks"):
         tm.MatrixConfig(name="m", results_dir=str(tmp_path), base_checkpoint=str(tmp_path / "base"),
                         train_sets=("en",), test_languages=("en",), seen_tasks=("country_name_pair",))
+
+
+def test_trained_vocabulary_is_made_once_and_reused(tmp_path):
+    """transfer_matrix.train_vocabulary: tools/train_tokenizer.py trains a sentencepiece model into
+    results/<name>/vocab before any model work; a second run with the same options keeps it."""
+    def config():
+        return tm.MatrixConfig(name="v", results_dir=str(tmp_path), base_checkpoint=str(tmp_path), train_sets=("en",),
+                               test_languages=("en",), eval_tasks=("country_name_pair",),
+                               train_vocabulary={"vocab_size": 400, "sample_chars": 30000, "character_coverage": 0.98})
+
+    cfg = config()
+    assert cfg.vocabulary is None and cfg.vocabulary_args()[0].startswith("--character_coverage=")
+    out = io.StringIO()
+    progress = tm.Progress(1, 0, 0, out)
+    tm._ensure_vocabulary(cfg, progress)
+    model = tmp_path / "v" / "vocab" / "spm.model"
+    assert model.is_file() and cfg.vocabulary.vocab_size == 400 and "training the vocabulary" in out.getvalue()
+    text = "In the beginning God created the heaven and the earth."
+    assert cfg.vocabulary.decode(cfg.vocabulary.encode(text)) == text
+    stamp = model.stat().st_mtime_ns
+    again = config()
+    assert again.vocabulary is not None  # found at validation: the same file
+    tm._ensure_vocabulary(again, tm.Progress(1, 0, 0, out))
+    assert model.stat().st_mtime_ns == stamp and "kept from an earlier run" in out.getvalue()
