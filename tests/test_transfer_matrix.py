@@ -70,7 +70,13 @@ def test_matrix_runs_end_to_end(finished):
     assert saved["rows"][1]["cells"]["ko"]["mean"] == pytest.approx(expected)
     assert (root / "tuned" / "en_s0" / "checkpoints" / "3").is_dir()
     assert "base (untuned)" in (root / "matrix.md").read_text()
-    assert "evaluating ko_s0 -> ko" in log and "0 left" in log
+    assert "evaluating ko_s0 -> en, ko, en (seen), ko (seen)" in log and "0 left" in log  # one pass per row
+    # The seen-cluster matrix: the same rows over the training cluster's task, from eval_seen/<row>/<lang>.
+    seen = saved["seen"]
+    assert seen["eval_tasks"] == ["country_continent"] and [r["row"] for r in seen["rows"]] == [tm.BASE_LABEL, "en", "ko"]
+    assert all(r["cells"][lang]["n_tasks"] == 1 for r in seen["rows"] for lang in ("en", "ko"))
+    lines = [json.loads(x) for x in (root / "eval_seen" / "ko_s0" / "en" / "predictions.jsonl").read_text().splitlines()]
+    assert {x["task"] for x in lines} == {"country_continent"} and {x["content_lang"] for x in lines} == {"en"}
 
 
 @pytest.mark.slow  # shares the module's tiny matrix: minutes of pretraining, tuning and evaluation
