@@ -226,7 +226,7 @@ OPT_IN = "XLT_TEST_GCS_TRAIN"
 
 @pytest.mark.slow  # a training run written to the emulator, resumed, probed and evaluated: about a minute
 @pytest.mark.skipif(not os.environ.get(OPT_IN), reason=f"opt-in ({OPT_IN}=1): the emulator's imitation of GCS "
-                    "generations races under tensorstore's concurrent OCDBT writes (passed 3 of 6 runs on "
+                    "generations races under tensorstore's concurrent OCDBT writes (passed in 3 runs and failed in 4 on "
                     "2026-12-02), so it is not a CI test; see docs/SCALE.md")
 def test_train_resume_probe_and_eval_from_a_bucket_in_its_own_process():
     """Runs the test below alone in a new pytest process. In a process that has already written local orbax
