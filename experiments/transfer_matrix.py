@@ -22,11 +22,16 @@ whole when it is made. Work, in order (nothing is written before that):
 2. rows: for each train set (``'en'``, ``'en+ko'``: ``+`` joins the languages of one mixture) and seed,
    ``xlt.train.train`` with ``runs/instruct.gin`` from the base into ``results/<name>/tuned/<trainset>_s<seed>``
    (a killed run resumes from its own checkpoint).
-3. cells: ``xlt.evaluation.evaluate`` with an ``EvalConfig`` (the experiment's vocabulary, a value) of every
-   row and of the base in every column into ``results/<name>/eval/<row>/<lang>`` (benchmark columns:
-   ``.../<row>/<benchmark>/<lang>``); ``cell.json`` is written atomically last, and a cell that has one is
-   skipped on a re-run (so is a row's tuning when all its cells are done).
-4. ``results/<name>/matrix.json``, ``matrix.md``, ``matrix_score.png`` and ``matrix_gain.png``.
+3. cells: per row (and the base), one evaluator and one batched pass of ``xlt.evaluation.evaluate`` (an
+   ``EvalConfig`` with the experiment's vocabulary, a value) over every pending cell: the held-out tasks and,
+   with ``seen_tasks``, the training clusters' tasks in every column, split into
+   ``results/<name>/eval/<row>/<lang>`` and ``eval_seen/<row>/<lang>`` (benchmark columns:
+   ``.../<row>/<benchmark>/<lang>``, one pass each); ``cell.json`` is written atomically last, and a cell that
+   has one is skipped on a re-run (so is a row's tuning when all its cells are done). Before any of it,
+   ``train_vocabulary`` (if set) is trained once into ``results/<name>/vocab``, and compiled programs are
+   cached in ``results/<name>/.jax_cache``.
+4. ``results/<name>/matrix.json``, ``matrix.md``, ``matrix_score.png`` and ``matrix_gain.png`` (and
+   ``matrix_seen_*.png``), built by ``experiments.matrix_report`` with per-cell statistics.
 
 The cell of a benchmark column: its primary metric (``accuracy`` for choice benchmarks, ``squad_f1`` for TyDiQA,
 the first metric of other generation benchmarks), mean and population std over seeds x templates.
@@ -725,7 +730,8 @@ def _evaluate_row(cfg: MatrixConfig, row: str, checkpoint: Path, pending: Sequen
 def run(cfg: MatrixConfig, *, hook: Hook | None = None, out: TextIO = sys.stdout) -> dict[str, Any]:
     """Run (or resume) every missing cell, then write the matrix files; returns the matrix as a dict.
 
-    ``hook(row, lang)`` is called before each cell that runs (tests interrupt a run through it)."""
+    ``hook(row, column)`` is called for each pending cell of a row before that row's evaluation pass (tests
+    interrupt a run through it)."""
     cells = _cells(cfg)
     plan: list[tuple[str, str | None, int | None]] = [(BASE_ROW, None, None)] + [(r, ts, s) for r, ts, s in cfg.rows()]
     total = len(plan) * len(cells)
