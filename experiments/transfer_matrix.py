@@ -715,8 +715,7 @@ def _evaluate_row(cfg: MatrixConfig, row: str, checkpoint: Path, pending: Sequen
                             batch_size=cfg.eval_batch_size, quiet=True, vocabulary=cfg.vocabulary)
         plan = ev.plan_examples(config)
         if evaluator is None:
-            evaluator = ev.Evaluator(str(checkpoint), batch_size=config.batch_size, max_input_len=config.max_input_len,
-                                     vocabulary=config.vocabulary)
+            evaluator = ev.Evaluator.from_config(config)  # one per row: every group shares its checkpoint
         records, lines = ev.run_plan(config, evaluator, plan, progress=lambda i, n, what: None)
         seconds = (time.perf_counter() - started) / len(cells)
         for column, part in cells:

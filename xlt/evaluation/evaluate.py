@@ -109,6 +109,13 @@ class Evaluator:
                     mesh=partitioning.make_mesh(mesh_shape) if mesh_shape else None, checkpoint=str(checkpoint))
 
     @classmethod
+    def from_config(cls, config: EvalConfig) -> Evaluator:
+        """The checkpoint an ``EvalConfig`` names, laid out as it asks (batch size, input length, mesh,
+        vocabulary)."""
+        return cls(config.checkpoint, batch_size=config.batch_size, max_input_len=config.max_input_len,
+                   mesh_shape=config.mesh_shape, vocabulary=config.vocabulary)
+
+    @classmethod
     def from_params(cls, params: Any, meta: checkpoints.CheckpointMeta, vocabulary: Any, *, batch_size: int = 16,
                     max_input_len: int = 1024, mesh: Any = None, checkpoint: str | None = None) -> Evaluator:
         """An evaluator on parameters already in memory (a training run's live parameters, possibly sharded
@@ -355,8 +362,7 @@ def evaluate(config: EvalConfig, *, progress: Any = None, evaluator: Evaluator |
         raise ConfigError(f"evaluate() takes an EvalConfig, got {type(config).__name__}")
     plan = plan_examples(config)  # every benchmark checked and every source read before the (slow) model work
     if evaluator is None:
-        evaluator = Evaluator(config.checkpoint, batch_size=config.batch_size, max_input_len=config.max_input_len,
-                              mesh_shape=config.mesh_shape, vocabulary=config.vocabulary)
+        evaluator = Evaluator.from_config(config)
     records, lines = run_plan(config, evaluator, plan, progress=progress)
     if config.output_dir:
         rep = write_results(config.output_dir, records, lines)
