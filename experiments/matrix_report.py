@@ -88,7 +88,9 @@ def _task_values(cfg: MatrixConfig, row: str, column: str, part: str = "held_out
     value, its item mean (the templates' values weighted by their item counts), and the cell's std is then the
     spread over seeds only."""
     bench, lang = _column_of(cfg, column, part)
-    metric = _tm(cfg).primary_metric(cfg, bench)
+    metric = _tm(cfg).primary_metric(cfg, bench, part)
+    if metric == _tm(cfg).SEEN_GENERATION_METRIC:  # a per-answer value: the predictions are its only source
+        return _line_task_values(cfg, row, column, part)
     path = cfg.eval_dir(row, column, part=part) / "records.json"
     if not path.is_file():
         raise ConfigError(f"cell {row} -> {column} ({part}) has no {path}; run the experiment to finish it")
@@ -104,11 +106,29 @@ def _task_values(cfg: MatrixConfig, row: str, column: str, part: str = "held_out
     return {t: [math.fsum(v * n for v, n in vs) / sum(n for _, n in vs)] for t, vs in found.items()}
 
 
+def _line_task_values(cfg: MatrixConfig, row: str, column: str, part: str) -> dict[str, list[float]]:
+    """``_task_values`` of a seen generation cell: per task, the mean over its items of each answer's chrF
+    (one value per template with ``all_templates``, else one per task)."""
+    got = _item_values(cfg, row, column, part)
+    path = cfg.eval_dir(row, column, part=part) / "predictions.jsonl"
+    if got is None:
+        raise ConfigError(f"cell {row} -> {column} ({part}) has no per-answer chrF in {path}; delete {path.parent} "
+                          "and re-run")
+    by_task: dict[str, dict[str, list[float]]] = {}
+    for (task, _), per_template in got[0].items():
+        for template, value in per_template.items():
+            by_task.setdefault(task, {}).setdefault(template, []).append(value)
+    if getattr(cfg, "all_templates", True):
+        return {t: [_mean(v) for v in per.values()] for t, per in by_task.items()}
+    return {t: [_mean([x for v in per.values() for x in v])] for t, per in by_task.items()}
+
+
 def _item_values(cfg: MatrixConfig, row: str, column: str, part: str
                  ) -> tuple[dict[tuple[str, str], dict[str, float]], dict[str, list[int]]] | None:
-    """({(task, item): {template: 0/1 correct}}, {task: every example's number of options}) of one cell from
-    its predictions.jsonl; None without per-item data (a generation column, or a file written before
-    ``evaluate`` logged items)."""
+    """({(task, item): {template: value}}, {task: every example's number of options}) of one cell from its
+    predictions.jsonl: the value is 0/1 ``correct`` (choice) or the answer's ``chrf`` (seen generation tasks,
+    which have no options: their lists stay empty); None without per-item data (a generation benchmark
+    column, or a file written before ``evaluate`` logged items)."""
     bench, lang = _column_of(cfg, column, part)
     path = cfg.eval_dir(row, column, part=part) / "predictions.jsonl"
     if not path.is_file():
@@ -122,21 +142,26 @@ def _item_values(cfg: MatrixConfig, row: str, column: str, part: str
         line = json.loads(text)
         if line.get("task") not in tasks or line.get("content_lang", lang) != lang:
             continue
-        if "correct" not in line or "item" not in line:
+        key = "correct" if "correct" in line else "chrf"
+        if key not in line or "item" not in line:
             return None
         per_template = values.setdefault((line["task"], line["item"]), {})
         if line["template_id"] in per_template:
             raise DataError(f"{path}:{n}: item {line['item']!r} has template {line['template_id']!r} twice")
-        per_template[line["template_id"]] = float(line["correct"])
-        options.setdefault(line["task"], []).append(int(line["n_options"]))
+        per_template[line["template_id"]] = float(line[key])
+        options.setdefault(line["task"], [])
+        if "n_options" in line:
+            options[line["task"]].append(int(line["n_options"]))
     if set(options) != tasks:
         return None
     return values, options
 
 
-def chance_level(options: Mapping[str, Sequence[int]]) -> float:
+def chance_level(options: Mapping[str, Sequence[int]]) -> float | None:
     """The column's chance accuracy: mean over tasks (each weighs the same, as in the cell) of the mean
-    over the task's examples of 1 / number of options."""
+    over the task's examples of 1 / number of options; None for generation tasks (no options)."""
+    if not all(options.values()):
+        return None
     return math.fsum(math.fsum(1.0 / k for k in ks) / len(ks) for ks in options.values()) / len(options)
 
 
@@ -228,7 +253,12 @@ def build_matrix(cfg: MatrixConfig, part: str = "held_out", *, correction: str =
         "correction": correction, "alpha": alpha, "family": f"the {n_tests} tuned cells of this part with per-item "
         "data", "n_tests": n_tests, "n_resamples": n_resamples, "n_permutations": n_permutations, "seed": seed,
         "confidence": sig.DEFAULT_CONFIDENCE, "module": "xlt.evaluation.significance"}
-    if cfg.benchmarks is None or part == "seen":
+    if part == "seen" and cfg.seen_kind() == "generation":
+        cell = ("mean over the seen tasks of each answer's chrF (0-1, sacrebleu's sentence chrF against the item's "
+                "references), averaged over items; each task's value is its mean over seeds x items. std: root "
+                "mean square over tasks of the population std over seeds; seed_std: population std over seeds of "
+                "the per-seed score; gain: mean minus the base (untuned) row in the same test language")
+    elif cfg.benchmarks is None or part == "seen":
         cell = ("mean over the part's tasks of accuracy (rank classification, summed log-likelihood); each task's "
                 "value is its mean over seeds x templates. std: root mean square over tasks of the population "
                 "std over seeds x templates; seed_std: population std over seeds of the per-seed score; "
@@ -239,7 +269,7 @@ def build_matrix(cfg: MatrixConfig, part: str = "held_out", *, correction: str =
                 "seeds x templates; seed_std: population std over seeds; gain: mean minus the base (untuned) row "
                 "in the same column")
     matrix = {"name": cfg.name, "part": part, "primary_metric": tm.PRIMARY_METRIC,
-              "primary_metrics": {key: tm.primary_metric(cfg, bench) for key, bench, _ in part_columns(cfg, part)},
+              "primary_metrics": {key: tm.primary_metric(cfg, bench, part) for key, bench, _ in part_columns(cfg, part)},
               "cell": cell, "columns": columns, "benchmarks": list(cfg.benchmarks or ()) if part == "held_out" else [],
               "eval_tasks": list(tasks), "test_languages": list(cfg.test_languages),
               "template_mode": cfg.template_mode, "template_lang": cfg.template_lang,
@@ -270,7 +300,7 @@ def _table(part: Mapping[str, Any], digits: int) -> list[str]:
     chance = part.get("chance") or {}
     lines = ["| train \\ test | " + " | ".join(langs) + " | avg |",
              "| --- | " + " | ".join("---:" for _ in langs) + " | ---: |"]
-    if chance:
+    if any(v is not None for v in chance.values()):
         shown = [f"{chance[lang]:.{digits}f}" if chance.get(lang) is not None else "–" for lang in langs]
         lines.append("| *chance* | " + " | ".join(shown) + " | |")
     for r in part["rows"]:

@@ -78,9 +78,10 @@ from xlt.instruct import templates as tpl
 BASE_ROW = "base"
 BASE_LABEL = "base (untuned)"
 PRIMARY_METRIC = "accuracy"
+SEEN_GENERATION_METRIC = "chrf_item"  # seen generation tasks: each answer's chrF (0-1), averaged over items
 CELL_FILE = "cell.json"
 HARNESS_PREFIX = "lm_eval:"  # an lm-evaluation-harness task column (xlt.benchmarks.harness_tasks)
-PREDICTIONS_FORMAT = 2  # predictions.jsonl with per-item fields (item, correct): older cells are evaluated again
+PREDICTIONS_FORMAT = 3  # predictions.jsonl with per-item fields (item, correct / chrf): older cells are evaluated again
 VOCAB_OPTIONS = ("vocab_size", "languages", "sample_chars", "character_coverage", "model_type", "seed", "alpha")
 Hook = Callable[[str, str], None]
 
@@ -170,9 +171,17 @@ class MatrixConfig(configs.RunConfig):
                                                     "that is not a content language")
     eval_tasks: tuple[str, ...] | None = setting(None, help="held-out choice tasks averaged in a cell (None: all "
                                                  "that every test language has); only without `benchmarks`")
-    seen_tasks: tuple[str, ...] | None = setting(None, help="training-cluster choice tasks of the seen-cluster "
-                                                 "matrix (their test items, cells in eval_seen/<row>/<lang>); None: "
-                                                 "no seen-cluster matrix")
+    seen_tasks: tuple[str, ...] | None = setting(None, help="training-cluster tasks of the seen-cluster matrix, all "
+                                                 "choice (accuracy) or all generation (each answer's chrF, "
+                                                 "averaged over items); their test items, cells in "
+                                                 "eval_seen/<row>/<lang>; None: no seen-cluster matrix")
+    held_out_splits: tuple[str, ...] = setting(("test",), help="splits the held-out tasks' items come from, in "
+                                               "order until max_items_per_task (their clusters never enter "
+                                               "tuning, so every split is unseen)")
+    seen_splits: tuple[str, ...] = setting(("test",), help="splits the seen tasks' items come from, in order "
+                                           "until max_items_per_task: test and/or validation (tuning reads train)")
+    max_new_tokens: int = setting(32, help="answer length of generation cells (seen generation tasks, generation "
+                                  "benchmarks)")
     all_templates: bool = setting(True, help="every template of every test item (False: one template per item, "
                                   "rotating: every template used, each item scored once)")
     calibrate: bool = setting(True, help="also score content-free prompts for the PMI ranking (the matrix reports "
@@ -242,7 +251,7 @@ class MatrixConfig(configs.RunConfig):
         c.wrap("model_gin", lambda: cli.resolve_gin_file(self.model_gin, [str(cli.GIN_DIR)]))
         for f in self.base_gin_files:
             c.wrap("base_gin_files", lambda f=f: cli.resolve_gin_file(f, [str(cli.GIN_DIR)]))
-        for name in ("train_steps", "batch_size", "eval_batch_size"):
+        for name in ("train_steps", "batch_size", "eval_batch_size", "max_new_tokens"):
             c.integer(name, 1)
         c.integer("max_items_per_task", 1, optional=True)
         for name in ("base_bindings", "tune_bindings"):
@@ -267,6 +276,7 @@ class MatrixConfig(configs.RunConfig):
         else:
             self._check_benchmarks(c, langs)
         self._check_seen_tasks(c, langs)
+        self._check_splits(c)
         # Every template the run will need, now rather than after an hour of training (rows tuned on rendered
         # instruction data use the data's own prompts: see instruction_spec).
         train_tasks = meta.training_tasks(meta.DEFAULT_HELD_OUT)
@@ -306,17 +316,37 @@ class MatrixConfig(configs.RunConfig):
                    "None without benchmarks")
 
     def _check_seen_tasks(self, c: configs.Check, langs: Sequence[str]) -> None:
-        """seen_tasks: choice tasks of the training clusters with data in every test language."""
+        """seen_tasks: tasks of the training clusters, all of one kind (a cell averages one metric), with data
+        in every test language."""
         if self.seen_tasks is None:
             return
         train_tasks = meta.training_tasks(meta.DEFAULT_HELD_OUT)
+        kinds = set()
         for task in _codes(c, "seen_tasks"):
             spec = c.wrap("seen_tasks", lambda task=task: meta.task_spec(task))
-            if task not in train_tasks or spec.kind != meta.CHOICE:
-                c.fail("seen_tasks", f"choice tasks of the training clusters (not {task!r})")
+            if task not in train_tasks:
+                c.fail("seen_tasks", f"tasks of the training clusters (not {task!r}: its cluster "
+                       f"{spec.cluster!r} is held out)")
+            kinds.add(spec.kind)
+            if len(kinds) > 1:
+                c.fail("seen_tasks", "tasks of one kind, all choice or all generation (a cell averages one metric)")
             missing = [code for code in langs if task not in meta.tasks_for(code)]
             if missing:
                 c.fail("seen_tasks", f"tasks with data in every test language ({task!r} has none in {missing})")
+
+    def _check_splits(self, c: configs.Check) -> None:
+        from xlt.data.splits import SPLITS
+        for name, allowed in (("held_out_splits", SPLITS), ("seen_splits", ("validation", "test"))):
+            splits = _codes(c, name)
+            if not splits or len(set(splits)) != len(splits) or any(s not in allowed for s in splits):
+                c.fail(name, f"distinct splits from {list(allowed)}"
+                       + (" (tuning reads train: its items are not unseen)" if name == "seen_splits" else ""))
+        if self.benchmarks is not None and self.held_out_splits != ("test",):
+            c.fail("held_out_splits", "('test',) with benchmark columns (each benchmark has its evaluation split)")
+
+    def splits_of(self, part: str) -> tuple[str, ...]:
+        """The splits a part's items come from, in the order they fill max_items_per_task."""
+        return tuple(self.seen_splits if part == "seen" else self.held_out_splits)
 
     def _check_benchmarks(self, c: configs.Check, langs: Sequence[str]) -> None:
         """Names, sources, languages, splits, templates and (for local copies) every file's schema of every
@@ -490,6 +520,10 @@ class MatrixConfig(configs.RunConfig):
         """The matrices of the experiment: held_out, and seen with ``seen_tasks``."""
         return ("held_out", "seen") if self.seen_tasks else ("held_out",)
 
+    def seen_kind(self) -> str | None:
+        """The kind of the seen tasks (choice or generation); None without a seen-cluster matrix."""
+        return meta.task_spec(self.seen_tasks[0]).kind if self.seen_tasks else None
+
     def tasks_of(self, part: str = "held_out") -> tuple[str, ...]:
         """The tasks a part's cells average: eval_tasks (held-out; empty with benchmark columns, each its own
         task) or seen_tasks (empty without a seen-cluster matrix)."""
@@ -534,9 +568,12 @@ class Progress:
         self.eval_seconds.append(seconds)
 
 
-def primary_metric(cfg: MatrixConfig, benchmark: str | None) -> str:
-    """The metric a cell reports: accuracy (summed log-likelihood) for choice columns; for a generation
-    benchmark its F1 when it has one (TyDiQA: squad_f1), else its first metric (MGSM: number_match)."""
+def primary_metric(cfg: MatrixConfig, benchmark: str | None, part: str = "held_out") -> str:
+    """The metric a cell reports: accuracy (summed log-likelihood) for choice columns; for seen generation
+    tasks each answer's chrF averaged over items (``SEEN_GENERATION_METRIC``, from predictions.jsonl); for a
+    generation benchmark its F1 when it has one (TyDiQA: squad_f1), else its first metric (MGSM: number_match)."""
+    if part == "seen" and cfg.seen_kind() == meta.GENERATION:
+        return SEEN_GENERATION_METRIC
     if benchmark is None:
         return PRIMARY_METRIC
     from xlt import benchmarks as registry
@@ -566,10 +603,13 @@ def _cell_settings(cfg: MatrixConfig, row: str, column: str, part: str = "held_o
     else:
         checkpoint = str(cfg.tuned_dir(row).relative_to(cfg.root))
     settings = {"checkpoint": checkpoint, "tasks": list(cfg.tasks_of(part) or (bench,)), "template_mode": mode,
-                "template_lang": tlang, "max_items_per_task": cfg.max_items_per_task, "split": "test",
+                "template_lang": tlang, "max_items_per_task": cfg.max_items_per_task,
+                "split": list(cfg.splits_of(part)) if bench is None else None,
                 "all_templates": cfg.all_templates, "calibrate": cfg.calibrate, "predictions": PREDICTIONS_FORMAT}
+    if part == "seen" and cfg.seen_kind() == meta.GENERATION:
+        settings["max_new_tokens"] = cfg.max_new_tokens
     if bench is not None:
-        settings.update(split=None, source=cfg.source_of(bench))
+        settings.update(source=cfg.source_of(bench))
     return settings
 
 
@@ -698,22 +738,26 @@ def _evaluate_row(cfg: MatrixConfig, row: str, checkpoint: Path, pending: Sequen
         bench, lang = _column(cfg, cells[0][0])
         mode, tlang = cfg.column_templates(bench, lang)
         langs = tuple(dict.fromkeys(_column(cfg, c)[1] for c, _ in cells))
-        if bench is None:
-            tasks = tuple(dict.fromkeys(t for _, part in cells for t in cfg.tasks_of(part)))
-            selection: dict[str, Any] = {"tasks": tasks, "split": "test",
-                                         "clusters": tuple(dict.fromkeys(meta.task_spec(t).cluster for t in tasks))}
+        common = dict(checkpoint=str(checkpoint), languages=langs, template_mode=mode, template_lang=tlang,
+                      max_items_per_task=cfg.max_items_per_task, all_templates=cfg.all_templates,
+                      calibrate=cfg.calibrate, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens,
+                      quiet=True, vocabulary=cfg.vocabulary)
+        if bench is None:  # one plan per (part, split), each task's items filled split by split up to the cap
+            parts = tuple(dict.fromkeys(part for _, part in cells))
+            configs_by_split = [EvalConfig(**common, tasks=cfg.tasks_of(part), split=split, clusters=tuple(
+                dict.fromkeys(meta.task_spec(t).cluster for t in cfg.tasks_of(part))))
+                for part in parts for split in cfg.splits_of(part)]
+            config = configs_by_split[0]
+            plan = fill_plan([ev.plan_examples(c) for c in configs_by_split], cfg.max_items_per_task)
+            tasks = tuple(dict.fromkeys(t for part in parts for t in cfg.tasks_of(part)))
             what = f"{len(tasks)} tasks x {len(langs)} languages"
         else:
             source = cfg.source_of(bench)
-            selection = {"benchmarks": (bench,), "benchmark_sources": {bench: source} if source else None}
+            config = EvalConfig(**common, benchmarks=(bench,), benchmark_sources={bench: source} if source else None)
+            plan = ev.plan_examples(config)
             what = f"benchmark {bench}"
         progress.say(f"evaluating {row} -> {', '.join(c if p == 'held_out' else f'{c} (seen)' for c, p in cells)} "
                      f"({what}, templates {mode}{'/' + tlang if tlang else ''})")
-        config = EvalConfig(checkpoint=str(checkpoint), languages=langs, **selection, template_mode=mode,
-                            template_lang=tlang, max_items_per_task=cfg.max_items_per_task,
-                            all_templates=cfg.all_templates, calibrate=cfg.calibrate,
-                            batch_size=cfg.eval_batch_size, quiet=True, vocabulary=cfg.vocabulary)
-        plan = ev.plan_examples(config)
         if evaluator is None:
             evaluator = ev.Evaluator.from_config(config)  # one per row: every group shares its checkpoint
         records, lines = ev.run_plan(config, evaluator, plan, progress=lambda i, n, what: None)
@@ -724,6 +768,29 @@ def _evaluate_row(cfg: MatrixConfig, row: str, checkpoint: Path, pending: Sequen
             _write_cell(cfg, row, column, part, [r for r in records if r["content_lang"] == lang and r["task"] in tasks],
                         [x for x in lines if x["content_lang"] == lang and x["task"] in tasks], seconds)
             progress.finished(seconds)
+
+
+def fill_plan(plans: Sequence[Sequence[tuple[str, Any, list[dict[str, Any]]]]], max_items: int | None
+              ) -> list[tuple[str, Any, list[dict[str, Any]]]]:
+    """One evaluation plan from plans of the same tasks in different splits (``xlt.evaluation.evaluate.
+    plan_examples``, in the order given): each (language, task) takes whole items (every template of an item)
+    split after split until ``max_items`` (None: all of them)."""
+    from xlt.evaluation.evaluate import item_of
+    merged: dict[tuple[str, str], tuple[str, Any, list[dict[str, Any]]]] = {}
+    counts: dict[tuple[str, str], set[str]] = {}
+    for plan in plans:
+        for lang, bench, examples in plan:
+            key = (lang, bench.name)
+            slot = merged.setdefault(key, (lang, bench, []))
+            items = counts.setdefault(key, set())
+            for ex in examples:
+                item = item_of(ex)
+                if item not in items:
+                    if max_items is not None and len(items) >= max_items:
+                        continue
+                    items.add(item)
+                slot[2].append(ex)
+    return list(merged.values())
 
 
 def run(cfg: MatrixConfig, *, hook: Hook | None = None, out: TextIO = sys.stdout) -> dict[str, Any]:

@@ -72,11 +72,19 @@ def test_matrix_runs_end_to_end(finished):
     assert "base (untuned)" in (root / "matrix.md").read_text()
     assert "evaluating ko_s0 -> en, ko, en (seen), ko (seen)" in log and "0 left" in log  # one pass per row
     # The seen-cluster matrix: the same rows over the training cluster's task, from eval_seen/<row>/<lang>.
+    # A generation task: each answer's chrF is the per-item value, the cell its mean over items; no chance level.
     seen = saved["seen"]
-    assert seen["eval_tasks"] == ["country_continent"] and [r["row"] for r in seen["rows"]] == [tm.BASE_LABEL, "en", "ko"]
+    assert seen["eval_tasks"] == ["month_after"] and [r["row"] for r in seen["rows"]] == [tm.BASE_LABEL, "en", "ko"]
     assert all(r["cells"][lang]["n_tasks"] == 1 for r in seen["rows"] for lang in ("en", "ko"))
+    assert seen["primary_metrics"] == {"en": tm.SEEN_GENERATION_METRIC, "ko": tm.SEEN_GENERATION_METRIC}
+    assert seen["chance"] == {"en": None, "ko": None} and seen["statistics"]["n_tests"] == 4
     lines = [json.loads(x) for x in (root / "eval_seen" / "ko_s0" / "en" / "predictions.jsonl").read_text().splitlines()]
-    assert {x["task"] for x in lines} == {"country_continent"} and {x["content_lang"] for x in lines} == {"en"}
+    assert {x["task"] for x in lines} == {"month_after"} and {x["content_lang"] for x in lines} == {"en"}
+    assert [x["item"].split("/")[2] for x in lines] == ["test", "test"]  # test first, validation only to fill
+    from xlt.evaluation import metrics
+    assert all(x["chrf"] == pytest.approx(metrics.sentence_chrf([x["prediction"]], [[x["gold"]]])[0] / 100)
+               for x in lines)
+    assert seen["rows"][2]["cells"]["en"]["mean"] == pytest.approx(sum(x["chrf"] for x in lines) / len(lines))
 
 
 @pytest.mark.slow  # shares the module's tiny matrix: minutes of pretraining, tuning and evaluation
@@ -283,6 +291,41 @@ def test_matrix_parts_and_folders(tmp_path):
     with pytest.raises(ConfigError, match="seen_tasks"):
         tm.MatrixConfig(name="m", results_dir=str(tmp_path), base_checkpoint=str(tmp_path / "base"),
                         train_sets=("en",), test_languages=("en",), seen_tasks=("country_name_pair",))
+
+
+def test_seen_tasks_and_splits_are_checked(tmp_path):
+    (tmp_path / "base").mkdir()
+    common = dict(name="m", results_dir=str(tmp_path), base_checkpoint=str(tmp_path / "base"), train_sets=("en",),
+                  test_languages=("en", "ko"), eval_tasks=("country_name_pair",))
+    cfg = tm.MatrixConfig(**common, seen_tasks=("month_after", "country_currency"), seen_splits=("test", "validation"),
+                          held_out_splits=("test", "validation", "train"))
+    assert cfg.seen_kind() == "generation" and cfg.splits_of("seen") == ("test", "validation")
+    assert tm.primary_metric(cfg, None, "seen") == tm.SEEN_GENERATION_METRIC and tm.primary_metric(cfg, None) == "accuracy"
+    for override, message in [({"seen_tasks": ("month_after", "country_continent")}, "one kind"),
+                              ({"seen_tasks": ("month_after",), "seen_splits": ("train",)}, "tuning reads train"),
+                              ({"held_out_splits": ("test", "test")}, "held_out_splits"),
+                              ({"held_out_splits": ("dev",)}, "held_out_splits")]:
+        with pytest.raises(ConfigError, match=message):
+            tm.MatrixConfig(**common, **override)
+
+
+def test_fill_plan_takes_whole_items_split_after_split(tmp_path):
+    """held_out_splits / seen_splits: each (language, task) is filled from the first split, then the next, up to
+    max_items_per_task, every template of an item kept together; items stay distinct across splits."""
+    from xlt.configs import EvalConfig
+    from xlt.evaluation import evaluate as ev
+    common = dict(checkpoint=str(tmp_path), languages=("en", "ko"), tasks=("month_after",), clusters=("calendar",),
+                  max_items_per_task=20, all_templates=True)
+    plans = [ev.plan_examples(EvalConfig(**common, split=split)) for split in ("test", "validation")]
+    merged = tm.fill_plan(plans, 20)
+    assert [(lang, bench.name) for lang, bench, _ in merged] == [("en", "month_after"), ("ko", "month_after")]
+    for lang, _, examples in merged:
+        items = list(dict.fromkeys(ev.item_of(ex) for ex in examples))
+        assert len(items) == 20 and [i.split("/")[2] for i in items] == ["test"] * 15 + ["validation"] * 5
+        per_item = {i: sum(ev.item_of(ex) == i for ex in examples) for i in items}
+        assert len(set(per_item.values())) == 1 and min(per_item.values()) > 1  # every template of each item
+    everything = tm.fill_plan(plans, None)
+    assert all(len({ev.item_of(ex) for ex in examples}) == 15 + 12 for _, _, examples in everything)
 
 
 def test_trained_vocabulary_is_made_once_and_reused(tmp_path):

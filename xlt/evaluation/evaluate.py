@@ -385,13 +385,16 @@ def item_of(example: dict[str, Any]) -> str:
 def prediction_line(example: dict[str, Any], prediction: Any, kind: str) -> dict[str, Any]:
     """One line of ``predictions.jsonl``: the example's id, item (``item_of``), task, content language,
     template, the prediction and gold; for choice tasks also ``n_options`` and ``correct`` (1 when the
-    summed log-likelihood ranks the gold option first: the ``accuracy`` metric), the per-item values the
-    transfer matrix's paired bootstrap needs (``xlt.evaluation.significance``)."""
+    summed log-likelihood ranks the gold option first: the ``accuracy`` metric), for generation tasks with
+    references ``chrf`` (the answer's sentence-level chrF, 0-1): the per-item values the transfer matrix's
+    paired bootstrap needs (``xlt.evaluation.significance``)."""
     line = {"id": example["id"], "item": item_of(example), "task": example["task"],
             "content_lang": example["content_lang"], "template_id": example["template_id"],
             "prediction": prediction, "gold": example["targets"]}
     if kind == meta.CHOICE:
         line.update(n_options=len(example["options"]), correct=int(prediction == example["answer"]))
+    elif example.get("references"):  # the answer's own chrF (0-1): a generation task's per-item value
+        line["chrf"] = metrics.sentence_chrf([str(prediction)], [example["references"]])[0] / 100.0
     return line
 
 
