@@ -20,6 +20,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import quote
 
@@ -73,7 +74,17 @@ def _gcs_generations(server_module) -> dict:
     """Give the emulator two behaviours of real GCS that tensorstore's gcs driver relies on (its OCDBT manifest
     is read and written conditionally) and that gcp-storage-emulator 2026.7 lacks: the object generation in
     the ``x-goog-generation`` header of a download, and the ``ifGenerationMatch``/``ifGenerationNotMatch``
-    preconditions (412 / 304). Returns the replaced handlers, for ``_restore``."""
+    preconditions (412 / 304) on reads, uploads and deletes. Returns the replaced handlers, for ``_restore``.
+
+    tensorstore downloads with ``GET /storage/v1/b/<bucket>/o/<object>?alt=media``, which the emulator routes to
+    its metadata handler ``get``; that one calls the module's own ``download`` directly, so replacing only the
+    ``/download/...`` route's handler is not enough: a download through ``get`` came back without a
+    generation header, which tensorstore reads as generation 0. Its next conditional read of that object
+    (OCDBT re-reading its manifest, ``ifGenerationNotMatch=0``) is then refused before any request as
+    "Malformed StorageGeneration" (0 is not a GCS generation). Whether the cached manifest generation came
+    from such a read or from a write's JSON response depended on timing, hence a flaky test. So ``get`` is
+    replaced too. The failure statuses are ``HTTPStatus`` members: the emulator's response writer reads
+    ``status.phrase``, and a bare ``412`` made it drop the connection instead of answering."""
     from gcp_storage_emulator.exceptions import NotFound
     from gcp_storage_emulator.handlers import objects as handlers
 
@@ -83,31 +94,54 @@ def _gcs_generations(server_module) -> dict:
         except NotFound:
             return "0"
 
+    def preconditions_hold(request, response, now: str) -> bool:
+        """GCS's generation preconditions on an object whose generation is ``now`` ("0": no object); when one
+        fails, the response is 412 (ifGenerationMatch) or 304 (ifGenerationNotMatch) and False returned."""
+        query = request.query
+        if "ifGenerationMatch" in query and query["ifGenerationMatch"][0] != now:
+            response.status = HTTPStatus.PRECONDITION_FAILED
+            return False
+        if "ifGenerationNotMatch" in query and query["ifGenerationNotMatch"][0] == now:
+            response.status = HTTPStatus.NOT_MODIFIED
+            return False
+        return True
+
     def download(request, response, storage, *args, **kwargs):
         bucket, name = request.params["bucket_name"], request.params["object_id"]
-        now, query = generation(storage, bucket, name), request.query
-        if "ifGenerationMatch" in query and query["ifGenerationMatch"][0] != now:
-            response.status = 412
-            return
-        if "ifGenerationNotMatch" in query and query["ifGenerationNotMatch"][0] == now:
-            response.status = 304
+        now = generation(storage, bucket, name)
+        if not preconditions_hold(request, response, now):
             return
         handlers.download(request, response, storage, *args, **kwargs)
         if now != "0":
             response["x-goog-generation"] = now
+            response["x-goog-metageneration"] = "1"
+
+    def get(request, response, storage, *args, **kwargs):
+        if request.query.get("alt", [""])[0] == "media":
+            return download(request, response, storage, *args, **kwargs)
+        if "softDeleted" not in request.query and not preconditions_hold(
+                request, response, generation(storage, request.params["bucket_name"], request.params["object_id"])):
+            return
+        return handlers.get(request, response, storage, *args, **kwargs)
 
     def insert(request, response, storage, *args, **kwargs):
         query = request.query
-        if "ifGenerationMatch" in query and "name" in query and query["ifGenerationMatch"][0] != generation(
-                storage, request.params["bucket_name"], query["name"][0]):
-            response.status = 412
+        if "name" in query and not preconditions_hold(
+                request, response, generation(storage, request.params["bucket_name"], query["name"][0])):
             return
         handlers.insert(request, response, storage, *args, **kwargs)
 
+    def delete(request, response, storage, *args, **kwargs):
+        if not preconditions_hold(
+                request, response, generation(storage, request.params["bucket_name"], request.params["object_id"])):
+            return
+        handlers.delete(request, response, storage, *args, **kwargs)
+
+    replacements = {handlers.download: download, handlers.get: get, handlers.insert: insert, handlers.delete: delete}
     replaced = {}
     for _, table in server_module.HANDLERS:
         for method, handler in list(table.items()):
-            new = {handlers.download: download, handlers.insert: insert}.get(handler)
+            new = replacements.get(handler)
             if new is not None:
                 replaced[(id(table), method)] = (table, handler)
                 table[method] = new
@@ -211,35 +245,34 @@ def _tokenizer_json(path: Path) -> Path:
     return path
 
 
-# The training run comes before the params-checkpoint test: after that test rewrites and deletes objects under
-# orbax's feet, tensorstore's OCDBT reads of a new checkpoint in the same emulator fail ("Malformed
-# StorageGeneration": the test's generation imitation, _gcs_generations, is not GCS). Measured 2026-12-02.
 def losses(records) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if "loss" in r}
 
 
-ISOLATED = "XLT_BUCKET_TRAIN_ALONE"
+ALONE = "XLT_BUCKET_TEST_ALONE"
 
 
-OPT_IN = "XLT_TEST_GCS_TRAIN"
-
-
-@pytest.mark.slow  # a training run written to the emulator, resumed, probed and evaluated: about a minute
-@pytest.mark.skipif(not os.environ.get(OPT_IN), reason=f"opt-in ({OPT_IN}=1): the emulator's imitation of GCS "
-                    "generations races under tensorstore's concurrent OCDBT writes (passed in 3 runs and failed in 4 on "
-                    "2026-12-02), so it is not a CI test; see docs/SCALE.md")
-def test_train_resume_probe_and_eval_from_a_bucket_in_its_own_process():
-    """Runs the test below alone in a new pytest process. In a process that has already written local orbax
-    checkpoints (earlier tests), tensorstore's OCDBT reads of a new checkpoint in the emulator fail with
-    "Malformed StorageGeneration" (shared tensorstore state meeting the test's imitation of GCS generations,
-    ``_gcs_generations``); alone, as a real training job runs, they do not."""
-    done = subprocess.run([sys.executable, "-m", "pytest", f"{__file__}::test_train_resume_probe_and_eval_from_a_bucket",
-                           "-q", "-p", "no:cacheprovider"], env={**os.environ, ISOLATED: "1"},
-                          capture_output=True, text=True, timeout=900)
+def run_alone(test: str) -> None:
+    """Run ``test`` of this file alone in a new pytest process, as a training job runs: the process starts with
+    no tensorstore, orbax or epath state from earlier tests (the GCS environment variables are read when a
+    client is first made, and epath caches its backend choice)."""
+    done = subprocess.run([sys.executable, "-m", "pytest", f"{__file__}::{test}", "-q", "-p", "no:cacheprovider"],
+                          env={**os.environ, ALONE: test}, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0 and "1 passed" in done.stdout.splitlines()[-1], done.stdout[-4000:]
 
 
-@pytest.mark.skipif(not os.environ.get(ISOLATED), reason="run alone in its own process by the test above")
+def alone(test):
+    """Mark ``test`` as one that runs only inside ``run_alone``."""
+    return pytest.mark.skipif(os.environ.get(ALONE) != test.__name__,
+                              reason="run alone in its own process by its *_in_its_own_process test")(test)
+
+
+@pytest.mark.slow  # a training run written to the emulator, resumed, probed and evaluated: about 40 s
+def test_train_resume_probe_and_eval_from_a_bucket_in_its_own_process():
+    run_alone("test_train_resume_probe_and_eval_from_a_bucket")
+
+
+@alone
 def test_train_resume_probe_and_eval_from_a_bucket(gcs, cwd):
     """MODEL_DIR=gs://…: checkpoints, config.json/config.gin, metrics.jsonl and TensorBoard events land in the
     bucket; a restart resumes from the bucket bitwise; probe and evaluation read the checkpoint from it and
