@@ -359,8 +359,7 @@ def test_vocabulary_file_and_params_checkpoint_in_a_bucket(gcs, cwd, tmp_path_fa
 
 
 def test_transfer_matrix_results_dir_stays_a_url():
-    """The matrix's folders derive from results_dir: a URL must stay one (not Path's collapsed 'gs:/…'). Only
-    the path properties are URL-aware; a whole matrix run against a bucket is not tested."""
+    """The matrix's folders derive from results_dir: a URL must stay one (not Path's collapsed 'gs:/…')."""
     from experiments import transfer_matrix as tm
 
     files_, bindings, search, _ = cli.parse_gin_args(["--gin_file=experiments/transfer_tiny_test.gin",
@@ -371,6 +370,46 @@ def test_transfer_matrix_results_dir_stays_a_url():
     assert str(cfg.base_path) == f"gs://{BUCKET}/results/{cfg.name}/base"
     assert str(cfg.tuned_dir("en")) == f"gs://{BUCKET}/results/{cfg.name}/tuned/en"
     assert str(cfg.tuned_dir("en").relative_to(cfg.root)) == "tuned/en"
+
+
+@pytest.mark.slow  # a 1x1 matrix (pretrain, tune, evaluate two rows) in the emulator: about a minute
+def test_transfer_matrix_in_a_bucket_in_its_own_process():
+    run_alone("test_transfer_matrix_in_a_bucket")
+
+
+@alone
+def test_transfer_matrix_in_a_bucket(gcs, cwd):
+    """A whole transfer-matrix run with results_dir=gs://…: the base and the tuned row are trained into the
+    bucket, the cells evaluated from there, matrix.json/matrix.md, the figures and the compilation cache written
+    there, nothing in the working directory; a re-run finds every cell done in the bucket and evaluates nothing."""
+    import io
+
+    from experiments import transfer_matrix as tm
+
+    argv = ["--gin_file=experiments/transfer_tiny_test.gin", f"--gin.transfer_matrix.results_dir='gs://{BUCKET}/results'",
+            "--gin.transfer_matrix.train_sets=['en']", "--gin.transfer_matrix.test_languages=['en']",
+            "--gin.transfer_matrix.eval_tasks=['country_name_pair']", "--gin.transfer_matrix.seen_tasks=None"]
+    files_, bindings, search, _ = cli.parse_gin_args(argv)
+    cli.load_gin(files_, bindings, search)
+    cfg = tm.MatrixConfig.from_gin()
+    log = io.StringIO()
+    matrix = tm.run(cfg, out=log)
+    names = set(objects(gcs, "results/tiny"))
+    for name in ("matrix.json", "matrix.md", "matrix_score.png", "matrix_gain.png"):
+        assert name in names, sorted(names)
+    assert any(n.startswith(".jax_cache/") for n in names), sorted(names)  # the compilation cache too
+    assert "base/checkpoints/4/commit_success.txt" in names and "tuned/en_s0/checkpoints/3/commit_success.txt" in names
+    for row in (tm.BASE_ROW, "en_s0"):
+        assert {f"eval/{row}/en/{n}" for n in ("records.json", "predictions.jsonl", tm.CELL_FILE)} <= names
+    saved = json.loads(gcs.cat("results/tiny/matrix.json"))
+    assert [r["row"] for r in saved["rows"]] == [tm.BASE_LABEL, "en"]
+    assert all(0.0 <= r["cells"]["en"]["mean"] <= 1.0 for r in saved["rows"])
+    assert "base (untuned)" in gcs.cat("results/tiny/matrix.md").decode()
+    new_process()
+    again = io.StringIO()
+    rerun = tm.run(cfg, out=again, hook=lambda row, lang: pytest.fail(f"re-evaluated {row}/{lang}"))
+    assert "] evaluating " not in again.getvalue() and "] tuning " not in again.getvalue(), again.getvalue()
+    assert rerun["rows"] == matrix["rows"]
 
 
 def test_benchmark_source_and_instruction_data_in_a_bucket(gcs, cwd):
