@@ -490,3 +490,72 @@ def test_moving_a_tree_hf_tokenizer_and_matrix_base_in_a_bucket(gcs, cwd, tmp_pa
     tm.MatrixConfig(base_checkpoint=f"gs://{BUCKET}/imported", **kwargs).validate()
     with pytest.raises(ConfigError, match="base_checkpoint"):
         tm.MatrixConfig(base_checkpoint=f"gs://{BUCKET}/absent", **kwargs).validate()
+
+
+def test_vocabulary_path_in_a_bucket(gcs, cwd, tmp_path_factory):
+    """A run's vocabulary.path at a gs:// URL (sentencepiece and tokenizers kinds; the tokenizer_config.json
+    beside a tokenizer.json comes along and names its EOS): the vocabulary and its record equal those of the
+    same file read locally; a missing URL is a one-line ConfigError; the recorded file of a bucket checkpoint
+    is read (sha256 checked) through vocabulary_from_record."""
+    import sentencepiece as spm
+
+    local = tmp_path_factory.mktemp("vocabs")
+    tok = _tokenizer_json(local / "tok" / "tokenizer.json")
+    (local / "tok" / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>", "unk_token": "<unk>"}))
+    text = local / "text.txt"
+    text.write_text("\n".join(["in the beginning god created the heaven and the earth"] * 20) + "\n")
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(local / "spm"), vocab_size=40,
+                                   model_type="unigram", minloglevel=2)
+    paths.copy_tree(local / "tok", f"gs://{BUCKET}/vocab/tok")
+    paths.copy_file(local / "spm.model", f"gs://{BUCKET}/vocab/spm.model")
+    new_process()
+
+    for kind, url, path in (("tokenizers", f"gs://{BUCKET}/vocab/tok/tokenizer.json", tok),
+                            ("sentencepiece", f"gs://{BUCKET}/vocab/spm.model", local / "spm.model")):
+        remote, here = vocab_lib.vocabulary(kind=kind, path=url), vocab_lib.vocabulary(kind=kind, path=str(path))
+        assert remote.vocab_size == here.vocab_size and remote.eos_id == here.eos_id
+        assert remote.encode("god created the earth") == here.encode("god created the earth")
+        assert vocab_lib.record_of(remote) == vocab_lib.record_of(here)
+        assert not paths.is_url(vocab_lib.source_file(remote))  # read through a local copy
+    assert vocab_lib.vocabulary(kind="tokenizers", path=f"gs://{BUCKET}/vocab/tok/tokenizer.json").eos_id == 1
+    with pytest.raises(ConfigError, match="sentencepiece model not found: gs://"):
+        vocab_lib.vocabulary(kind="sentencepiece", path=f"gs://{BUCKET}/vocab/none.model")
+    with pytest.raises(ConfigError, match="Hugging Face tokenizer not found: gs://"):
+        vocab_lib.vocabulary(kind="tokenizers", path=f"gs://{BUCKET}/vocab/none.json")
+
+    record = vocab_lib.record_of(vocab_lib.vocabulary(kind="sentencepiece", path=str(local / "spm.model")))
+    gcs.pipe(f"ckpt/{record.file}", (local / "spm.model").read_bytes())
+    new_process()
+    again = vocab_lib.vocabulary_from_record(record, f"gs://{BUCKET}/ckpt")
+    assert again.encode("the heaven") == vocab_lib.vocabulary(kind="sentencepiece", path=str(local / "spm.model")
+                                                              ).encode("the heaven")
+    gcs.pipe(f"ckpt/{record.file}", (local / "spm.model").read_bytes()[:-1])
+    new_process()
+    with pytest.raises(CheckpointError, match=f"gs://{BUCKET}/ckpt/vocab/spm.model has sha256"):
+        vocab_lib.vocabulary_from_record(record, f"gs://{BUCKET}/ckpt")
+
+
+def test_lm_eval_task_directory_in_a_bucket(gcs, cwd, tmp_path_factory):
+    """An lm_eval:<task> benchmark whose source is a gs:// directory of task YAML files: read (once per
+    process) through a local copy, the URL kept as its source; a missing directory is a one-line ConfigError."""
+    pytest.importorskip("lm_eval")
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
+    from lm_eval_fixtures import write_tasks
+
+    from xlt import benchmarks
+    from xlt.benchmarks import harness_tasks
+
+    tasks = write_tasks(tmp_path_factory.mktemp("lm_eval_tasks") / "tasks")
+    url = f"gs://{BUCKET}/lm_eval/tasks"
+    paths.copy_tree(tasks, url)
+    new_process()
+    mc = benchmarks.get("lm_eval:toy_mc_de", source=url)
+    here = benchmarks.get("lm_eval:toy_mc_de", source=str(tasks))
+    assert mc.source == url and not paths.is_url(mc._include)
+    assert (mc.task, mc.language, mc.kind, mc.metrics, mc.split) == (here.task, here.language, here.kind,
+                                                                      here.metrics, here.split)
+    gen = benchmarks.get("lm_eval:toy_gen", source=url)
+    assert gen.metrics == ("exact_match,strict", "exact_match,loose") and gen._include == mc._include  # one download
+    assert "toy_mc_de" in harness_tasks.task_manager(mc._include).all_subtasks
+    with pytest.raises(ConfigError, match="must be a directory of lm-eval task YAML files"):
+        benchmarks.get("lm_eval:toy_mc_de", source=f"gs://{BUCKET}/lm_eval/none")
