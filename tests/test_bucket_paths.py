@@ -504,7 +504,7 @@ def test_vocabulary_path_in_a_bucket(gcs, cwd, tmp_path_factory):
     (local / "tok" / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>", "unk_token": "<unk>"}))
     text = local / "text.txt"
     text.write_text("\n".join(["in the beginning god created the heaven and the earth"] * 20) + "\n")
-    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(local / "spm"), vocab_size=40,
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(local / "spm"), vocab_size=20,
                                    model_type="unigram", minloglevel=2)
     paths.copy_tree(local / "tok", f"gs://{BUCKET}/vocab/tok")
     paths.copy_file(local / "spm.model", f"gs://{BUCKET}/vocab/spm.model")
