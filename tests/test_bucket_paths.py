@@ -559,3 +559,57 @@ def test_lm_eval_task_directory_in_a_bucket(gcs, cwd, tmp_path_factory):
     assert "toy_mc_de" in harness_tasks.task_manager(mc._include).all_subtasks
     with pytest.raises(ConfigError, match="must be a directory of lm-eval task YAML files"):
         benchmarks.get("lm_eval:toy_mc_de", source=f"gs://{BUCKET}/lm_eval/none")
+
+
+def test_convert_hf_between_buckets(gcs, cwd, tmp_path_factory, capsys):
+    """tools/convert_hf.py (``xlt.interop.hf.run``) with gs:// input and output: an import from a bucket's HF
+    directory into a bucket equals the import of the same files locally; its export to a bucket writes the same
+    bytes as a local export; an existing output and a missing input are one-line errors (exit 2)."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from xlt.interop import hf
+
+    local = tmp_path_factory.mktemp("convert")
+    hf_dir = local / "hf"
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=16, n_positions=32, n_embd=16, n_layer=1, n_head=2, bos_token_id=None, eos_token_id=1,
+        pad_token_id=0))
+    model.save_pretrained(hf_dir)
+    _tokenizer_json(hf_dir / "tokenizer.json")
+    (hf_dir / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                              "eos_token": "</s>", "pad_token": "<pad>"}))
+    paths.copy_tree(hf_dir, f"gs://{BUCKET}/hf_in")
+    new_process()
+
+    assert cli.main(hf.run, ["import", f"--hf_dir=gs://{BUCKET}/hf_in", f"--out=gs://{BUCKET}/imported_x"]) == 0
+    assert cli.main(hf.run, ["import", f"--hf_dir={hf_dir}", f"--out={local / 'imported_x'}"]) == 0
+    names = objects(gcs, "imported_x")
+    assert {"meta.json", "model.gin", "hf/tokenizer.json", "hf/tokenizer_config.json"} <= set(names), names
+    remote, remote_meta = checkpoints.load_params(f"gs://{BUCKET}/imported_x")
+    here, here_meta = checkpoints.load_params(local / "imported_x")
+    assert jax_tree_equal(remote, here)
+    assert remote_meta.vocabulary == here_meta.vocabulary and remote_meta.source["hf_dir"] == f"gs://{BUCKET}/hf_in"
+
+    assert cli.main(hf.run, ["export", f"--xlt_dir=gs://{BUCKET}/imported_x", f"--out=gs://{BUCKET}/hf_out"]) == 0
+    assert cli.main(hf.run, ["export", f"--xlt_dir={local / 'imported_x'}", f"--out={local / 'hf_out'}"]) == 0
+    new_process()
+    exported = objects(gcs, "hf_out")
+    assert exported == sorted(p.name for p in (local / "hf_out").iterdir()) and "model.safetensors" in exported
+    for name in exported:
+        assert gcs.cat(f"hf_out/{name}") == (local / "hf_out" / name).read_bytes(), name
+
+    capsys.readouterr()
+    assert cli.main(hf.run, ["export", f"--xlt_dir=gs://{BUCKET}/imported_x", f"--out=gs://{BUCKET}/hf_out"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main(hf.run, ["import", f"--hf_dir=gs://{BUCKET}/no_hf", f"--out=gs://{BUCKET}/x2"]) == 2
+    assert "directory not found: gs://" in capsys.readouterr().err and objects(gcs, "x2") == []
+
+
+def jax_tree_equal(a, b) -> bool:
+    import jax
+
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    return tree_a == tree_b and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(leaves_a, leaves_b))
