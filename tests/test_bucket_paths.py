@@ -386,8 +386,9 @@ def test_transfer_matrix_in_a_bucket(gcs, cwd):
 
     from experiments import transfer_matrix as tm
 
-    argv = ["--gin_file=experiments/transfer_tiny_test.gin", f"--gin.transfer_matrix.results_dir='gs://{BUCKET}/results'",
-            "--gin.transfer_matrix.train_sets=['en']", "--gin.transfer_matrix.test_languages=['en']",
+    argv = ["--gin_file=experiments/transfer_tiny_test.gin",
+            f"--gin.transfer_matrix.results_dir='gs://{BUCKET}/results'", "--gin.transfer_matrix.train_sets=['en']",
+            "--gin.transfer_matrix.test_languages=['en']",
             "--gin.transfer_matrix.eval_tasks=['country_name_pair']", "--gin.transfer_matrix.seen_tasks=None"]
     files_, bindings, search, _ = cli.parse_gin_args(argv)
     cli.load_gin(files_, bindings, search)
