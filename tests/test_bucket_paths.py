@@ -233,6 +233,25 @@ def test_paths_and_atomic_writes_on_a_bucket(gcs, cwd):
         paths.open_file(url, "a")
 
 
+def test_tensorstore_reopens_an_ocdbt_database_in_the_bucket(gcs, cwd):
+    """The emulator's imitation of GCS generations, as tensorstore's OCDBT driver (orbax's array data) uses
+    them: a database written through one context is read and extended through fresh ones, as a restarted job
+    reads its checkpoint. With the generation missing from downloads through the metadata route (the earlier
+    imitation), the second read failed every time with "Malformed StorageGeneration"."""
+    import tensorstore as ts
+
+    spec = {"driver": "ocdbt", "base": f"gs://{BUCKET}/ocdbt/"}
+    kv = ts.KvStore.open(spec, context=ts.Context()).result()
+    kv.write("a", b"1").result()
+    kv.write("b", b"2").result()
+    again = ts.KvStore.open(spec, context=ts.Context()).result()
+    assert again.read("a").result().value == b"1" and again.read("b").result().value == b"2"
+    again.write("c", b"3").result()
+    third = ts.KvStore.open(spec, context=ts.Context()).result()
+    assert [third.read(k).result().value for k in ("a", "b", "c")] == [b"1", b"2", b"3"]
+    assert "manifest.ocdbt" in objects(gcs, "ocdbt")
+
+
 def _tokenizer_json(path: Path) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
