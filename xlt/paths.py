@@ -13,6 +13,10 @@ Local paths stay ``pathlib.Path`` (so existing callers and tests see the types t
 ``is_file``, ``iterdir``, ``mkdir``, ``open``, ``read_text``, ``write_text``, ``unlink``). What differs between
 the two, deleting a tree and copying a file across filesystems, is a function here.
 
+Readers that only open local files (seqio and tokenizers vocabularies, safetensors, lm-eval's task index,
+transformers) get a local copy of an object or of a URL "directory" (``local_copy``, ``local_tree``; once per
+process with ``downloaded``), made in a per-process scratch directory removed when the process exits.
+
 Object stores are not POSIX filesystems: there is no append and no atomic rename (a "rename" is a copy and
 a delete, a directory rename is one per object). An object upload, though, is atomic: a reader sees the old
 object or the new one. ``xlt.files`` builds its atomic writes on that.
