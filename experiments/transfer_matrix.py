@@ -650,7 +650,7 @@ def compilation_cache(cfg: MatrixConfig) -> None:
     if not cfg.compilation_cache:
         return
     import jax
-    jax.config.update("jax_compilation_cache_dir", str((cfg.root / ".jax_cache").absolute()))
+    jax.config.update("jax_compilation_cache_dir", str(paths.absolute(cfg.root / ".jax_cache")))  # a URL stays one
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import quote
 
@@ -73,7 +74,17 @@ def _gcs_generations(server_module) -> dict:
     """Give the emulator two behaviours of real GCS that tensorstore's gcs driver relies on (its OCDBT manifest
     is read and written conditionally) and that gcp-storage-emulator 2026.7 lacks: the object generation in
     the ``x-goog-generation`` header of a download, and the ``ifGenerationMatch``/``ifGenerationNotMatch``
-    preconditions (412 / 304). Returns the replaced handlers, for ``_restore``."""
+    preconditions (412 / 304) on reads, uploads and deletes. Returns the replaced handlers, for ``_restore``.
+
+    tensorstore downloads with ``GET /storage/v1/b/<bucket>/o/<object>?alt=media``, which the emulator routes to
+    its metadata handler ``get``; that one calls the module's own ``download`` directly, so replacing only the
+    ``/download/...`` route's handler is not enough: a download through ``get`` came back without a
+    generation header, which tensorstore reads as generation 0. Its next conditional read of that object
+    (OCDBT re-reading its manifest, ``ifGenerationNotMatch=0``) is then refused before any request as
+    "Malformed StorageGeneration" (0 is not a GCS generation). Whether the cached manifest generation came
+    from such a read or from a write's JSON response depended on timing, hence a flaky test. So ``get`` is
+    replaced too. The failure statuses are ``HTTPStatus`` members: the emulator's response writer reads
+    ``status.phrase``, and a bare ``412`` made it drop the connection instead of answering."""
     from gcp_storage_emulator.exceptions import NotFound
     from gcp_storage_emulator.handlers import objects as handlers
 
@@ -83,31 +94,54 @@ def _gcs_generations(server_module) -> dict:
         except NotFound:
             return "0"
 
+    def preconditions_hold(request, response, now: str) -> bool:
+        """GCS's generation preconditions on an object whose generation is ``now`` ("0": no object); when one
+        fails, the response is 412 (ifGenerationMatch) or 304 (ifGenerationNotMatch) and False returned."""
+        query = request.query
+        if "ifGenerationMatch" in query and query["ifGenerationMatch"][0] != now:
+            response.status = HTTPStatus.PRECONDITION_FAILED
+            return False
+        if "ifGenerationNotMatch" in query and query["ifGenerationNotMatch"][0] == now:
+            response.status = HTTPStatus.NOT_MODIFIED
+            return False
+        return True
+
     def download(request, response, storage, *args, **kwargs):
         bucket, name = request.params["bucket_name"], request.params["object_id"]
-        now, query = generation(storage, bucket, name), request.query
-        if "ifGenerationMatch" in query and query["ifGenerationMatch"][0] != now:
-            response.status = 412
-            return
-        if "ifGenerationNotMatch" in query and query["ifGenerationNotMatch"][0] == now:
-            response.status = 304
+        now = generation(storage, bucket, name)
+        if not preconditions_hold(request, response, now):
             return
         handlers.download(request, response, storage, *args, **kwargs)
         if now != "0":
             response["x-goog-generation"] = now
+            response["x-goog-metageneration"] = "1"
+
+    def get(request, response, storage, *args, **kwargs):
+        if request.query.get("alt", [""])[0] == "media":
+            return download(request, response, storage, *args, **kwargs)
+        if "softDeleted" not in request.query and not preconditions_hold(
+                request, response, generation(storage, request.params["bucket_name"], request.params["object_id"])):
+            return
+        return handlers.get(request, response, storage, *args, **kwargs)
 
     def insert(request, response, storage, *args, **kwargs):
         query = request.query
-        if "ifGenerationMatch" in query and "name" in query and query["ifGenerationMatch"][0] != generation(
-                storage, request.params["bucket_name"], query["name"][0]):
-            response.status = 412
+        if "name" in query and not preconditions_hold(
+                request, response, generation(storage, request.params["bucket_name"], query["name"][0])):
             return
         handlers.insert(request, response, storage, *args, **kwargs)
 
+    def delete(request, response, storage, *args, **kwargs):
+        if not preconditions_hold(
+                request, response, generation(storage, request.params["bucket_name"], request.params["object_id"])):
+            return
+        handlers.delete(request, response, storage, *args, **kwargs)
+
+    replacements = {handlers.download: download, handlers.get: get, handlers.insert: insert, handlers.delete: delete}
     replaced = {}
     for _, table in server_module.HANDLERS:
         for method, handler in list(table.items()):
-            new = {handlers.download: download, handlers.insert: insert}.get(handler)
+            new = replacements.get(handler)
             if new is not None:
                 replaced[(id(table), method)] = (table, handler)
                 table[method] = new
@@ -199,6 +233,25 @@ def test_paths_and_atomic_writes_on_a_bucket(gcs, cwd):
         paths.open_file(url, "a")
 
 
+def test_tensorstore_reopens_an_ocdbt_database_in_the_bucket(gcs, cwd):
+    """The emulator's imitation of GCS generations, as tensorstore's OCDBT driver (orbax's array data) uses
+    them: a database written through one context is read and extended through fresh ones, as a restarted job
+    reads its checkpoint. With the generation missing from downloads through the metadata route (the earlier
+    imitation), the second read failed every time with "Malformed StorageGeneration"."""
+    import tensorstore as ts
+
+    spec = {"driver": "ocdbt", "base": f"gs://{BUCKET}/ocdbt/"}
+    kv = ts.KvStore.open(spec, context=ts.Context()).result()
+    kv.write("a", b"1").result()
+    kv.write("b", b"2").result()
+    again = ts.KvStore.open(spec, context=ts.Context()).result()
+    assert again.read("a").result().value == b"1" and again.read("b").result().value == b"2"
+    again.write("c", b"3").result()
+    third = ts.KvStore.open(spec, context=ts.Context()).result()
+    assert [third.read(k).result().value for k in ("a", "b", "c")] == [b"1", b"2", b"3"]
+    assert "manifest.ocdbt" in objects(gcs, "ocdbt")
+
+
 def _tokenizer_json(path: Path) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -211,35 +264,34 @@ def _tokenizer_json(path: Path) -> Path:
     return path
 
 
-# The training run comes before the params-checkpoint test: after that test rewrites and deletes objects under
-# orbax's feet, tensorstore's OCDBT reads of a new checkpoint in the same emulator fail ("Malformed
-# StorageGeneration": the test's generation imitation, _gcs_generations, is not GCS). Measured 2026-12-02.
 def losses(records) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if "loss" in r}
 
 
-ISOLATED = "XLT_BUCKET_TRAIN_ALONE"
+ALONE = "XLT_BUCKET_TEST_ALONE"
 
 
-OPT_IN = "XLT_TEST_GCS_TRAIN"
-
-
-@pytest.mark.slow  # a training run written to the emulator, resumed, probed and evaluated: about a minute
-@pytest.mark.skipif(not os.environ.get(OPT_IN), reason=f"opt-in ({OPT_IN}=1): the emulator's imitation of GCS "
-                    "generations races under tensorstore's concurrent OCDBT writes (passed in 3 runs and failed in 4 on "
-                    "2026-12-02), so it is not a CI test; see docs/SCALE.md")
-def test_train_resume_probe_and_eval_from_a_bucket_in_its_own_process():
-    """Runs the test below alone in a new pytest process. In a process that has already written local orbax
-    checkpoints (earlier tests), tensorstore's OCDBT reads of a new checkpoint in the emulator fail with
-    "Malformed StorageGeneration" (shared tensorstore state meeting the test's imitation of GCS generations,
-    ``_gcs_generations``); alone, as a real training job runs, they do not."""
-    done = subprocess.run([sys.executable, "-m", "pytest", f"{__file__}::test_train_resume_probe_and_eval_from_a_bucket",
-                           "-q", "-p", "no:cacheprovider"], env={**os.environ, ISOLATED: "1"},
-                          capture_output=True, text=True, timeout=900)
+def run_alone(test: str) -> None:
+    """Run ``test`` of this file alone in a new pytest process, as a training job runs: the process starts with
+    no tensorstore, orbax or epath state from earlier tests (the GCS environment variables are read when a
+    client is first made, and epath caches its backend choice)."""
+    done = subprocess.run([sys.executable, "-m", "pytest", f"{__file__}::{test}", "-q", "-p", "no:cacheprovider"],
+                          env={**os.environ, ALONE: test}, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0 and "1 passed" in done.stdout.splitlines()[-1], done.stdout[-4000:]
 
 
-@pytest.mark.skipif(not os.environ.get(ISOLATED), reason="run alone in its own process by the test above")
+def alone(test):
+    """Mark ``test`` as one that runs only inside ``run_alone``."""
+    return pytest.mark.skipif(os.environ.get(ALONE) != test.__name__,
+                              reason="run alone in its own process by its *_in_its_own_process test")(test)
+
+
+@pytest.mark.slow  # a training run written to the emulator, resumed, probed and evaluated: about 40 s
+def test_train_resume_probe_and_eval_from_a_bucket_in_its_own_process():
+    run_alone("test_train_resume_probe_and_eval_from_a_bucket")
+
+
+@alone
 def test_train_resume_probe_and_eval_from_a_bucket(gcs, cwd):
     """MODEL_DIR=gs://…: checkpoints, config.json/config.gin, metrics.jsonl and TensorBoard events land in the
     bucket; a restart resumes from the bucket bitwise; probe and evaluation read the checkpoint from it and
@@ -326,8 +378,7 @@ def test_vocabulary_file_and_params_checkpoint_in_a_bucket(gcs, cwd, tmp_path_fa
 
 
 def test_transfer_matrix_results_dir_stays_a_url():
-    """The matrix's folders derive from results_dir: a URL must stay one (not Path's collapsed 'gs:/…'). Only
-    the path properties are URL-aware; a whole matrix run against a bucket is not tested."""
+    """The matrix's folders derive from results_dir: a URL must stay one (not Path's collapsed 'gs:/…')."""
     from experiments import transfer_matrix as tm
 
     files_, bindings, search, _ = cli.parse_gin_args(["--gin_file=experiments/transfer_tiny_test.gin",
@@ -338,6 +389,47 @@ def test_transfer_matrix_results_dir_stays_a_url():
     assert str(cfg.base_path) == f"gs://{BUCKET}/results/{cfg.name}/base"
     assert str(cfg.tuned_dir("en")) == f"gs://{BUCKET}/results/{cfg.name}/tuned/en"
     assert str(cfg.tuned_dir("en").relative_to(cfg.root)) == "tuned/en"
+
+
+@pytest.mark.slow  # a 1x1 matrix (pretrain, tune, evaluate two rows) in the emulator: about a minute
+def test_transfer_matrix_in_a_bucket_in_its_own_process():
+    run_alone("test_transfer_matrix_in_a_bucket")
+
+
+@alone
+def test_transfer_matrix_in_a_bucket(gcs, cwd):
+    """A whole transfer-matrix run with results_dir=gs://…: the base and the tuned row are trained into the
+    bucket, the cells evaluated from there, matrix.json/matrix.md, the figures and the compilation cache written
+    there, nothing in the working directory; a re-run finds every cell done in the bucket and evaluates nothing."""
+    import io
+
+    from experiments import transfer_matrix as tm
+
+    argv = ["--gin_file=experiments/transfer_tiny_test.gin",
+            f"--gin.transfer_matrix.results_dir='gs://{BUCKET}/results'", "--gin.transfer_matrix.train_sets=['en']",
+            "--gin.transfer_matrix.test_languages=['en']",
+            "--gin.transfer_matrix.eval_tasks=['country_name_pair']", "--gin.transfer_matrix.seen_tasks=None"]
+    files_, bindings, search, _ = cli.parse_gin_args(argv)
+    cli.load_gin(files_, bindings, search)
+    cfg = tm.MatrixConfig.from_gin()
+    log = io.StringIO()
+    matrix = tm.run(cfg, out=log)
+    names = set(objects(gcs, "results/tiny"))
+    for name in ("matrix.json", "matrix.md", "matrix_score.png", "matrix_gain.png"):
+        assert name in names, sorted(names)
+    assert any(n.startswith(".jax_cache/") for n in names), sorted(names)  # the compilation cache too
+    assert "base/checkpoints/4/commit_success.txt" in names and "tuned/en_s0/checkpoints/3/commit_success.txt" in names
+    for row in (tm.BASE_ROW, "en_s0"):
+        assert {f"eval/{row}/en/{n}" for n in ("records.json", "predictions.jsonl", tm.CELL_FILE)} <= names
+    saved = json.loads(gcs.cat("results/tiny/matrix.json"))
+    assert [r["row"] for r in saved["rows"]] == [tm.BASE_LABEL, "en"]
+    assert all(0.0 <= r["cells"]["en"]["mean"] <= 1.0 for r in saved["rows"])
+    assert "base (untuned)" in gcs.cat("results/tiny/matrix.md").decode()
+    new_process()
+    again = io.StringIO()
+    rerun = tm.run(cfg, out=again, hook=lambda row, lang: pytest.fail(f"re-evaluated {row}/{lang}"))
+    assert "] evaluating " not in again.getvalue() and "] tuning " not in again.getvalue(), again.getvalue()
+    assert rerun["rows"] == matrix["rows"]
 
 
 def test_benchmark_source_and_instruction_data_in_a_bucket(gcs, cwd):
@@ -418,3 +510,126 @@ def test_moving_a_tree_hf_tokenizer_and_matrix_base_in_a_bucket(gcs, cwd, tmp_pa
     tm.MatrixConfig(base_checkpoint=f"gs://{BUCKET}/imported", **kwargs).validate()
     with pytest.raises(ConfigError, match="base_checkpoint"):
         tm.MatrixConfig(base_checkpoint=f"gs://{BUCKET}/absent", **kwargs).validate()
+
+
+def test_vocabulary_path_in_a_bucket(gcs, cwd, tmp_path_factory):
+    """A run's vocabulary.path at a gs:// URL (sentencepiece and tokenizers kinds; the tokenizer_config.json
+    beside a tokenizer.json comes along and names its EOS): the vocabulary and its record equal those of the
+    same file read locally; a missing URL is a one-line ConfigError; the recorded file of a bucket checkpoint
+    is read (sha256 checked) through vocabulary_from_record."""
+    import sentencepiece as spm
+
+    local = tmp_path_factory.mktemp("vocabs")
+    tok = _tokenizer_json(local / "tok" / "tokenizer.json")
+    (local / "tok" / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>", "unk_token": "<unk>"}))
+    text = local / "text.txt"
+    text.write_text("\n".join(["in the beginning god created the heaven and the earth"] * 20) + "\n")
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(local / "spm"), vocab_size=20,
+                                   model_type="unigram", minloglevel=2)
+    paths.copy_tree(local / "tok", f"gs://{BUCKET}/vocab/tok")
+    paths.copy_file(local / "spm.model", f"gs://{BUCKET}/vocab/spm.model")
+    new_process()
+
+    for kind, url, path in (("tokenizers", f"gs://{BUCKET}/vocab/tok/tokenizer.json", tok),
+                            ("sentencepiece", f"gs://{BUCKET}/vocab/spm.model", local / "spm.model")):
+        remote, here = vocab_lib.vocabulary(kind=kind, path=url), vocab_lib.vocabulary(kind=kind, path=str(path))
+        assert remote.vocab_size == here.vocab_size and remote.eos_id == here.eos_id
+        assert remote.encode("god created the earth") == here.encode("god created the earth")
+        assert vocab_lib.record_of(remote) == vocab_lib.record_of(here)
+        assert not paths.is_url(vocab_lib.source_file(remote))  # read through a local copy
+    assert vocab_lib.vocabulary(kind="tokenizers", path=f"gs://{BUCKET}/vocab/tok/tokenizer.json").eos_id == 1
+    with pytest.raises(ConfigError, match="sentencepiece model not found: gs://"):
+        vocab_lib.vocabulary(kind="sentencepiece", path=f"gs://{BUCKET}/vocab/none.model")
+    with pytest.raises(ConfigError, match="Hugging Face tokenizer not found: gs://"):
+        vocab_lib.vocabulary(kind="tokenizers", path=f"gs://{BUCKET}/vocab/none.json")
+
+    record = vocab_lib.record_of(vocab_lib.vocabulary(kind="sentencepiece", path=str(local / "spm.model")))
+    gcs.pipe(f"ckpt/{record.file}", (local / "spm.model").read_bytes())
+    new_process()
+    again = vocab_lib.vocabulary_from_record(record, f"gs://{BUCKET}/ckpt")
+    assert again.encode("the heaven") == vocab_lib.vocabulary(kind="sentencepiece", path=str(local / "spm.model")
+                                                              ).encode("the heaven")
+    gcs.pipe(f"ckpt/{record.file}", (local / "spm.model").read_bytes()[:-1])
+    new_process()
+    with pytest.raises(CheckpointError, match=f"gs://{BUCKET}/ckpt/vocab/spm.model has sha256"):
+        vocab_lib.vocabulary_from_record(record, f"gs://{BUCKET}/ckpt")
+
+
+def test_lm_eval_task_directory_in_a_bucket(gcs, cwd, tmp_path_factory):
+    """An lm_eval:<task> benchmark whose source is a gs:// directory of task YAML files: read (once per
+    process) through a local copy, the URL kept as its source; a missing directory is a one-line ConfigError."""
+    pytest.importorskip("lm_eval")
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
+    from lm_eval_fixtures import write_tasks
+
+    from xlt import benchmarks
+    from xlt.benchmarks import harness_tasks
+
+    tasks = write_tasks(tmp_path_factory.mktemp("lm_eval_tasks") / "tasks")
+    url = f"gs://{BUCKET}/lm_eval/tasks"
+    paths.copy_tree(tasks, url)
+    new_process()
+    mc = benchmarks.get("lm_eval:toy_mc_de", source=url)
+    here = benchmarks.get("lm_eval:toy_mc_de", source=str(tasks))
+    assert mc.source == url and not paths.is_url(mc._include)
+    assert (mc.task, mc.language, mc.kind, mc.metrics, mc.split) == (here.task, here.language, here.kind,
+                                                                      here.metrics, here.split)
+    gen = benchmarks.get("lm_eval:toy_gen", source=url)
+    assert gen.metrics == ("exact_match,strict", "exact_match,loose") and gen._include == mc._include  # one download
+    assert "toy_mc_de" in harness_tasks.task_manager(mc._include).all_subtasks
+    with pytest.raises(ConfigError, match="must be a directory of lm-eval task YAML files"):
+        benchmarks.get("lm_eval:toy_mc_de", source=f"gs://{BUCKET}/lm_eval/none")
+
+
+def test_convert_hf_between_buckets(gcs, cwd, tmp_path_factory, capsys):
+    """tools/convert_hf.py (``xlt.interop.hf.run``) with gs:// input and output: an import from a bucket's HF
+    directory into a bucket equals the import of the same files locally; its export to a bucket writes the same
+    bytes as a local export; an existing output and a missing input are one-line errors (exit 2)."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from xlt.interop import hf
+
+    local = tmp_path_factory.mktemp("convert")
+    hf_dir = local / "hf"
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=16, n_positions=32, n_embd=16, n_layer=1, n_head=2, bos_token_id=None, eos_token_id=1,
+        pad_token_id=0))
+    model.save_pretrained(hf_dir)
+    _tokenizer_json(hf_dir / "tokenizer.json")
+    (hf_dir / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                              "eos_token": "</s>", "pad_token": "<pad>"}))
+    paths.copy_tree(hf_dir, f"gs://{BUCKET}/hf_in")
+    new_process()
+
+    assert cli.main(hf.run, ["import", f"--hf_dir=gs://{BUCKET}/hf_in", f"--out=gs://{BUCKET}/imported_x"]) == 0
+    assert cli.main(hf.run, ["import", f"--hf_dir={hf_dir}", f"--out={local / 'imported_x'}"]) == 0
+    names = objects(gcs, "imported_x")
+    assert {"meta.json", "model.gin", "hf/tokenizer.json", "hf/tokenizer_config.json"} <= set(names), names
+    remote, remote_meta = checkpoints.load_params(f"gs://{BUCKET}/imported_x")
+    here, here_meta = checkpoints.load_params(local / "imported_x")
+    assert jax_tree_equal(remote, here)
+    assert remote_meta.vocabulary == here_meta.vocabulary and remote_meta.source["hf_dir"] == f"gs://{BUCKET}/hf_in"
+
+    assert cli.main(hf.run, ["export", f"--xlt_dir=gs://{BUCKET}/imported_x", f"--out=gs://{BUCKET}/hf_out"]) == 0
+    assert cli.main(hf.run, ["export", f"--xlt_dir={local / 'imported_x'}", f"--out={local / 'hf_out'}"]) == 0
+    new_process()
+    exported = objects(gcs, "hf_out")
+    assert exported == sorted(p.name for p in (local / "hf_out").iterdir()) and "model.safetensors" in exported
+    for name in exported:
+        assert gcs.cat(f"hf_out/{name}") == (local / "hf_out" / name).read_bytes(), name
+
+    capsys.readouterr()
+    assert cli.main(hf.run, ["export", f"--xlt_dir=gs://{BUCKET}/imported_x", f"--out=gs://{BUCKET}/hf_out"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main(hf.run, ["import", f"--hf_dir=gs://{BUCKET}/no_hf", f"--out=gs://{BUCKET}/x2"]) == 2
+    assert "directory not found: gs://" in capsys.readouterr().err and objects(gcs, "x2") == []
+
+
+def jax_tree_equal(a, b) -> bool:
+    import jax
+
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    return tree_a == tree_b and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(leaves_a, leaves_b))

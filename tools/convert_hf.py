@@ -9,6 +9,8 @@ Usage:
 ``import`` writes an xlt params-only checkpoint O (O/params, O/meta.json) with O/model.gin binding the
 ModelConfig (use it as --gin_file) and the tokenizer files under O/hf/. ``export`` reads O (or a training
 MODEL_DIR, its latest step) and writes config.json + safetensors that transformers' from_pretrained loads.
+Every path may be a bucket URL (``gs://…``, docs/SCALE.md "Bucket paths"): a bucket's HF directory is read
+through a local copy, an import is saved straight to the bucket, an export is written locally and uploaded.
 Bad input prints one line ``xlt: error: ...`` and exits with status 2.
 """
 

@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -456,20 +455,8 @@ def vocabulary_of(meta: CheckpointMeta) -> seqio.Vocabulary:
     if meta.vocabulary is None:
         raise CheckpointError(f"checkpoint {where} records no vocabulary; re-import it with its tokenizer files "
                               "(or pass the vocabulary explicitly where the caller allows it)")
-    root = meta.root or where
-    if paths.is_url(root) and meta.vocabulary.file:
-        # seqio and tokenizers open local files: read the vocabulary through a local copy (its sha256 is
-        # still checked against the record by vocabulary_from_record)
-        local_root = Path(tempfile.mkdtemp(prefix="xlt-vocab-"))
-        target = local_root / meta.vocabulary.file
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            paths.copy_file(paths.path(root) / meta.vocabulary.file, target)
-        except FileNotFoundError as e:
-            raise CheckpointError(f"vocabulary file {root}/{meta.vocabulary.file} recorded by checkpoint {where} "
-                                  "is missing") from e
-        return vocab_lib.vocabulary_from_record(meta.vocabulary, local_root)
-    return vocab_lib.vocabulary_from_record(meta.vocabulary, root)
+    # a bucket checkpoint's file is read through a local copy (vocab.recorded_file), its sha256 checked
+    return vocab_lib.vocabulary_from_record(meta.vocabulary, meta.root or where)
 
 
 def training_meta(*, model: ModelConfig, shapes: Mapping[str, list[int]], vocabulary: VocabularyRecord,

@@ -13,6 +13,10 @@ Local paths stay ``pathlib.Path`` (so existing callers and tests see the types t
 ``is_file``, ``iterdir``, ``mkdir``, ``open``, ``read_text``, ``write_text``, ``unlink``). What differs between
 the two, deleting a tree and copying a file across filesystems, is a function here.
 
+Readers that only open local files (seqio and tokenizers vocabularies, safetensors, lm-eval's task index,
+transformers) get a local copy of an object or of a URL "directory" (``local_copy``, ``local_tree``; once per
+process with ``downloaded``), made in a per-process scratch directory removed when the process exits.
+
 Object stores are not POSIX filesystems: there is no append and no atomic rename (a "rename" is a copy and
 a delete, a directory rename is one per object). An object upload, though, is atomic: a reader sees the old
 object or the new one. ``xlt.files`` builds its atomic writes on that.
@@ -20,6 +24,8 @@ object or the new one. ``xlt.files`` builds its atomic writes on that.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import re
 import shutil
@@ -103,14 +109,27 @@ def copy_file(source: PathLike, target: PathLike) -> None:
         shutil.copyfileobj(src, dst, length=16 << 20)
 
 
+@functools.lru_cache(maxsize=None)
+def _scratch_root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="xlt-url-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
+def scratch_dir() -> Path:
+    """A new empty local directory for copies of objects, removed when the process exits (the copies are read
+    for as long as the process runs: seqio opens a sentencepiece file lazily)."""
+    return Path(tempfile.mkdtemp(dir=_scratch_root()))
+
+
 def local_copy(p: PathLike, directory: PathLike | None = None) -> Path:
     """A local file with the content of ``p``: ``p`` itself when local, else a copy in ``directory`` (a new
-    temporary directory by default) under the same name. For readers that only open local files (seqio's
+    scratch directory by default) under the same name. For readers that only open local files (seqio's
     sentencepiece vocabulary opens its file through tf.io.gfile, tokenizers through the OS)."""
     q = path(p)
     if isinstance(q, Path):
         return q
-    where = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="xlt-url-"))
+    where = Path(directory) if directory is not None else scratch_dir()
     where.mkdir(parents=True, exist_ok=True)
     local = where / q.name
     copy_file(q, local)
@@ -159,15 +178,23 @@ def move_tree(source: PathLike, target: PathLike) -> None:
 
 def local_tree(p: PathLike, directory: PathLike | None = None) -> Path:
     """A local directory (or file) with the content of ``p``: ``p`` itself when local, else a copy of every file
-    under the URL in ``directory`` (a new temporary directory by default), keeping the relative layout. For
+    under the URL in ``directory`` (a new scratch directory by default), keeping the relative layout. For
     readers that walk a local copy (instruction-data providers): a bucket copy is downloaded once and read as
     a local one."""
     q = path(p)
     if isinstance(q, Path):
         return q
-    where = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="xlt-url-"))
+    where = Path(directory) if directory is not None else scratch_dir()
     if q.is_file():
         return local_copy(q, where)
     local = where / q.name
     copy_tree(q, local)
     return local
+
+
+@functools.lru_cache(maxsize=None)
+def downloaded(url: str) -> Path:
+    """``local_tree(url)`` once per process: a bucket directory or file that a reader walks as a local one (an
+    lm-eval task directory, a vocabulary and the tokenizer files beside it) is downloaded the first time it is
+    asked for. An object changed later is seen by a new process, as a job started after the change would."""
+    return local_tree(url)

@@ -9,7 +9,8 @@ already loaded by the evaluator, wrapped in ``xlt.harness.XltLM`` exactly as ``l
 checkpoint: the same tokenizer lookup, context length and request handling, hence the same numbers.
 
 * Source: ``benchmark_sources['lm_eval:<task>']`` is a directory of task YAML files (lm-eval's
-  ``--include_path``: local tasks, offline); without one the task is looked up among lm-eval's built-in
+  ``--include_path``: local tasks, offline; a ``gs://`` directory is downloaded once per process, and the
+  URL is what results record); without one the task is looked up among lm-eval's built-in
   tasks (their data come from the Hugging Face hub when run). Groups, tags and Python-class tasks are
   refused in one line (name the group's tasks: ``lm_eval:xnli_de``, ...).
 * Language: the task name's last part (``xnli_de`` -> de, ``belebele_kor_Hang`` -> ko, ``..._korean`` ->
@@ -38,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xlt import paths
 from xlt.errors import ConfigError
 from xlt.instruct.meta import CHOICE, GENERATION
 
@@ -132,12 +134,16 @@ class HarnessBenchmark:
     def __init__(self, name: str, source: str | None = None):
         if not is_harness_name(name) or not name[len(PREFIX):].strip():
             raise ConfigError(f"a harness benchmark is named {PREFIX}<task>, got {name!r}")
+        include = None  # the local directory lm-eval indexes: the source, or a bucket source's local copy
         if source is not None:
-            if not isinstance(source, str) or not source.strip() or not Path(source).is_dir():
+            if not isinstance(source, str) or not source.strip() or not paths.path(source).is_dir():
                 raise ConfigError(f"{name}: source must be a directory of lm-eval task YAML files, got {source!r}")
-            source = str(Path(source).resolve())
-        self.name, self.task, self.source = name, name[len(PREFIX):], source
-        cfg = _task_config(self.task, source)
+            if paths.is_url(source):  # lm-eval reads local YAML files: the directory is downloaded once per process
+                include = str(paths.downloaded(source))
+            else:
+                source = include = str(Path(source).resolve())
+        self.name, self.task, self.source, self._include = name, name[len(PREFIX):], source, include
+        cfg = _task_config(self.task, include)
         self.output_type = str(cfg.get("output_type") or "")
         if self.output_type not in KINDS:
             raise ConfigError(f"lm-eval task {self.task!r}: output_type {self.output_type!r} is not one of "
@@ -206,7 +212,7 @@ class HarnessBenchmark:
         lm = harness.lm_from_evaluator(evaluator)
         with _kept_random_state():
             out = harness.run_harness_tasks(lm, [self.task], limit=limit, log_samples=True,
-                                            task_manager=task_manager(self.source))
+                                            task_manager=task_manager(self._include))
         raw = out["raw"]
         results = out["results"].get(self.task, {})
         n = int((raw.get("n-samples", {}).get(self.task) or {}).get("effective") or 0)

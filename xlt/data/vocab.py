@@ -22,6 +22,7 @@ seqio (and with it TensorFlow) is imported only where a vocabulary is built, so 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import gin
 
+from xlt import paths
 from xlt.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 KINDS = ("byte", "sentencepiece", "tokenizers")
 # Where a training run keeps its vocabulary file, relative to MODEL_DIR (the record's ``file``).
 RUN_DIR = "vocab"
+# The files beside a tokenizer.json that name its special tokens (read in this order, the later one wins).
+SPECIAL_TOKEN_FILES = ("special_tokens_map.json", "tokenizer_config.json")
 
 
 def _first_line(e: BaseException) -> str:
@@ -84,7 +88,7 @@ def special_ids(directory: str | Path, token_to_id: Callable[[str], int | None])
     in ``directory`` names, mapped through ``token_to_id`` (None where a file names none)."""
     directory = Path(directory)
     named: dict[str, str] = {}
-    for file in ("special_tokens_map.json", "tokenizer_config.json"):  # the later file wins
+    for file in SPECIAL_TOKEN_FILES:  # the later file wins
         path = directory / file
         if not path.is_file():
             continue
@@ -121,6 +125,29 @@ def tokenizers_vocabulary(path: str | Path, **ids: int | None) -> TokenizersVoca
     return TokenizersVocabulary(path, eos_id=ids["eos_id"], bos_id=ids["bos_id"], unk_id=ids["unk_id"])
 
 
+def local_vocabulary_file(url: str, kind: str) -> Path:
+    """A local copy of the vocabulary file at ``url`` (downloaded once per process), for seqio and tokenizers,
+    which open local files; a ``tokenizer.json`` comes with the ``tokenizer_config.json`` /
+    ``special_tokens_map.json`` beside it (they name its special tokens). The copy keeps the file's name, so
+    the record a run writes (``vocab/<name>``, sha256) is the one a local path to the same file gives."""
+    if not paths.exists(url):
+        raise ConfigError(f"{'sentencepiece model' if kind == 'sentencepiece' else 'Hugging Face tokenizer'} "
+                          f"not found: {url}")
+    return _downloaded_vocabulary(url, kind)
+
+
+@functools.lru_cache(maxsize=None)
+def _downloaded_vocabulary(url: str, kind: str) -> Path:
+    where = paths.scratch_dir()
+    local = paths.local_copy(url, where)
+    if kind == "tokenizers":
+        for name in SPECIAL_TOKEN_FILES:
+            sibling = paths.path(url).parent / name
+            if sibling.is_file():
+                paths.copy_file(sibling, where / name)
+    return local
+
+
 # --- Building a vocabulary by kind ---------------------------------------------------------------------------
 
 
@@ -138,6 +165,8 @@ def vocabulary(kind: str = "byte", path: str | None = None, extra_ids: int = 0) 
     if not path:
         raise ConfigError(f"vocabulary.kind={kind!r} needs vocabulary.path "
                           f"({'a .model file' if kind == 'sentencepiece' else 'a tokenizer.json'})")
+    if paths.is_url(path):
+        path = str(local_vocabulary_file(path, kind))
     if kind == "sentencepiece":
         if not tf.io.gfile.exists(path):
             raise ConfigError(f"sentencepiece model not found: {path}")
@@ -331,13 +360,17 @@ def record_from_legacy_id(vocab_id: Any) -> VocabularyRecord | None:
 
 def recorded_file(record: VocabularyRecord, checkpoint_dir: str | Path) -> Path:
     """The vocabulary file ``record`` names inside ``checkpoint_dir``, after checking that it is there and has
-    the recorded sha256 (a changed or replaced file is refused: the ids would mean other tokens)."""
-    path = Path(checkpoint_dir) / str(record.file)
+    the recorded sha256 (a changed or replaced file is refused: the ids would mean other tokens). In a bucket
+    checkpoint (``gs://…``) it is a local copy of the object, made for this call."""
+    path = paths.path(checkpoint_dir) / str(record.file)
     if not path.is_file():
         raise CheckpointError(f"vocabulary file {path} recorded by checkpoint {checkpoint_dir} is missing")
+    where = path
+    if paths.is_url(path):  # seqio and tokenizers open local files; the copy is what is checked and read
+        path = paths.local_copy(path)
     sha = sha256_of(path)
     if not (record.sha256 and sha.startswith(record.sha256)):
-        raise CheckpointError(f"vocabulary file {path} has sha256 {sha[:12]}… but the checkpoint records "
+        raise CheckpointError(f"vocabulary file {where} has sha256 {sha[:12]}… but the checkpoint records "
                               f"{(record.sha256 or '?')[:12]}…: the file was changed after the checkpoint "
                               "was written")
     return path

@@ -34,6 +34,7 @@ import ml_dtypes
 import numpy as np
 
 from xlt import checkpoints
+from xlt import paths as xlt_paths  # (``paths`` is a loop variable below)
 from xlt.data import vocab as vocab_lib
 from xlt.errors import CheckpointError, ConfigError
 from xlt.files import read_json_object
@@ -319,10 +320,13 @@ def _resolve(name: str, source: TensorSource) -> str:
 
 def convert_from_hf(hf_dir: str | Path, *, dtype: str = "float32", pad_vocab_to_multiple: int | None = None,
                     scan_layers: bool = False) -> tuple[ModelConfig, dict[str, Any], dict[str, Any]]:
-    """Read a HF checkpoint directory into ``(ModelConfig, params tree of numpy arrays, info)``."""
-    hf_dir = Path(hf_dir)
-    if not hf_dir.is_dir():
+    """Read a HF checkpoint directory into ``(ModelConfig, params tree of numpy arrays, info)``. A bucket
+    directory (``gs://…``) is read through a local copy, made once per process (safetensors and the
+    tokenizer libraries open local files); ``info`` records the URL."""
+    url = str(hf_dir) if xlt_paths.is_url(hf_dir) else None
+    if not xlt_paths.path(hf_dir).is_dir():
         raise CheckpointError(f"Hugging Face checkpoint directory not found: {hf_dir}")
+    hf_dir = xlt_paths.downloaded(url) if url else Path(hf_dir)
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype!r}; choose one of {list(DTYPES)}")
     hf = read_json_object(hf_dir / "config.json", "config.json")
@@ -333,7 +337,7 @@ def convert_from_hf(hf_dir: str | Path, *, dtype: str = "float32", pad_vocab_to_
     finally:
         source.close()
     info = {"hf_config": hf, "model_type": family.model_type, "architecture": family.architecture,
-            "hf_dir": str(hf_dir.absolute()), "weights": source.description}
+            "hf_dir": url or str(hf_dir.absolute()), "weights": source.description}
     return cfg, params, info
 
 
@@ -515,7 +519,7 @@ def tokenizer_record(directory: str | Path, hf: Mapping[str, Any], prefix: str =
 def tokenizer_files_for_export(meta: checkpoints.CheckpointMeta) -> dict[str, Path]:
     """HF-named tokenizer files to write next to an exported model: the kept ``hf/`` files of an import,
     else the vocabulary file the checkpoint records when its name is one transformers reads."""
-    root = Path(meta.root or meta.path or ".")
+    root = xlt_paths.path(meta.root or meta.path or ".")
     kept = root / "hf"
     if kept.is_dir():
         return {f.name: f for f in sorted(kept.iterdir()) if f.is_file() and f.name in KEPT_FILES}
@@ -539,12 +543,12 @@ def import_hf(hf_dir: str | Path, out: str | Path, *, dtype: str = "float32", pa
               scan_layers: bool = False, overwrite: bool = False) -> Path:
     """Convert a HF checkpoint directory into an xlt params-only checkpoint at ``out`` (atomically):
     ``out/params``, ``out/meta.json``, ``out/model.gin`` and the tokenizer files under ``out/hf/``."""
-    out = Path(out).absolute()
+    out = xlt_paths.absolute(out)  # a URL (gs://…) stays one: save_params writes to buckets
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise CheckpointError(f"output {out} already exists and is not empty; remove it or pass --overwrite")
     cfg, params, info = convert_from_hf(hf_dir, dtype=dtype, pad_vocab_to_multiple=pad_vocab_to_multiple,
                                         scan_layers=scan_layers)
-    hf_dir = Path(hf_dir)
+    hf_dir = xlt_paths.downloaded(str(hf_dir)) if xlt_paths.is_url(hf_dir) else Path(hf_dir)  # the same local copy
     extra: dict[str, str | bytes | Path] = {
         "model.gin": model_gin(cfg, [f"Imported from Hugging Face {info['architecture']} at {info['hf_dir']}",
                                      f"by tools/convert_hf.py; parameters: xlt.checkpoints.load_params('{out}')."])}
@@ -571,8 +575,10 @@ def import_tokenizer(hf_dir: Path, hf: Mapping[str, Any], cfg: ModelConfig) -> v
 def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None,
               max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, overwrite: bool = False) -> Path:
     """Write the params of an xlt checkpoint (params-only or a training run) as a HF checkpoint directory:
-    ``config.json``, safetensors (sharded past ``max_shard_bytes``) and any kept tokenizer files."""
-    out = Path(out).absolute()
+    ``config.json``, safetensors (sharded past ``max_shard_bytes``) and any kept tokenizer files. To a URL
+    (``gs://…``) the directory is written locally first and then uploaded file by file (not atomic as a whole:
+    an interrupted upload leaves some files, and ``--overwrite`` replaces them)."""
+    out = xlt_paths.absolute(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise CheckpointError(f"output {out} already exists and is not empty; remove it or pass --overwrite")
     if dtype is not None and dtype not in DTYPES:
@@ -617,7 +623,8 @@ def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None
     carried = (meta.source or {}).get("hf_config")
     config = hf_config_from(cfg, family, out_dtype, carried)
     tokenizer_files = tokenizer_files_for_export(meta)  # checked before anything is written
-    tmp = out.parent / f".{out.name}.xlt-tmp"
+    url = xlt_paths.is_url(out)
+    tmp = xlt_paths.scratch_dir() / out.name if url else out.parent / f".{out.name}.xlt-tmp"
     try:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -625,10 +632,10 @@ def export_hf(xlt_path: str | Path, out: str | Path, *, dtype: str | None = None
         write_safetensors(tmp, entries, stream(), max_shard_bytes)
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         for name, file in tokenizer_files.items():
-            shutil.copyfile(file, tmp / name)
+            xlt_paths.copy_file(file, tmp / name)
         if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        tmp.rename(out)
+            xlt_paths.rmtree(out) if out.is_dir() else out.unlink()
+        xlt_paths.move_tree(tmp, out)  # a rename locally, an upload to a URL
     except OSError as e:
         raise CheckpointError(f"cannot write Hugging Face checkpoint {out}: {str(e).splitlines()[0]}") from e
     finally:
