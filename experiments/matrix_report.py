@@ -6,15 +6,17 @@ A matrix has one or two *parts*, each a table with the untuned base as its first
 
 * ``held_out``: the held-out clusters' choice tasks (``eval_tasks``) or benchmark columns, cells in
   ``eval/<row>/<column>``: zero-shot transfer of instruction tuning to unseen tasks.
-* ``seen`` (when ``MatrixConfig.seen_tasks`` is set): the training clusters' choice tasks on their test
-  items, cells in ``eval_seen/<row>/<language>``: whether tuning taught the tasks it trained on (the
+* ``seen`` (when ``MatrixConfig.seen_tasks`` is set): the training clusters' tasks (all choice: accuracy; or
+  all generation: each answer's chrF, averaged over items) on items tuning never read (``seen_splits``: test,
+  validation), cells in ``eval_seen/<row>/<language>``: whether tuning taught the tasks it trained on (the
   positive control: a tuned row's own-language cell should be above the base) and how that carries over
   to the other languages. ``matrix.json`` keeps the held-out part at its top level (as before the seen
   part existed) and the seen part under ``"seen"``.
 
 The cell (mean, std, seed_std, gain) is described in ``experiments.transfer_matrix``'s docstring and in
 ``matrix.json``'s ``cell``. Statistics per tuned cell (``statistics`` in each part), from the cells'
-``predictions.jsonl`` (one line per example: its item, template and 0/1 ``correct``; choice tasks):
+``predictions.jsonl`` (one line per example: its item, template and 0/1 ``correct`` for choice tasks, the
+answer's ``chrf`` for generation tasks):
 
 * ``n_items``: items compared (each scored under every template, by every seed and by the base);
 * ``ci``: the 95% interval of the gain from a paired, two-level bootstrap over items stratified by task
@@ -25,7 +27,8 @@ The cell (mean, std, seed_std, gain) is described in ``experiments.transfer_matr
   family: the held-out and the seen matrix answer different questions.
 
 Every column also gets its ``chance`` level: the mean over its tasks of the mean of 1 / (number of options)
-over their examples. Generation benchmark columns have no per-item 0/1 values: their statistics are None.
+over their examples (None for generation tasks). Generation benchmark columns have no per-item values: their
+statistics are None.
 So are cells whose ``predictions.jsonl`` predates the per-item fields (delete the cell folder and re-run).
 """
 
@@ -51,7 +54,8 @@ CORRECTION = "holm"
 ALPHA = 0.05
 STAT_SEED = 0
 MARK = "★"
-PART_TITLES = {"held_out": "held-out clusters (zero-shot)", "seen": "seen clusters (the tuning tasks' test items)"}
+PART_TITLES = {"held_out": "held-out clusters (zero-shot)",
+               "seen": "seen clusters (the tuning tasks' items that tuning never read)"}
 
 
 def _tm(cfg: MatrixConfig) -> Any:
@@ -323,7 +327,8 @@ def _table(part: Mapping[str, Any], digits: int) -> list[str]:
         lines.append(f"{MARK} and bold: gain significant at α = {stats['alpha']} after the {name} correction over "
                      f"the {stats['n_tests']} tuned cells of this table ({stats['test']}; {stats['n_permutations']} "
                      f"sign flips). [low, high]: {stats['interval']}; {stats['n_resamples']} resamples, seed "
-                     f"{stats['seed']}. *chance*: mean over tasks of 1 / number of options.")
+                     f"{stats['seed']}." + (" *chance*: mean over tasks of 1 / number of options."
+                                           if any(v is not None for v in chance.values()) else ""))
         found = significant_cells(part)
         lines.append("Significant cells: " + (", ".join(f"{row} → {col} ({_signed(g, digits)})"
                                                        for row, col, g in found) if found else "none") + ".")
@@ -340,6 +345,8 @@ def matrix_markdown(matrix: dict[str, Any], digits: int = 3) -> str:
         title = PART_TITLES.get(part.get("part", "held_out"), part.get("part", ""))
         lines += [f"### {title[0].upper()}{title[1:]}: "
                   f"{', '.join(part['eval_tasks'] or part.get('benchmarks', []))}", ""]
+        if part is not matrix and part.get("cell") != matrix["cell"]:  # e.g. seen generation tasks: chrF
+            lines += [f"Cell: {part['cell']}.", ""]
         lines += _table(part, digits)
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -416,3 +423,45 @@ def write_outputs(cfg: MatrixConfig, matrix: dict[str, Any]) -> None:
     if "seen" in matrix:
         _heatmap(matrix["seen"], "mean", cfg.root / "matrix_seen_score.png")
         _heatmap(matrix["seen"], "gain", cfg.root / "matrix_seen_gain.png")
+
+
+# ------------------------------------------------------------------------------------------- replication
+def replication(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """Whether a second run of the same experiment (other seeds) reproduces the first: for every cell that is
+    significant in either run (each part separately), its gain and adjusted p in both and whether the signs
+    agree. Both matrices must have the same parts, rows and columns."""
+    cells: list[dict[str, Any]] = []
+    for part, a, b in (("held_out", first, second), ("seen", first.get("seen"), second.get("seen"))):
+        if (a is None) != (b is None):
+            raise ConfigError(f"the two matrices do not have the same parts ({part} in only one)")
+        if a is None:
+            continue
+        shape = [(r["row"], sorted(r["cells"])) for r in a["rows"]]
+        if shape != [(r["row"], sorted(r["cells"])) for r in b["rows"]]:
+            raise ConfigError(f"the two matrices' {part} parts have different rows or columns")
+        for ra, rb in zip(a["rows"][1:], b["rows"][1:]):
+            for col in a["columns"]:
+                ca, cb = ra["cells"][col], rb["cells"][col]
+                if not (ca.get("significant") or cb.get("significant")):
+                    continue
+                cells.append({"part": part, "row": ra["row"], "column": col,
+                              "gain": [ca["gain"], cb["gain"]], "p_adjusted": [ca["p_adjusted"], cb["p_adjusted"]],
+                              "significant": [bool(ca["significant"]), bool(cb["significant"])],
+                              "same_sign": (ca["gain"] > 0) == (cb["gain"] > 0) and ca["gain"] != 0 != cb["gain"]})
+    both = [c for c in cells if all(c["significant"])]
+    return {"cells": cells, "significant": [sum(c["significant"][i] for c in cells) for i in (0, 1)],
+            "significant_in_both": len(both), "same_sign": sum(c["same_sign"] for c in cells),
+            "first_significant_same_sign": sum(c["same_sign"] for c in cells if c["significant"][0])}
+
+
+def replication_markdown(rep: Mapping[str, Any], digits: int = 3) -> str:
+    lines = ["| part | train → test | gain, run 1 | gain, run 2 | adj. p, run 1 | adj. p, run 2 | same sign |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    for c in rep["cells"]:
+        g = [f"{_signed(x, digits)}{' ' + MARK if s else ''}" for x, s in zip(c["gain"], c["significant"])]
+        lines.append(f"| {c['part']} | {c['row']} → {c['column']} | {g[0]} | {g[1]} | {c['p_adjusted'][0]:.4f} | "
+                     f"{c['p_adjusted'][1]:.4f} | {'yes' if c['same_sign'] else '**no**'} |")
+    n1, n2 = rep["significant"]
+    lines += ["", f"Significant: {n1} cells in run 1, {n2} in run 2, {rep['significant_in_both']} in both; of run 1's, "
+              f"{rep['first_significant_same_sign']} have the same sign in run 2."]
+    return "\n".join(lines) + "\n"

@@ -43,7 +43,10 @@ mean is the mean over tasks of their (seed x template) means, its ``std`` the ro
 the population std over (seed x template) -- the convention of ``xlt.evaluation.report``, which keeps
 differences in task difficulty out of the spread. ``seed_std`` (population std over seeds of the per-seed
 primary score) is stored too. ``gain`` is the cell mean minus the base row's mean in the same test language.
-Per tuned cell, ``n_items``, ``ci`` (95% paired bootstrap interval of the gain), ``p`` (sign-flip test),
+The cell of the seen-cluster matrix (``seen_tasks``): the same with accuracy for choice tasks; with generation
+tasks (the demo's), each greedy answer's sentence-level chrF against the item's references (0-1: the answer's
+language and form as much as its content), averaged over items. Items come from ``held_out_splits`` /
+``seen_splits`` in order until ``max_items_per_task`` (``fill_plan``). Per tuned cell, ``n_items``, ``ci`` (95% paired bootstrap interval of the gain), ``p`` (sign-flip test),
 ``p_adjusted`` and ``significant`` (Holm over the matrix's tuned cells), and per column its ``chance`` level:
 ``experiments.matrix_report``, which builds the matrix and writes its files.
 

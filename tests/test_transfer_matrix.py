@@ -80,7 +80,8 @@ def test_matrix_runs_end_to_end(finished):
     assert seen["chance"] == {"en": None, "ko": None} and seen["statistics"]["n_tests"] == 4
     lines = [json.loads(x) for x in (root / "eval_seen" / "ko_s0" / "en" / "predictions.jsonl").read_text().splitlines()]
     assert {x["task"] for x in lines} == {"month_after"} and {x["content_lang"] for x in lines} == {"en"}
-    assert [x["item"].split("/")[2] for x in lines] == ["test", "test"]  # test first, validation only to fill
+    items = {x["item"] for x in lines}  # every template of 2 items: test first, validation only to fill
+    assert len(items) == 2 and {i.split("/")[2] for i in items} == {"test"} and len(lines) > len(items)
     from xlt.evaluation import metrics
     assert all(x["chrf"] == pytest.approx(metrics.sentence_chrf([x["prediction"]], [[x["gold"]]])[0] / 100)
                for x in lines)
@@ -350,3 +351,32 @@ def test_trained_vocabulary_is_made_once_and_reused(tmp_path):
     assert again.vocabulary is not None  # found at validation: the same file
     tm._ensure_vocabulary(again, tm.Progress(1, 0, 0, out))
     assert model.stat().st_mtime_ns == stamp and "kept from an earlier run" in out.getvalue()
+
+
+def test_replication_of_significant_cells(synthetic, tmp_path):
+    """tools/compare_matrices.py: every cell significant in either run, with both gains and whether the signs
+    agree; matrices of different shapes are refused."""
+    import copy
+    import subprocess
+    import sys
+    first = tm.build_matrix(synthetic)
+    second = copy.deepcopy(first)
+    rep = mr.replication(first, second)
+    assert rep["significant"] == [2, 2] and rep["significant_in_both"] == 2 and rep["same_sign"] == 2
+    assert {(c["part"], c["row"], c["column"]) for c in rep["cells"]} == {("held_out", "en", "en"), ("seen", "en", "en")}
+    cell = second["seen"]["rows"][1]["cells"]["en"]
+    cell.update(gain=-cell["gain"], significant=False)
+    rep = mr.replication(first, second)
+    assert rep["significant"] == [2, 1] and rep["first_significant_same_sign"] == 1
+    assert "| seen | en → en |" in mr.replication_markdown(rep) and "**no**" in mr.replication_markdown(rep)
+    del second["seen"]
+    with pytest.raises(ConfigError, match="same parts"):
+        mr.replication(first, second)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(first))
+    b.write_text("{}")
+    tool = Path(__file__).resolve().parent.parent / "tools" / "compare_matrices.py"
+    done = subprocess.run([sys.executable, str(tool), str(a), str(a)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "of run 1's, 2 have the same sign in run 2" in done.stdout, done.stderr
+    done = subprocess.run([sys.executable, str(tool), str(a), str(b)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("xlt: error:"), done.stderr
