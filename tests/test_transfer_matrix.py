@@ -380,3 +380,23 @@ def test_replication_of_significant_cells(synthetic, tmp_path):
     assert done.returncode == 0 and "of run 1's, 2 have the same sign in run 2" in done.stdout, done.stderr
     done = subprocess.run([sys.executable, str(tool), str(a), str(b)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("xlt: error:"), done.stderr
+
+
+@pytest.mark.parametrize("name", ["transfer_demo", "transfer_tiny_test", "ablation_base_model", "ablation_demo_recipe",
+                                  "ablation_mixture", "ablation_templates"])
+def test_shipped_experiment_configs_validate(name, tmp_path):
+    """The experiments that need no outside checkpoint (the demo, its ablations) are valid as shipped: every
+    field, task, split and template checked, before anyone spends minutes on them."""
+    from experiments import ablation as ab
+    text = (cli.GIN_DIR / "experiments" / f"{name}.gin").read_text()
+    bindings = [] if name.startswith("ablation") else [f"transfer_matrix.results_dir = '{tmp_path}'"]
+    cli.load_gin([f"experiments/{name}.gin"], bindings)
+    if "ablation.name" in text:
+        configs = ab.variant_configs(ab.AblationConfig.from_gin())
+        assert len(configs) >= 2
+    else:
+        configs = {name: tm.MatrixConfig.from_gin()}
+    if name == "transfer_demo":
+        cfg = configs[name]
+        assert cfg.seen_kind() == "generation" and cfg.max_items_per_task >= 100
+        assert cfg.splits_of("held_out") == ("test", "validation", "train")
