@@ -176,8 +176,8 @@ class MatrixConfig(configs.RunConfig):
                                                  "that every test language has); only without `benchmarks`")
     seen_tasks: tuple[str, ...] | None = setting(None, help="training-cluster tasks of the seen-cluster matrix, all "
                                                  "choice (accuracy) or all generation (each answer's chrF, "
-                                                 "averaged over items); their test items, cells in "
-                                                 "eval_seen/<row>/<lang>; None: no seen-cluster matrix")
+                                                 "averaged over items) on their seen_splits items, cells "
+                                                 "in eval_seen/<row>/<lang>; None: no seen-cluster matrix")
     held_out_splits: tuple[str, ...] = setting(("test",), help="splits the held-out tasks' items come from, in "
                                                "order until max_items_per_task (their clusters never enter "
                                                "tuning, so every split is unseen)")
