@@ -137,6 +137,9 @@ def _item_values(cfg: MatrixConfig, row: str, column: str, part: str
     path = cfg.eval_dir(row, column, part=part) / "predictions.jsonl"
     if not path.is_file():
         return None
+    # The per-item value of the cell's own metric: a generation benchmark's F1 has none in the lines, so its
+    # column gets no statistics rather than a test of another metric.
+    key = "chrf" if _tm(cfg).primary_metric(cfg, bench, part) == _tm(cfg).SEEN_GENERATION_METRIC else "correct"
     tasks = set(_tasks(cfg, bench, part))
     values: dict[tuple[str, str], dict[str, float]] = {}
     options: dict[str, list[int]] = {}
@@ -146,7 +149,6 @@ def _item_values(cfg: MatrixConfig, row: str, column: str, part: str
         line = json.loads(text)
         if line.get("task") not in tasks or line.get("content_lang", lang) != lang:
             continue
-        key = "correct" if "correct" in line else "chrf"
         if key not in line or "item" not in line:
             return None
         per_template = values.setdefault((line["task"], line["item"]), {})

@@ -145,6 +145,8 @@ def test_polylm_study_runs_on_fixtures(tmp_path, data):
     assert cfg.instruction_spec("ko+ja+de")["name"] == "multialpaca"
     check_matrix(cfg, matrix, ["ko+ja+de"])
     assert matrix["primary_metrics"]["tydiqa/ko"] == "squad_f1"
+    # A generation benchmark's per-item lines carry chrF, not its F1: no statistics on another metric.
+    assert matrix["rows"][1]["cells"]["tydiqa/ko"]["p"] is None and matrix["rows"][1]["cells"]["xnli/de"]["p"] is not None
     assert matrix["primary_metrics"]["xnli/de"] == "accuracy"
     # A choice column reports the four rankings, a generation column the benchmark's metrics and both
     # language-confusion rates; every template of every item (2 items x all templates).
