@@ -92,9 +92,9 @@ def _task_values(cfg: MatrixConfig, row: str, column: str, part: str = "held_out
     value, its item mean (the templates' values weighted by their item counts), and the cell's std is then the
     spread over seeds only."""
     bench, lang = _column_of(cfg, column, part)
-    metric = _tm(cfg).primary_metric(cfg, bench, part)
-    if metric == _tm(cfg).SEEN_GENERATION_METRIC:  # a per-answer value: the predictions are its only source
+    if cfg.scores_answers(part):  # a per-answer value: the predictions are its only source
         return _line_task_values(cfg, row, column, part)
+    metric = _tm(cfg).primary_metric(cfg, bench, part)
     path = cfg.eval_dir(row, column, part=part) / "records.json"
     if not path.is_file():
         raise ConfigError(f"cell {row} -> {column} ({part}) has no {path}; run the experiment to finish it")
@@ -139,7 +139,7 @@ def _item_values(cfg: MatrixConfig, row: str, column: str, part: str
         return None
     # The per-item value of the cell's own metric: a generation benchmark's F1 has none in the lines, so its
     # column gets no statistics rather than a test of another metric.
-    key = "chrf" if _tm(cfg).primary_metric(cfg, bench, part) == _tm(cfg).SEEN_GENERATION_METRIC else "correct"
+    key = "chrf" if cfg.scores_answers(part) else "correct"
     tasks = set(_tasks(cfg, bench, part))
     values: dict[tuple[str, str], dict[str, float]] = {}
     options: dict[str, list[int]] = {}
@@ -259,7 +259,7 @@ def build_matrix(cfg: MatrixConfig, part: str = "held_out", *, correction: str =
         "correction": correction, "alpha": alpha, "family": f"the {n_tests} tuned cells of this part with per-item "
         "data", "n_tests": n_tests, "n_resamples": n_resamples, "n_permutations": n_permutations, "seed": seed,
         "confidence": sig.DEFAULT_CONFIDENCE, "module": "xlt.evaluation.significance"}
-    if part == "seen" and cfg.seen_kind() == "generation":
+    if cfg.scores_answers(part):
         cell = ("mean over the seen tasks of each answer's chrF (0-1, sacrebleu's sentence chrF against the item's "
                 "references), averaged over items; each task's value is its mean over seeds x items. std: root "
                 "mean square over tasks of the population std over seeds; seed_std: population std over seeds of "

@@ -527,6 +527,11 @@ class MatrixConfig(configs.RunConfig):
         """The kind of the seen tasks (choice or generation); None without a seen-cluster matrix."""
         return meta.task_spec(self.seen_tasks[0]).kind if self.seen_tasks else None
 
+    def scores_answers(self, part: str) -> bool:
+        """Whether a part's cells score generated answers, each by its chrF (``SEEN_GENERATION_METRIC``: the
+        seen part with generation tasks), rather than ranked options or a benchmark's own metric."""
+        return part == "seen" and self.seen_kind() == meta.GENERATION
+
     def tasks_of(self, part: str = "held_out") -> tuple[str, ...]:
         """The tasks a part's cells average: eval_tasks (held-out; empty with benchmark columns, each its own
         task) or seen_tasks (empty without a seen-cluster matrix)."""
@@ -575,7 +580,7 @@ def primary_metric(cfg: MatrixConfig, benchmark: str | None, part: str = "held_o
     """The metric a cell reports: accuracy (summed log-likelihood) for choice columns; for seen generation
     tasks each answer's chrF averaged over items (``SEEN_GENERATION_METRIC``, from predictions.jsonl); for a
     generation benchmark its F1 when it has one (TyDiQA: squad_f1), else its first metric (MGSM: number_match)."""
-    if part == "seen" and cfg.seen_kind() == meta.GENERATION:
+    if cfg.scores_answers(part):
         return SEEN_GENERATION_METRIC
     if benchmark is None:
         return PRIMARY_METRIC
@@ -609,7 +614,7 @@ def _cell_settings(cfg: MatrixConfig, row: str, column: str, part: str = "held_o
                 "template_lang": tlang, "max_items_per_task": cfg.max_items_per_task,
                 "split": list(cfg.splits_of(part)) if bench is None else None,
                 "all_templates": cfg.all_templates, "calibrate": cfg.calibrate, "predictions": PREDICTIONS_FORMAT}
-    if part == "seen" and cfg.seen_kind() == meta.GENERATION:
+    if cfg.scores_answers(part):
         settings["max_new_tokens"] = cfg.max_new_tokens
     if bench is not None:
         settings.update(source=cfg.source_of(bench))
