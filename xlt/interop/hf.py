@@ -318,6 +318,11 @@ def _resolve(name: str, source: TensorSource) -> str:
     return next((o for o in options if o in source), options[0])
 
 
+def _local_dir(hf_dir: str | Path) -> Path:
+    """``hf_dir`` as a local directory: itself, or a bucket directory's copy (downloaded once per process)."""
+    return xlt_paths.downloaded(str(hf_dir)) if xlt_paths.is_url(hf_dir) else Path(hf_dir)
+
+
 def convert_from_hf(hf_dir: str | Path, *, dtype: str = "float32", pad_vocab_to_multiple: int | None = None,
                     scan_layers: bool = False) -> tuple[ModelConfig, dict[str, Any], dict[str, Any]]:
     """Read a HF checkpoint directory into ``(ModelConfig, params tree of numpy arrays, info)``. A bucket
@@ -326,7 +331,7 @@ def convert_from_hf(hf_dir: str | Path, *, dtype: str = "float32", pad_vocab_to_
     url = str(hf_dir) if xlt_paths.is_url(hf_dir) else None
     if not xlt_paths.path(hf_dir).is_dir():
         raise CheckpointError(f"Hugging Face checkpoint directory not found: {hf_dir}")
-    hf_dir = xlt_paths.downloaded(url) if url else Path(hf_dir)
+    hf_dir = _local_dir(hf_dir)
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype!r}; choose one of {list(DTYPES)}")
     hf = read_json_object(hf_dir / "config.json", "config.json")
@@ -548,7 +553,7 @@ def import_hf(hf_dir: str | Path, out: str | Path, *, dtype: str = "float32", pa
         raise CheckpointError(f"output {out} already exists and is not empty; remove it or pass --overwrite")
     cfg, params, info = convert_from_hf(hf_dir, dtype=dtype, pad_vocab_to_multiple=pad_vocab_to_multiple,
                                         scan_layers=scan_layers)
-    hf_dir = xlt_paths.downloaded(str(hf_dir)) if xlt_paths.is_url(hf_dir) else Path(hf_dir)  # the same local copy
+    hf_dir = _local_dir(hf_dir)  # the copy convert_from_hf read
     extra: dict[str, str | bytes | Path] = {
         "model.gin": model_gin(cfg, [f"Imported from Hugging Face {info['architecture']} at {info['hf_dir']}",
                                      f"by tools/convert_hf.py; parameters: xlt.checkpoints.load_params('{out}')."])}
